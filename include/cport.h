@@ -1,0 +1,352 @@
+/*
+ * cport: asynchronous sockets with I/O-completion-port semantics.
+ *
+ * One API, two modes, every platform:
+ *
+ *  - completion mode (the default): an operation that cannot finish at once
+ *    is handed to the OS (or emulated) and its result later arrives as a
+ *    CPORT_TAG_COMPLETION message in the socket's owner queue;
+ *  - select mode: an operation that cannot finish at once returns a select
+ *    handle; a CPORT_TAG_SELECT message says when to call it again.
+ *
+ * Every operation call takes a timeout: CPORT_NOWAIT (the asynchronous form
+ * described above), CPORT_INFINITY, or a number of milliseconds (a blocking
+ * call that never consumes messages meant for the owner queue).
+ *
+ * A nowait call returns exactly one of:
+ *   CPORT_OK          done now; results are in the out-parameters;
+ *   CPORT_SELECT      pending in select mode; *handle identifies it;
+ *   CPORT_COMPLETION  pending in completion mode; *handle identifies it;
+ *   a negative cport_err value.
+ *
+ * Every pending handle ends with exactly one message in the owner queue: its
+ * select or completion message, or a CPORT_TAG_ABORT message whose status is
+ * CPORT_ECANCELED (cport_cancel) or CPORT_ECLOSED (cport_close). The one
+ * exception: cport_cancel returning CPORT_OK for a select handle (select
+ * operations carry no data, so nothing is lost).
+ *
+ * Buffers passed to a pending completion operation belong to the library
+ * until that operation's message has been delivered; after that the library
+ * never touches them again.
+ *
+ * All functions are thread-safe. Sockets are integers with a generation
+ * count: a stale or forged socket gets CPORT_EBADF, never a crash.
+ */
+#ifndef CPORT_H
+#define CPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(CPORT_SHARED_BUILD)
+#define CPORT_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(CPORT_SHARED)
+#define CPORT_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define CPORT_API __attribute__((visibility("default")))
+#else
+#define CPORT_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Results. Non-negative values are successes; errors are negative and the
+ * same event gives the same code on every backend. */
+typedef enum cport_err {
+  CPORT_OK = 0,
+  CPORT_SELECT = 1,     /* pending, select mode */
+  CPORT_COMPLETION = 2, /* pending, completion mode */
+
+  CPORT_EINVAL = -1,        /* bad argument, or a call that is wrong in this state */
+  CPORT_EBADF = -2,         /* not a socket of this library: stale, forged or closed */
+  CPORT_ENOMEM = -3,        /* out of memory */
+  CPORT_ENOTSUP = -4,       /* not supported on this platform/backend/socket type */
+  CPORT_EALREADY = -5,      /* a select operation is already pending in that direction */
+  CPORT_ENOTCONN = -6,      /* the socket is not connected */
+  CPORT_EISCONN = -7,       /* the socket is already connected */
+  CPORT_ECONNREFUSED = -8,  /* the peer refused the connection */
+  CPORT_ECONNRESET = -9,    /* the peer reset the connection */
+  CPORT_ECONNABORTED = -10, /* the connection was aborted by the local host stack */
+  CPORT_ETIMEDOUT = -11,    /* a timeout elapsed */
+  CPORT_EPIPE = -12,        /* send after the connection was shut down */
+  CPORT_EADDRINUSE = -13,   /* address already in use */
+  CPORT_EADDRNOTAVAIL = -14,/* address not available */
+  CPORT_EAFNOSUPPORT = -15, /* address family not supported */
+  CPORT_EMFILE = -16,       /* per-process descriptor limit reached */
+  CPORT_ENFILE = -17,       /* system descriptor limit reached */
+  CPORT_ENOBUFS = -18,      /* no buffer space */
+  CPORT_EMSGSIZE = -19,     /* message too long (datagram truncated) */
+  CPORT_ENETUNREACH = -20,  /* network unreachable */
+  CPORT_EHOSTUNREACH = -21, /* host unreachable */
+  CPORT_EACCES = -22,       /* permission denied */
+  CPORT_ECANCELED = -23,    /* abort reason: cport_cancel stopped the operation */
+  CPORT_ECLOSED = -24,      /* abort reason: the socket was closed locally */
+  CPORT_ENOTFOUND = -25,    /* cport_cancel: no such pending operation (it ended) */
+  CPORT_EBUSY = -26,        /* the object is in use (a queue that still owns sockets) */
+  CPORT_EOPNOTSUPP = -27,   /* the operation does not apply to this socket (listen on UDP) */
+  CPORT_ENETDOWN = -28,     /* the network is down */
+  CPORT_EINTR = -29,        /* interrupted */
+  CPORT_EUNKNOWN = -30      /* an OS error with no portable equivalent */
+} cport_err;
+
+/* A static, English description of a cport_err value. Never NULL. */
+CPORT_API const char *cport_strerror(int err);
+
+/* The symbolic name of a cport_err value ("CPORT_ECONNRESET"). Never NULL. */
+CPORT_API const char *cport_errname(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Basic types                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Timeouts, in milliseconds, or one of these two. */
+#define CPORT_NOWAIT (-2)
+#define CPORT_INFINITY (-1)
+
+/* A socket: an integer with a generation count. 0 is never a valid socket. */
+typedef uint64_t cport_socket;
+#define CPORT_INVALID_SOCKET ((cport_socket)0)
+
+/* Identifies one pending operation on one socket. 0 is never valid. */
+typedef uint64_t cport_handle;
+
+typedef struct cport_ctx cport_ctx;     /* a poller plus its queues */
+typedef struct cport_queue cport_queue; /* a user mailbox */
+
+/* Address families and socket types. */
+enum { CPORT_AF_INET = 1, CPORT_AF_INET6 = 2, CPORT_AF_UNIX = 3 };
+enum { CPORT_SOCK_STREAM = 1, CPORT_SOCK_DGRAM = 2 };
+
+/* A socket address. Plain data: copy it, compare it, zero it. */
+typedef struct cport_addr {
+  int family;        /* CPORT_AF_INET or CPORT_AF_INET6 (0 = none) */
+  uint16_t port;     /* host byte order */
+  uint8_t ip[16];    /* network byte order; IPv4 uses the first 4 bytes */
+  uint32_t scope_id; /* IPv6 scope (interface index) */
+  uint32_t flowinfo; /* IPv6 flow information */
+} cport_addr;
+
+/* Fill *addr from numeric text and a port: "127.0.0.1", "::1", "0.0.0.0".
+ * Returns CPORT_OK or CPORT_EINVAL for text that is not an address. */
+CPORT_API int cport_addr_init(cport_addr *addr, const char *ip, uint16_t port);
+
+/* Parse "a.b.c.d:port" or "[v6]:port" (or "[v6%scope]:port").
+ * Returns CPORT_OK or CPORT_EINVAL. */
+CPORT_API int cport_addr_parse(cport_addr *addr, const char *text);
+
+/* Format as "a.b.c.d:port" or "[v6]:port" into buf (NUL-terminated).
+ * CPORT_ADDR_STRLEN is always enough. Returns the length written, or
+ * CPORT_EINVAL for a bad address or a buffer too small. */
+#define CPORT_ADDR_STRLEN 64
+CPORT_API int cport_addr_format(const cport_addr *addr, char *buf, size_t size);
+
+/* ------------------------------------------------------------------------ */
+/* Contexts                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Backends. CPORT_BACKEND_AUTO picks the platform's best (IOCP on Windows,
+ * epoll on Linux) and honours the environment variable CPORT_BACKEND
+ * ("epoll", "iocp"). */
+typedef enum cport_backend_id {
+  CPORT_BACKEND_AUTO = 0,
+  CPORT_BACKEND_EPOLL = 1,
+  CPORT_BACKEND_IO_URING = 2,
+  CPORT_BACKEND_IOCP = 3
+} cport_backend_id;
+
+typedef struct cport_ctx_options {
+  cport_backend_id backend; /* default CPORT_BACKEND_AUTO */
+  int accepts_per_listener; /* IOCP: AcceptEx posted ahead per listener; 0 = 32 */
+} cport_ctx_options;
+
+/* Create a context. opts may be NULL for defaults. Returns CPORT_OK,
+ * CPORT_ENOTSUP for a backend this build or system lacks, or an OS error. */
+CPORT_API int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts);
+
+/* Destroy a context: closes every socket still open in it (their aborts are
+ * discarded with the queues), waits a bounded time for the OS to release
+ * pending buffers, and frees every queue. No thread may still be using it. */
+CPORT_API void cport_ctx_destroy(cport_ctx *ctx);
+
+/* The backend a context runs on, and its name ("epoll", "iocp"). */
+CPORT_API cport_backend_id cport_ctx_backend(const cport_ctx *ctx);
+CPORT_API const char *cport_backend_name(cport_backend_id id);
+
+/* Whether this build and system can run a backend. */
+CPORT_API int cport_backend_available(cport_backend_id id);
+
+/* ------------------------------------------------------------------------ */
+/* Queues and messages                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef enum cport_tag {
+  CPORT_TAG_SELECT = 1,     /* a select handle is ready: call the operation again */
+  CPORT_TAG_COMPLETION = 2, /* a completion operation ended (status may be an error) */
+  CPORT_TAG_ABORT = 3,      /* ended without running: status is ECANCELED or ECLOSED */
+  CPORT_TAG_USER = 4        /* posted by cport_post */
+} cport_tag;
+
+typedef enum cport_op {
+  CPORT_OP_NONE = 0,
+  CPORT_OP_ACCEPT = 1,
+  CPORT_OP_CONNECT = 2,
+  CPORT_OP_SEND = 3,
+  CPORT_OP_RECV = 4
+} cport_op;
+
+typedef struct cport_msg {
+  cport_tag tag;
+  cport_op op;
+  cport_socket socket;   /* the socket the operation ran on (0 for user messages) */
+  cport_handle handle;   /* the handle the call returned (0 for user messages) */
+  int status;            /* CPORT_OK or a negative cport_err */
+  size_t bytes;          /* bytes sent or received (a partial count on abort) */
+  void *buf;             /* the buffer of a send or recv */
+  cport_socket accepted; /* accept completion: the new socket */
+  uint64_t user;         /* user messages: the value posted */
+  void *user_ptr;        /* user messages: the pointer posted */
+} cport_msg;
+
+/* Create a queue in ctx. */
+CPORT_API int cport_queue_create(cport_ctx *ctx, cport_queue **out);
+
+/* Destroy a queue. CPORT_EBUSY while a socket still has it as owner. */
+CPORT_API int cport_queue_destroy(cport_queue *q);
+
+/* The context of a queue. */
+CPORT_API cport_ctx *cport_queue_ctx(const cport_queue *q);
+
+/* Wait up to timeout (ms, CPORT_NOWAIT = don't wait, CPORT_INFINITY) for
+ * messages; store up to max of them in msgs. Returns the number stored
+ * (0 on timeout) or a negative error. A waiting thread drives the poller
+ * itself when no other thread does, so one queue on one thread pays no
+ * thread hop. */
+CPORT_API int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout);
+
+/* Post a user message (tag CPORT_TAG_USER) from any thread; wakes a waiter. */
+CPORT_API int cport_post(cport_queue *q, uint64_t value, void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* Sockets                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Flags for cport_open. */
+#define CPORT_OPEN_SELECT 0x1u      /* select mode (default: completion mode) */
+#define CPORT_OPEN_REGISTRY 0x2u    /* list in the registry (overrides the default) */
+#define CPORT_OPEN_NO_REGISTRY 0x4u /* do not list in the registry */
+
+/* Open a socket in owner's context; its messages go to owner. family is
+ * CPORT_AF_INET or CPORT_AF_INET6, type CPORT_SOCK_STREAM. The OS socket is
+ * non-blocking and not inherited by child processes. */
+CPORT_API int cport_open(cport_queue *owner, int family, int type, unsigned flags,
+                         cport_socket *out);
+
+/* Close a socket. Each pending operation ends with one message: an abort
+ * with status CPORT_ECLOSED, or its completion if that raced ahead. The
+ * socket is invalid when this returns. */
+CPORT_API int cport_close(cport_socket s);
+
+/* Bind to a local address. SO_REUSEADDR is set on POSIX listeners (as libuv
+ * does), SO_EXCLUSIVEADDRUSE on Windows. */
+CPORT_API int cport_bind(cport_socket s, const cport_addr *addr);
+
+/* Listen; backlog <= 0 means the system maximum. Calling it again on a
+ * listener only changes the backlog. */
+CPORT_API int cport_listen(cport_socket s, int backlog);
+
+/* Accept a connection. Done now: *accepted is the new socket, owned by the
+ * listener's owner, in the listener's mode. Pending: the completion message
+ * carries it in msg.accepted; a select message means "call again".
+ * Resets before accept are retried internally and never reported;
+ * CPORT_EMFILE/CPORT_ENFILE are reported once per call. */
+CPORT_API int cport_accept(cport_socket listener, int timeout, cport_socket *accepted,
+                           cport_handle *handle);
+
+/* Connect. In completion mode a pending connect ends with its completion
+ * (status OK or the real error). In select mode, after the select message
+ * call cport_connect again (addr may be NULL) for the result. Binds an
+ * unbound socket to the wildcard address first. A finite timeout cancels
+ * the attempt when it elapses and returns CPORT_ETIMEDOUT. */
+CPORT_API int cport_connect(cport_socket s, const cport_addr *addr, int timeout,
+                            cport_handle *handle);
+
+/* Flags for send and recv. */
+#define CPORT_WAITALL 0x1u /* recv: fill the whole buffer (or EOF, or an error) */
+
+/* Send len bytes. Completion mode: done now or pending, always whole; a
+ * partial write never reaches the user. Select mode: *sent is what went out
+ * now; CPORT_SELECT means "the rest waits, call again with what is left".
+ * Blocking: returns when all was sent, or on error/timeout (*sent says how
+ * much went). len must be at least 1 and fit in 2^31 - 1. */
+CPORT_API int cport_send(cport_socket s, const void *buf, size_t len, unsigned flags,
+                         int timeout, size_t *sent, cport_handle *handle);
+
+/* Receive into buf (len 1 .. 2^31 - 1). Done now or completion: at least
+ * one byte, or 0 meaning the peer shut down its sending side; with
+ * CPORT_WAITALL the whole buffer unless EOF or an error comes first.
+ * A blocking call that times out returns CPORT_ETIMEDOUT with *received set
+ * to what arrived: data that arrived is never dropped. */
+CPORT_API int cport_recv(cport_socket s, void *buf, size_t len, unsigned flags, int timeout,
+                         size_t *received, cport_handle *handle);
+
+/* Shut down one or both directions. */
+enum { CPORT_SHUT_RD = 1, CPORT_SHUT_WR = 2, CPORT_SHUT_RDWR = 3 };
+CPORT_API int cport_shutdown(cport_socket s, int how);
+
+/* Local and peer addresses. */
+CPORT_API int cport_sockname(cport_socket s, cport_addr *addr);
+CPORT_API int cport_peername(cport_socket s, cport_addr *addr);
+
+/* Cancel a pending operation. Select handle: CPORT_OK, and no message for
+ * it follows. Completion handle: CPORT_OK, and exactly one message follows:
+ * its completion if it won the race, else an abort with CPORT_ECANCELED.
+ * CPORT_ENOTFOUND when the handle already ended (its message is, or will
+ * be, in the queue). */
+CPORT_API int cport_cancel(cport_socket s, cport_handle handle);
+
+/* ------------------------------------------------------------------------ */
+/* Registry                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* How many open sockets the registry lists. */
+CPORT_API int cport_number_of(void);
+
+typedef struct cport_filter {
+  int family;          /* 0 = any */
+  int type;            /* 0 = any */
+  cport_queue *owner;  /* NULL = any */
+} cport_filter;
+
+/* Store up to max registered sockets that match filter (NULL = all) in out;
+ * returns how many match (which may exceed max). */
+CPORT_API int cport_which_sockets(const cport_filter *filter, cport_socket *out, int max);
+
+/* Print a table of every registered socket to f, like Erlang's socket:i(). */
+CPORT_API void cport_print_sockets(FILE *f);
+
+/* Basic facts about a socket. */
+typedef struct cport_info {
+  int family;
+  int type;
+  int select_mode;      /* 1 if opened with CPORT_OPEN_SELECT */
+  cport_queue *owner;
+  int listening;
+  int connected;
+  int pending_reads;    /* accept and recv operations pending */
+  int pending_writes;   /* connect and send operations pending */
+  uint64_t bytes_in, bytes_out;
+} cport_info;
+
+CPORT_API int cport_info_get(cport_socket s, cport_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CPORT_H */

@@ -1,0 +1,149 @@
+/* Internal types shared by the core and the backends. Not installed. */
+#ifndef CPORT_INTERNAL_H
+#define CPORT_INTERNAL_H
+
+#include "cp_platform.h" /* src/posix or src/win: mutex, cond, clock */
+#include "cport.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Internal result: the backend took the operation and will report its end
+ * through cp_op_done(). Never returned to users. */
+#define CP_PENDING 100
+
+/* Largest single send or recv, so that every OS accepts the length. */
+#define CP_MAX_IO_LEN 0x7fffffffu
+
+enum cp_dir { CP_RD = 0, CP_WR = 1 };
+enum cp_op_state { CP_OP_PENDING = 0, CP_OP_DONE = 1 };
+enum cp_sock_state { CP_SOCK_FREE = 0, CP_SOCK_OPEN = 1, CP_SOCK_ZOMBIE = 2 };
+
+/* Room for a backend's per-operation state (an OVERLAPPED, a WSABUF,
+ * AcceptEx's address buffer, an io_uring user_data...). */
+#define CP_BACKEND_OP_SIZE 192
+#define CP_BACKEND_SOCK_SIZE 64
+
+typedef struct cp_sock cp_sock;
+
+typedef struct cp_op {
+  struct cp_op *next, *prev; /* in its socket's list for dir */
+  cp_sock *sock;
+  cport_handle handle;
+  uint8_t kind;      /* cport_op */
+  uint8_t dir;       /* cp_dir */
+  uint8_t select;    /* a readiness wait: ends with a select message */
+  uint8_t state;     /* cp_op_state */
+  uint8_t cancelled; /* cport_cancel asked to stop it */
+  uint8_t closed;    /* cport_close asked to stop it */
+  uint8_t started;   /* the backend has begun it (epoll: head of its dir) */
+  unsigned flags;    /* CPORT_WAITALL */
+  char *buf;
+  size_t len;
+  size_t done;       /* bytes transferred so far */
+  int status;        /* result, once state == CP_OP_DONE */
+  cport_socket accepted;
+  cport_addr addr;   /* connect: the target */
+  cport_queue *dest; /* where the message goes: NULL means the owner */
+  _Alignas(16) unsigned char be[CP_BACKEND_OP_SIZE];
+} cp_op;
+
+typedef struct cp_list {
+  cp_op *head, *tail;
+  int count;
+} cp_list;
+
+/* A socket slot. Slots live in chunks that are never freed, so a lookup by
+ * a stale handle reads valid memory and fails the generation check. */
+struct cp_sock {
+  cp_mutex mu;
+  uint32_t index;
+  uint32_t gen;     /* the handle is valid iff state == OPEN and gen matches */
+  uint8_t state;    /* cp_sock_state */
+  uint8_t family;   /* CPORT_AF_* */
+  uint8_t type;     /* CPORT_SOCK_* */
+  uint8_t select_mode;
+  uint8_t registered;
+  uint8_t bound, listening, connecting, connected;
+  uint8_t shut_rd, shut_wr;
+  cport_socket id;  /* the handle users hold (kept while a zombie drains) */
+  cport_ctx *ctx;
+  cport_queue *owner;
+  cp_list dirs[2];  /* pending operations, FIFO per direction */
+  int be_refs;      /* backend-held references that delay freeing the slot */
+  uint64_t next_handle;
+  cp_op *free_ops;
+  int free_op_count;
+  uint64_t bytes_in, bytes_out;
+  uintptr_t os;     /* the OS socket: an fd or a SOCKET */
+  cp_sock *next_free;
+  _Alignas(16) unsigned char be[CP_BACKEND_SOCK_SIZE];
+};
+
+/* The backend interface: a handful of functions, each called with the
+ * socket's mutex held unless said otherwise. */
+typedef struct cp_backend {
+  cport_backend_id id;
+  const char *name;
+  /* Context set-up and tear-down (no locks held). */
+  int (*ctx_init)(cport_ctx *ctx);
+  void (*ctx_free)(cport_ctx *ctx);
+  /* Create the OS socket for s (family/type set) and attach it to the
+   * poller. Socket is not yet visible to other threads. */
+  int (*sock_open)(cp_sock *s);
+  /* Attach an accepted OS socket (s->os set) to the poller. */
+  int (*sock_adopt)(cp_sock *s);
+  /* Close the OS socket. Every pending op must end through cp_op_done,
+   * now or later from poll (op->closed is set on each). */
+  void (*sock_close)(cp_sock *s);
+  /* Start op: CPORT_OK if it finished now (op->status/done/accepted set),
+   * CP_PENDING if the backend will report it, or a negative error. */
+  int (*start)(cp_sock *s, cp_op *op);
+  /* Ask the OS to stop a pending op (op->cancelled is set). A select op
+   * must be forgotten silently; a completion op ends through cp_op_done. */
+  void (*cancel)(cp_sock *s, cp_op *op);
+  /* Wait up to timeout_ms (-1 forever) for OS events and report them.
+   * Called by one thread at a time, no locks held. */
+  int (*poll)(cport_ctx *ctx, int timeout_ms);
+  /* Make a running poll return soon. Any thread, no locks needed. */
+  void (*wake)(cport_ctx *ctx);
+  /* Synchronous socket calls. */
+  int (*bind)(cp_sock *s, const cport_addr *addr);
+  int (*listen)(cp_sock *s, int backlog);
+  int (*shutdown)(cp_sock *s, int how);
+  int (*sockname)(cp_sock *s, cport_addr *addr);
+  int (*peername)(cp_sock *s, cport_addr *addr);
+} cp_backend;
+
+/* ---- core services for backends ---------------------------------------- */
+
+/* An op ended (status: CPORT_OK or a negative error; op->done holds bytes).
+ * Delivers messages in posting order per direction. s->mu held. */
+void cp_op_done(cp_op *op, int status);
+
+/* Lock the socket a handle names; NULL if the handle is stale or forged. */
+cp_sock *cp_sock_lock(cport_socket id);
+void cp_sock_unlock(cp_sock *s);
+
+/* Make a socket for an accepted OS socket, inheriting listener's owner,
+ * mode and registry flag; calls backend->sock_adopt. listener->mu held. */
+int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out);
+
+/* Free a zombie slot once nothing references it. s->mu held; unlocks. */
+void cp_sock_release(cp_sock *s);
+
+/* The first op of a direction that has not ended yet, or NULL. */
+cp_op *cp_dir_active(cp_sock *s, int dir);
+
+/* The backend's per-context state: ctx->be is owned by the backend. */
+void *cp_ctx_backend(cport_ctx *ctx);
+void cp_ctx_set_backend(cport_ctx *ctx, void *state);
+int cp_ctx_accepts_per_listener(cport_ctx *ctx);
+
+/* Backends compiled into this build (NULL when absent). */
+extern const cp_backend cp_backend_epoll;
+extern const cp_backend cp_backend_iocp;
+
+#endif
