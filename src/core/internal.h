@@ -58,9 +58,12 @@ typedef struct cp_list {
 /* A socket slot. Slots live in chunks that are never freed, so a lookup by
  * a stale handle reads valid memory and fails the generation check. */
 struct cp_sock {
+  /* These survive reuse of the slot; cp_table_alloc clears the rest. */
   cp_mutex mu;
   uint32_t index;
   uint32_t gen;     /* the handle is valid iff state == OPEN and gen matches */
+  cp_op *free_ops;  /* cached operations, reused without malloc */
+  int free_op_count;
   uint8_t state;    /* cp_sock_state */
   uint8_t family;   /* CPORT_AF_* */
   uint8_t type;     /* CPORT_SOCK_* */
@@ -74,8 +77,6 @@ struct cp_sock {
   cp_list dirs[2];  /* pending operations, FIFO per direction */
   int be_refs;      /* backend-held references that delay freeing the slot */
   uint64_t next_handle;
-  cp_op *free_ops;
-  int free_op_count;
   uint64_t bytes_in, bytes_out;
   uintptr_t os;     /* the OS socket: an fd or a SOCKET */
   cp_sock *next_free;

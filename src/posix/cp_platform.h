@@ -8,6 +8,8 @@
 
 typedef pthread_mutex_t cp_mutex;
 typedef pthread_cond_t cp_cond;
+#define CP_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
+#define CP_THREAD_LOCAL _Thread_local
 
 int cp_mutex_init(cp_mutex *m);
 void cp_mutex_destroy(cp_mutex *m);

@@ -1,5 +1,6 @@
 /* POSIX implementation of cp_platform.h. Failures of these calls mean
  * memory corruption, so they are not reported. */
+#define _GNU_SOURCE /* accept4, pthread_condattr_setclock */
 #include "cp_platform.h"
 
 #include <stdlib.h>

@@ -1,0 +1,49 @@
+/* Core-private types: contexts, queues and the helpers the core's files
+ * share. Backends use internal.h only. */
+#ifndef CPORT_CORE_H
+#define CPORT_CORE_H
+
+#include "internal.h"
+
+struct cport_queue {
+  cport_ctx *ctx;
+  cp_mutex mu;
+  cp_cond cv;
+  cport_msg *ring; /* circular buffer of pending messages */
+  uint32_t cap, head, count;
+  int waiters;          /* threads blocked on cv */
+  atomic_int owned;     /* sockets whose owner this is */
+  struct cport_queue *next, *prev;
+};
+
+struct cport_ctx {
+  const cp_backend *be;
+  void *be_state;
+  int accepts_per_listener;
+  cp_mutex mu; /* the list of queues */
+  cport_queue *queues;
+  _Atomic(cport_queue *) poller; /* the queue whose thread drives the backend */
+  atomic_int waiters;            /* threads blocked in cport_wait, all queues */
+};
+
+/* Queues (queue.c). */
+void cp_queue_push(cport_queue *q, const cport_msg *m);
+int cp_queue_create(cport_ctx *ctx, cport_queue **out);
+void cp_queue_free(cport_queue *q);
+
+/* Handle table (table.c). */
+int cp_table_alloc(cport_ctx *ctx, cport_queue *owner, cp_sock **out); /* returns s locked */
+void cp_table_close_ctx(cport_ctx *ctx);
+int cp_table_count_ctx(cport_ctx *ctx);
+void cp_registry_add(cp_sock *s, bool listed);
+void cp_registry_remove(cp_sock *s);
+bool cp_registry_default(void);
+
+/* Operations (op.c). */
+cp_op *cp_op_alloc(cp_sock *s);
+void cp_op_free(cp_sock *s, cp_op *op);
+void cp_list_append(cp_list *l, cp_op *op);
+void cp_list_remove(cp_list *l, cp_op *op);
+void cp_deliver_ready(cp_sock *s, int dir);
+
+#endif

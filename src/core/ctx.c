@@ -1,0 +1,105 @@
+/* Contexts: choosing a backend, creating and destroying its state. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_ACCEPTS_PER_LISTENER 32
+/* How long cport_ctx_destroy waits for the OS to hand back buffers of
+ * operations that were cancelled by closing their sockets. */
+#define DESTROY_DRAIN_MS 5000u
+
+static const cp_backend *backend_for(cport_backend_id id) {
+  switch (id) {
+#ifdef _WIN32
+  case CPORT_BACKEND_IOCP: return &cp_backend_iocp;
+#else
+  case CPORT_BACKEND_EPOLL: return &cp_backend_epoll;
+#endif
+  default: return NULL;
+  }
+}
+
+static cport_backend_id default_backend(void) {
+  const char *env = cp_getenv("CPORT_BACKEND");
+  if (env) {
+    for (int id = CPORT_BACKEND_EPOLL; id <= CPORT_BACKEND_IOCP; id++)
+      if (strcmp(env, cport_backend_name((cport_backend_id)id)) == 0) return (cport_backend_id)id;
+  }
+#ifdef _WIN32
+  return CPORT_BACKEND_IOCP;
+#else
+  return CPORT_BACKEND_EPOLL;
+#endif
+}
+
+const char *cport_backend_name(cport_backend_id id) {
+  switch (id) {
+  case CPORT_BACKEND_AUTO: return "auto";
+  case CPORT_BACKEND_EPOLL: return "epoll";
+  case CPORT_BACKEND_IO_URING: return "io_uring";
+  case CPORT_BACKEND_IOCP: return "iocp";
+  }
+  return "unknown";
+}
+
+int cport_backend_available(cport_backend_id id) {
+  if (id == CPORT_BACKEND_AUTO) return 1;
+  return backend_for(id) != NULL;
+}
+
+int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts) {
+  if (!out) return CPORT_EINVAL;
+  *out = NULL;
+  cport_ctx_options defaults = {0};
+  if (!opts) opts = &defaults;
+  if (opts->accepts_per_listener < 0) return CPORT_EINVAL;
+  cport_backend_id id = opts->backend == CPORT_BACKEND_AUTO ? default_backend() : opts->backend;
+  const cp_backend *be = backend_for(id);
+  if (!be) return CPORT_ENOTSUP;
+  cport_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return CPORT_ENOMEM;
+  ctx->be = be;
+  ctx->accepts_per_listener =
+      opts->accepts_per_listener ? opts->accepts_per_listener : DEFAULT_ACCEPTS_PER_LISTENER;
+  if (cp_mutex_init(&ctx->mu) != 0) {
+    free(ctx);
+    return CPORT_ENOMEM;
+  }
+  int rc = be->ctx_init(ctx);
+  if (rc != CPORT_OK) {
+    cp_mutex_destroy(&ctx->mu);
+    free(ctx);
+    return rc;
+  }
+  *out = ctx;
+  return CPORT_OK;
+}
+
+/* Polls until every socket of ctx has released its slot, or the bound. */
+static void drain(cport_ctx *ctx) {
+  cport_queue *q;
+  if (cp_queue_create(ctx, &q) != CPORT_OK) return;
+  uint64_t deadline = cp_now_ms() + DESTROY_DRAIN_MS;
+  cport_msg discard[64];
+  while (cp_table_count_ctx(ctx) > 0 && cp_now_ms() < deadline) cport_wait(q, discard, 64, 50);
+  cp_queue_free(q);
+}
+
+void cport_ctx_destroy(cport_ctx *ctx) {
+  if (!ctx) return;
+  cp_table_close_ctx(ctx);
+  drain(ctx);
+  ctx->be->ctx_free(ctx);
+  while (ctx->queues) cp_queue_free(ctx->queues);
+  cp_mutex_destroy(&ctx->mu);
+  free(ctx);
+}
+
+cport_backend_id cport_ctx_backend(const cport_ctx *ctx) {
+  return ctx ? ctx->be->id : CPORT_BACKEND_AUTO;
+}
+
+void *cp_ctx_backend(cport_ctx *ctx) { return ctx->be_state; }
+void cp_ctx_set_backend(cport_ctx *ctx, void *state) { ctx->be_state = state; }
+int cp_ctx_accepts_per_listener(cport_ctx *ctx) { return ctx->accepts_per_listener; }

@@ -1,0 +1,199 @@
+/* accept, connect, send, recv: one submit path gives the three outcomes of
+ * a nowait call; blocking calls are the same path with a private queue. */
+#include "core.h"
+
+#include <string.h>
+
+typedef struct request {
+  uint8_t kind;
+  unsigned flags;
+  char *buf;
+  size_t len;
+  const cport_addr *addr;
+} request;
+
+typedef struct result {
+  size_t bytes;
+  cport_socket accepted;
+} result;
+
+static int dir_of(uint8_t kind) {
+  return kind == CPORT_OP_ACCEPT || kind == CPORT_OP_RECV ? CP_RD : CP_WR;
+}
+
+static bool select_pending(const cp_sock *s, int dir) {
+  for (const cp_op *op = s->dirs[dir].head; op; op = op->next)
+    if (op->select && op->state == CP_OP_PENDING && !op->cancelled) return true;
+  return false;
+}
+
+static int check_connect(const cp_sock *s, const request *rq, bool select) {
+  if (s->listening) return CPORT_EINVAL;
+  if (s->connected) return CPORT_EISCONN;
+  if (s->connecting) return select ? CPORT_OK : CPORT_EALREADY;
+  if (!rq->addr) return CPORT_EINVAL;
+  if (!(rq->addr->family == CPORT_AF_INET || rq->addr->family == CPORT_AF_INET6))
+    return CPORT_EINVAL;
+  return rq->addr->family == s->family ? CPORT_OK : CPORT_EAFNOSUPPORT;
+}
+
+/* Whether the call makes sense in the socket's state. */
+static int check_state(const cp_sock *s, const request *rq, bool select) {
+  switch (rq->kind) {
+  case CPORT_OP_ACCEPT: return s->listening ? CPORT_OK : CPORT_EINVAL;
+  case CPORT_OP_CONNECT: return check_connect(s, rq, select);
+  case CPORT_OP_SEND:
+    if (!s->connected) return CPORT_ENOTCONN;
+    return s->shut_wr ? CPORT_EPIPE : CPORT_OK;
+  default: return s->connected ? CPORT_OK : CPORT_ENOTCONN;
+  }
+}
+
+static void fill_result(const cp_op *op, result *res) {
+  res->bytes = op->done;
+  res->accepted = op->accepted;
+}
+
+/* Starts an op. Returns CPORT_OK (res filled), CPORT_SELECT or
+ * CPORT_COMPLETION (*handle set; res->bytes holds a select-mode partial
+ * count), or an error. dest: the queue for its message (NULL: owner). */
+static int submit(cport_socket id, const request *rq, cport_queue *dest, result *res,
+                  cport_handle *handle) {
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return CPORT_EBADF;
+  bool select = s->select_mode && !dest;
+  int dir = dir_of(rq->kind);
+  int rc = check_state(s, rq, select);
+  if (rc == CPORT_OK && select && select_pending(s, dir)) rc = CPORT_EALREADY;
+  cp_op *op = rc == CPORT_OK ? cp_op_alloc(s) : NULL;
+  if (rc == CPORT_OK && !op) rc = CPORT_ENOMEM;
+  if (rc != CPORT_OK) {
+    cp_sock_unlock(s);
+    return rc;
+  }
+  op->kind = rq->kind;
+  op->dir = (uint8_t)dir;
+  op->select = select;
+  op->flags = rq->flags;
+  op->buf = rq->buf;
+  op->len = rq->len;
+  op->dest = dest;
+  if (rq->addr) op->addr = *rq->addr;
+  bool first = s->dirs[dir].head == NULL;
+  cp_list_append(&s->dirs[dir], op);
+  rc = s->ctx->be->start(s, op);
+  if (rc == CPORT_OK && !first) {
+    /* Finished, but ops posted before it have not: it waits its turn. */
+    *handle = op->handle;
+    cp_op_done(op, CPORT_OK);
+    rc = CPORT_COMPLETION;
+  } else if (rc == CPORT_OK || rc < 0) {
+    op->status = rc;
+    op->state = CP_OP_DONE;
+    fill_result(op, res);
+    if (rc == CPORT_OK && rq->kind == CPORT_OP_CONNECT) s->connected = 1;
+    if (rq->kind == CPORT_OP_CONNECT) s->connecting = 0;
+    if (rq->kind == CPORT_OP_RECV) s->bytes_in += op->done;
+    if (rq->kind == CPORT_OP_SEND) s->bytes_out += op->done;
+    cp_list_remove(&s->dirs[dir], op);
+    cp_op_free(s, op);
+    cp_deliver_ready(s, dir); /* ops behind it may have finished meanwhile */
+  } else {
+    *handle = op->handle;
+    res->bytes = op->done;
+    rc = select ? CPORT_SELECT : CPORT_COMPLETION;
+  }
+  cp_sock_unlock(s);
+  return rc;
+}
+
+static cport_ctx *ctx_of(cport_socket id) {
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return NULL;
+  cport_ctx *ctx = s->ctx;
+  cp_sock_unlock(s);
+  return ctx;
+}
+
+/* Waits for the one message of a pending op; a timeout cancels it (rule 3)
+ * and still waits for that message, so data that arrived is returned. */
+static int finish_blocking(cport_socket id, cport_queue *q, cport_handle h, int timeout,
+                           result *res) {
+  cport_msg m;
+  bool timed_out = false;
+  if (cport_wait(q, &m, 1, timeout) == 0) {
+    timed_out = true;
+    cport_cancel(id, h);
+    while (cport_wait(q, &m, 1, CPORT_INFINITY) == 0) {
+    }
+  }
+  res->bytes = m.bytes;
+  res->accepted = m.accepted;
+  if (m.tag == CPORT_TAG_ABORT && m.status == CPORT_ECANCELED && timed_out)
+    return CPORT_ETIMEDOUT;
+  return m.status;
+}
+
+static int run(cport_socket id, const request *rq, int timeout, result *res,
+               cport_handle *handle) {
+  memset(res, 0, sizeof *res);
+  if (timeout < CPORT_NOWAIT) return CPORT_EINVAL;
+  if (timeout == CPORT_NOWAIT) {
+    if (!handle) return CPORT_EINVAL;
+    *handle = 0;
+    return submit(id, rq, NULL, res, handle);
+  }
+  cport_ctx *ctx = ctx_of(id);
+  if (!ctx) return CPORT_EBADF;
+  cport_queue *q;
+  int rc = cp_queue_create(ctx, &q);
+  if (rc != CPORT_OK) return rc;
+  cport_handle h = 0;
+  rc = submit(id, rq, q, res, &h);
+  if (rc == CPORT_COMPLETION) rc = finish_blocking(id, q, h, timeout, res);
+  cp_queue_free(q);
+  return rc;
+}
+
+static bool bad_length(const void *buf, size_t len) {
+  return !buf || len == 0 || len > CP_MAX_IO_LEN;
+}
+
+int cport_accept(cport_socket listener, int timeout, cport_socket *accepted,
+                 cport_handle *handle) {
+  if (!accepted) return CPORT_EINVAL;
+  *accepted = CPORT_INVALID_SOCKET;
+  request rq = {.kind = CPORT_OP_ACCEPT};
+  result res;
+  int rc = run(listener, &rq, timeout, &res, handle);
+  if (rc == CPORT_OK) *accepted = res.accepted;
+  return rc;
+}
+
+int cport_connect(cport_socket s, const cport_addr *addr, int timeout, cport_handle *handle) {
+  request rq = {.kind = CPORT_OP_CONNECT, .addr = addr};
+  result res;
+  return run(s, &rq, timeout, &res, handle);
+}
+
+int cport_send(cport_socket s, const void *buf, size_t len, unsigned flags, int timeout,
+               size_t *sent, cport_handle *handle) {
+  if (sent) *sent = 0;
+  if (bad_length(buf, len) || !sent || flags != 0) return CPORT_EINVAL;
+  request rq = {.kind = CPORT_OP_SEND, .buf = (char *)(uintptr_t)buf, .len = len};
+  result res;
+  int rc = run(s, &rq, timeout, &res, handle);
+  *sent = res.bytes;
+  return rc;
+}
+
+int cport_recv(cport_socket s, void *buf, size_t len, unsigned flags, int timeout,
+               size_t *received, cport_handle *handle) {
+  if (received) *received = 0;
+  if (bad_length(buf, len) || !received || (flags & ~CPORT_WAITALL)) return CPORT_EINVAL;
+  request rq = {.kind = CPORT_OP_RECV, .flags = flags, .buf = buf, .len = len};
+  result res;
+  int rc = run(s, &rq, timeout, &res, handle);
+  *received = res.bytes;
+  return rc;
+}

@@ -1,0 +1,109 @@
+/* Operations: their memory, their per-direction FIFO lists, and turning
+ * their ends into messages in posting order. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Ops kept per socket for reuse, so the hot path does not allocate. */
+#define OP_CACHE_MAX 16
+
+cp_op *cp_op_alloc(cp_sock *s) {
+  cp_op *op = s->free_ops;
+  if (op) {
+    s->free_ops = op->next;
+    s->free_op_count--;
+  } else {
+    op = malloc(sizeof *op);
+    if (!op) return NULL;
+  }
+  memset(op, 0, offsetof(cp_op, be));
+  op->sock = s;
+  op->handle = s->next_handle++;
+  return op;
+}
+
+void cp_op_free(cp_sock *s, cp_op *op) {
+  if (s->free_op_count >= OP_CACHE_MAX) {
+    free(op);
+    return;
+  }
+  op->next = s->free_ops;
+  s->free_ops = op;
+  s->free_op_count++;
+}
+
+void cp_list_append(cp_list *l, cp_op *op) {
+  op->next = NULL;
+  op->prev = l->tail;
+  if (l->tail) l->tail->next = op;
+  else l->head = op;
+  l->tail = op;
+  l->count++;
+}
+
+void cp_list_remove(cp_list *l, cp_op *op) {
+  if (op->prev) op->prev->next = op->next;
+  else l->head = op->next;
+  if (op->next) op->next->prev = op->prev;
+  else l->tail = op->prev;
+  op->next = op->prev = NULL;
+  l->count--;
+}
+
+cp_op *cp_dir_active(cp_sock *s, int dir) {
+  for (cp_op *op = s->dirs[dir].head; op; op = op->next)
+    if (op->state == CP_OP_PENDING) return op;
+  return NULL;
+}
+
+/* State changes an ended operation makes to its socket. */
+static void apply_effects(cp_sock *s, cp_op *op) {
+  if (op->select) return;
+  if (op->kind == CPORT_OP_CONNECT) {
+    s->connecting = 0;
+    if (op->status == CPORT_OK) s->connected = 1;
+  }
+  if (op->kind == CPORT_OP_RECV) s->bytes_in += op->done;
+  if (op->kind == CPORT_OP_SEND) s->bytes_out += op->done;
+}
+
+static void deliver(cp_sock *s, cp_op *op) {
+  cport_msg m = {
+      .tag = op->select ? CPORT_TAG_SELECT : CPORT_TAG_COMPLETION,
+      .op = (cport_op)op->kind,
+      .socket = s->id,
+      .handle = op->handle,
+      .status = op->status,
+      .bytes = op->select ? 0 : op->done,
+      .buf = op->buf,
+      .accepted = op->accepted,
+  };
+  if (op->select && op->cancelled) return; /* cancel said no message follows */
+  if (op->status < 0 && op->closed) {
+    m.tag = CPORT_TAG_ABORT;
+    m.status = CPORT_ECLOSED;
+  } else if (op->status < 0 && op->cancelled) {
+    m.tag = CPORT_TAG_ABORT;
+    m.status = CPORT_ECANCELED;
+  }
+  cp_queue_push(op->dest ? op->dest : s->owner, &m);
+}
+
+void cp_deliver_ready(cp_sock *s, int dir) {
+  cp_list *l = &s->dirs[dir];
+  while (l->head && l->head->state == CP_OP_DONE) {
+    cp_op *op = l->head;
+    cp_list_remove(l, op);
+    deliver(s, op);
+    cp_op_free(s, op);
+  }
+}
+
+void cp_op_done(cp_op *op, int status) {
+  cp_sock *s = op->sock;
+  op->status = status;
+  op->state = CP_OP_DONE;
+  apply_effects(s, op);
+  cp_deliver_ready(s, op->dir);
+}

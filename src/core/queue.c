@@ -1,0 +1,179 @@
+/* Queues: user mailboxes, and the wait that drives the poller.
+ *
+ * At most one thread at a time runs the backend's poll (the "poller"); it
+ * is whichever thread waits on a queue and finds no poller running, so one
+ * queue on one thread costs no thread hop. Other waiters sleep on their
+ * queue's condition variable; the poller wakes them when it delivers to
+ * them, and wakes them all when it stops polling so one can take over.
+ *
+ * Lock order: socket -> queue, and ctx -> queue. Nobody holding a queue
+ * lock takes another lock. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define INITIAL_CAPACITY 64u
+
+/* The queue (if any) whose thread is running poll on this thread. */
+static CP_THREAD_LOCAL cport_queue *t_polling;
+
+int cp_queue_create(cport_ctx *ctx, cport_queue **out) {
+  cport_queue *q = calloc(1, sizeof *q);
+  if (!q) return CPORT_ENOMEM;
+  q->ring = malloc(INITIAL_CAPACITY * sizeof *q->ring);
+  if (!q->ring || cp_mutex_init(&q->mu) != 0) goto fail_mutex;
+  if (cp_cond_init(&q->cv) != 0) goto fail_cond;
+  q->cap = INITIAL_CAPACITY;
+  q->ctx = ctx;
+  cp_mutex_lock(&ctx->mu);
+  q->next = ctx->queues;
+  if (ctx->queues) ctx->queues->prev = q;
+  ctx->queues = q;
+  cp_mutex_unlock(&ctx->mu);
+  *out = q;
+  return CPORT_OK;
+fail_cond:
+  cp_mutex_destroy(&q->mu);
+fail_mutex:
+  free(q->ring);
+  free(q);
+  return CPORT_ENOMEM;
+}
+
+void cp_queue_free(cport_queue *q) {
+  cport_ctx *ctx = q->ctx;
+  cp_mutex_lock(&ctx->mu);
+  if (q->prev) q->prev->next = q->next;
+  else ctx->queues = q->next;
+  if (q->next) q->next->prev = q->prev;
+  cp_mutex_unlock(&ctx->mu);
+  cp_cond_destroy(&q->cv);
+  cp_mutex_destroy(&q->mu);
+  free(q->ring);
+  free(q);
+}
+
+int cport_queue_create(cport_ctx *ctx, cport_queue **out) {
+  if (!ctx || !out) return CPORT_EINVAL;
+  return cp_queue_create(ctx, out);
+}
+
+int cport_queue_destroy(cport_queue *q) {
+  if (!q) return CPORT_EINVAL;
+  if (atomic_load(&q->owned) > 0) return CPORT_EBUSY;
+  cp_queue_free(q);
+  return CPORT_OK;
+}
+
+cport_ctx *cport_queue_ctx(const cport_queue *q) { return q ? q->ctx : NULL; }
+
+/* Doubles the ring; q->mu held. On failure the message cannot be stored,
+ * which would break "exactly once", so it is fatal. */
+static void grow_ring(cport_queue *q) {
+  uint32_t cap = q->cap * 2u;
+  cport_msg *ring = malloc(cap * sizeof *ring);
+  if (!ring) abort();
+  for (uint32_t i = 0; i < q->count; i++) ring[i] = q->ring[(q->head + i) % q->cap];
+  free(q->ring);
+  q->ring = ring;
+  q->cap = cap;
+  q->head = 0;
+}
+
+void cp_queue_push(cport_queue *q, const cport_msg *m) {
+  cp_mutex_lock(&q->mu);
+  if (q->count == q->cap) grow_ring(q);
+  q->ring[(q->head + q->count) % q->cap] = *m;
+  q->count++;
+  if (q->waiters > 0) cp_cond_signal(&q->cv);
+  cp_mutex_unlock(&q->mu);
+  /* A thread polling for this queue sleeps in the OS, not on q->cv. */
+  cport_ctx *ctx = q->ctx;
+  if (atomic_load_explicit(&ctx->poller, memory_order_acquire) == q && t_polling != q)
+    ctx->be->wake(ctx);
+}
+
+int cport_post(cport_queue *q, uint64_t value, void *ptr) {
+  if (!q) return CPORT_EINVAL;
+  cport_msg m = {.tag = CPORT_TAG_USER, .user = value, .user_ptr = ptr};
+  cp_queue_push(q, &m);
+  return CPORT_OK;
+}
+
+/* q->mu held. */
+static int take(cport_queue *q, cport_msg *msgs, int max) {
+  int n = 0;
+  while (n < max && q->count > 0) {
+    msgs[n++] = q->ring[q->head];
+    q->head = (q->head + 1u) % q->cap;
+    q->count--;
+  }
+  return n;
+}
+
+/* Stops polling and wakes every waiter, so that one takes over. */
+static void stop_polling(cport_ctx *ctx) {
+  atomic_store_explicit(&ctx->poller, NULL, memory_order_release);
+  if (atomic_load(&ctx->waiters) == 0) return;
+  cp_mutex_lock(&ctx->mu);
+  for (cport_queue *q = ctx->queues; q; q = q->next) {
+    cp_mutex_lock(&q->mu);
+    if (q->waiters > 0) cp_cond_broadcast(&q->cv);
+    cp_mutex_unlock(&q->mu);
+  }
+  cp_mutex_unlock(&ctx->mu);
+}
+
+static int remaining_ms(uint64_t deadline) {
+  if (deadline == UINT64_MAX) return -1;
+  uint64_t now = cp_now_ms();
+  if (now >= deadline) return 0;
+  uint64_t left = deadline - now;
+  return left > 0x7fffffff ? 0x7fffffff : (int)left;
+}
+
+/* Runs one poll on behalf of q; q->mu held on entry and on return. */
+static void poll_once(cport_queue *q, int timeout) {
+  cport_ctx *ctx = q->ctx;
+  cp_mutex_unlock(&q->mu);
+  cport_queue *outer = t_polling;
+  t_polling = q;
+  ctx->be->poll(ctx, timeout);
+  t_polling = outer;
+  stop_polling(ctx);
+  cp_mutex_lock(&q->mu);
+}
+
+int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
+  if (!q || !msgs || max <= 0 || timeout < CPORT_NOWAIT) return CPORT_EINVAL;
+  cport_ctx *ctx = q->ctx;
+  uint64_t deadline = timeout == CPORT_INFINITY ? UINT64_MAX
+                      : timeout == CPORT_NOWAIT ? 0
+                                                : cp_now_ms() + (uint64_t)timeout;
+  bool polled_once = false;
+  cp_mutex_lock(&q->mu);
+  for (;;) {
+    if (q->count > 0) break;
+    int left = remaining_ms(deadline);
+    if (left == 0 && polled_once) break;
+    cport_queue *none = NULL;
+    if (atomic_compare_exchange_strong(&ctx->poller, &none, q)) {
+      poll_once(q, left);
+      polled_once = true;
+      continue;
+    }
+    if (left == 0) break;
+    /* Another thread polls; it signals q->cv when it delivers to q or
+     * when it stops polling. */
+    q->waiters++;
+    atomic_fetch_add(&ctx->waiters, 1);
+    cp_cond_wait_until(&q->cv, &q->mu, deadline);
+    atomic_fetch_sub(&ctx->waiters, 1);
+    q->waiters--;
+    polled_once = true;
+  }
+  int n = take(q, msgs, max);
+  cp_mutex_unlock(&q->mu);
+  return n;
+}

@@ -1,0 +1,171 @@
+/* The socket calls: argument and state checks, then the backend. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool valid_family(int family) {
+  return family == CPORT_AF_INET || family == CPORT_AF_INET6;
+}
+
+int cport_open(cport_queue *owner, int family, int type, unsigned flags, cport_socket *out) {
+  const unsigned known = CPORT_OPEN_SELECT | CPORT_OPEN_REGISTRY | CPORT_OPEN_NO_REGISTRY;
+  if (!owner || !out) return CPORT_EINVAL;
+  *out = CPORT_INVALID_SOCKET;
+  if (family == CPORT_AF_UNIX) return CPORT_ENOTSUP;
+  if (!valid_family(family)) return CPORT_EAFNOSUPPORT;
+  if (type != CPORT_SOCK_STREAM && type != CPORT_SOCK_DGRAM) return CPORT_EINVAL;
+  if ((flags & ~known) || (flags & CPORT_OPEN_REGISTRY && flags & CPORT_OPEN_NO_REGISTRY))
+    return CPORT_EINVAL;
+  cp_sock *s;
+  int rc = cp_table_alloc(owner->ctx, owner, &s);
+  if (rc != CPORT_OK) return rc;
+  s->family = (uint8_t)family;
+  s->type = (uint8_t)type;
+  s->select_mode = (flags & CPORT_OPEN_SELECT) != 0;
+  rc = owner->ctx->be->sock_open(s);
+  if (rc != CPORT_OK) {
+    s->state = CP_SOCK_ZOMBIE; /* nothing pending: unlock frees it */
+    cp_sock_unlock(s);
+    return rc;
+  }
+  bool listed = flags & CPORT_OPEN_REGISTRY      ? true
+                : flags & CPORT_OPEN_NO_REGISTRY ? false
+                                                 : cp_registry_default();
+  cp_registry_add(s, listed);
+  s->state = CP_SOCK_OPEN;
+  *out = s->id;
+  cp_sock_unlock(s);
+  return CPORT_OK;
+}
+
+int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out) {
+  cp_sock *s;
+  int rc = cp_table_alloc(listener->ctx, listener->owner, &s);
+  if (rc != CPORT_OK) return rc;
+  s->family = listener->family;
+  s->type = listener->type;
+  s->select_mode = listener->select_mode;
+  s->bound = s->connected = 1;
+  s->os = os;
+  rc = listener->ctx->be->sock_adopt(s);
+  if (rc != CPORT_OK) {
+    s->state = CP_SOCK_ZOMBIE;
+    cp_sock_unlock(s);
+    return rc;
+  }
+  cp_registry_add(s, listener->registered);
+  s->state = CP_SOCK_OPEN;
+  *out = s->id;
+  cp_sock_unlock(s);
+  return CPORT_OK;
+}
+
+int cport_close(cport_socket id) {
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return CPORT_EBADF;
+  s->state = CP_SOCK_ZOMBIE;
+  cp_registry_remove(s);
+  for (int dir = CP_RD; dir <= CP_WR; dir++)
+    for (cp_op *op = s->dirs[dir].head; op; op = op->next) op->closed = 1;
+  s->ctx->be->sock_close(s);
+  cp_sock_unlock(s);
+  return CPORT_OK;
+}
+
+/* ---- synchronous calls --------------------------------------------------- */
+
+static int check_addr(const cp_sock *s, const cport_addr *addr) {
+  if (!addr) return CPORT_EINVAL;
+  if (!valid_family(addr->family)) return CPORT_EINVAL;
+  return addr->family == s->family ? CPORT_OK : CPORT_EAFNOSUPPORT;
+}
+
+int cport_bind(cport_socket id, const cport_addr *addr) {
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return CPORT_EBADF;
+  int rc = check_addr(s, addr);
+  if (rc == CPORT_OK && (s->bound || s->connecting || s->connected)) rc = CPORT_EINVAL;
+  if (rc == CPORT_OK) rc = s->ctx->be->bind(s, addr);
+  if (rc == CPORT_OK) s->bound = 1;
+  cp_sock_unlock(s);
+  return rc;
+}
+
+int cport_listen(cport_socket id, int backlog) {
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return CPORT_EBADF;
+  int rc = CPORT_OK;
+  if (s->type != CPORT_SOCK_STREAM) rc = CPORT_EOPNOTSUPP;
+  else if (s->connected || s->connecting) rc = CPORT_EINVAL;
+  if (rc == CPORT_OK) rc = s->ctx->be->listen(s, backlog);
+  if (rc == CPORT_OK) s->listening = s->bound = 1;
+  cp_sock_unlock(s);
+  return rc;
+}
+
+int cport_shutdown(cport_socket id, int how) {
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return CPORT_EBADF;
+  int rc = CPORT_OK;
+  if (how < CPORT_SHUT_RD || how > CPORT_SHUT_RDWR) rc = CPORT_EINVAL;
+  else if (!s->connected) rc = CPORT_ENOTCONN;
+  if (rc == CPORT_OK) rc = s->ctx->be->shutdown(s, how);
+  if (rc == CPORT_OK) {
+    if (how & CPORT_SHUT_RD) s->shut_rd = 1;
+    if (how & CPORT_SHUT_WR) s->shut_wr = 1;
+  }
+  cp_sock_unlock(s);
+  return rc;
+}
+
+static int name_call(cport_socket id, cport_addr *addr, bool peer) {
+  if (!addr) return CPORT_EINVAL;
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return CPORT_EBADF;
+  int rc;
+  if (peer)
+    rc = s->connected ? s->ctx->be->peername(s, addr) : CPORT_ENOTCONN;
+  else
+    rc = s->ctx->be->sockname(s, addr);
+  cp_sock_unlock(s);
+  return rc;
+}
+
+int cport_sockname(cport_socket id, cport_addr *addr) { return name_call(id, addr, false); }
+int cport_peername(cport_socket id, cport_addr *addr) { return name_call(id, addr, true); }
+
+int cport_info_get(cport_socket id, cport_info *info) {
+  if (!info) return CPORT_EINVAL;
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return CPORT_EBADF;
+  *info = (cport_info){
+      .family = s->family,
+      .type = s->type,
+      .select_mode = s->select_mode,
+      .owner = s->owner,
+      .listening = s->listening,
+      .connected = s->connected,
+      .pending_reads = s->dirs[CP_RD].count,
+      .pending_writes = s->dirs[CP_WR].count,
+      .bytes_in = s->bytes_in,
+      .bytes_out = s->bytes_out,
+  };
+  cp_sock_unlock(s);
+  return CPORT_OK;
+}
+
+int cport_cancel(cport_socket id, cport_handle handle) {
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return CPORT_EBADF;
+  cp_op *found = NULL;
+  for (int dir = CP_RD; dir <= CP_WR && !found; dir++)
+    for (cp_op *op = s->dirs[dir].head; op && !found; op = op->next)
+      if (op->handle == handle && op->state == CP_OP_PENDING && !op->cancelled) found = op;
+  if (found) {
+    found->cancelled = 1;
+    s->ctx->be->cancel(s, found);
+  }
+  cp_sock_unlock(s);
+  return found ? CPORT_OK : CPORT_ENOTFOUND;
+}

@@ -1,0 +1,229 @@
+/* The socket handle table and the registry.
+ *
+ * A socket handle is (generation << 32 | index + 1). Slots live in chunks
+ * that are allocated once and never freed, so looking up any 64-bit value
+ * reads valid memory; the generation check under the slot's mutex rejects
+ * stale and forged handles. */
+#include "core.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK_BITS 10u
+#define CHUNK_SIZE (1u << CHUNK_BITS)
+#define MAX_CHUNKS 1024u /* a million sockets */
+
+static _Atomic(cp_sock *) g_chunks[MAX_CHUNKS];
+static cp_mutex g_table_mu = CP_MUTEX_INIT; /* slot count, free list */
+static uint32_t g_slots;
+static cp_sock *g_free_head, *g_free_tail;
+static atomic_int g_registered;
+
+static cp_sock *slot_at(uint32_t index) {
+  if (index >= MAX_CHUNKS * CHUNK_SIZE) return NULL;
+  cp_sock *chunk = atomic_load_explicit(&g_chunks[index >> CHUNK_BITS], memory_order_acquire);
+  return chunk ? &chunk[index & (CHUNK_SIZE - 1)] : NULL;
+}
+
+/* Called with g_table_mu held. */
+static cp_sock *grow(void) {
+  uint32_t c = g_slots >> CHUNK_BITS;
+  if (c >= MAX_CHUNKS) return NULL;
+  cp_sock *chunk = calloc(CHUNK_SIZE, sizeof *chunk);
+  if (!chunk) return NULL;
+  for (uint32_t i = 0; i < CHUNK_SIZE; i++) {
+    if (cp_mutex_init(&chunk[i].mu) != 0) {
+      while (i-- > 0) cp_mutex_destroy(&chunk[i].mu);
+      free(chunk);
+      return NULL;
+    }
+    chunk[i].index = g_slots + i;
+  }
+  atomic_store_explicit(&g_chunks[c], chunk, memory_order_release);
+  /* Slot 0 of the chunk is returned; the rest go on the free list. */
+  for (uint32_t i = CHUNK_SIZE - 1; i > 0; i--) {
+    chunk[i].next_free = g_free_head;
+    if (!g_free_head) g_free_tail = &chunk[i];
+    g_free_head = &chunk[i];
+  }
+  g_slots += CHUNK_SIZE;
+  return &chunk[0];
+}
+
+static cp_sock *take_free_slot(void) {
+  cp_mutex_lock(&g_table_mu);
+  cp_sock *s = g_free_head;
+  if (s) {
+    g_free_head = s->next_free;
+    if (!g_free_head) g_free_tail = NULL;
+  } else {
+    s = grow();
+  }
+  cp_mutex_unlock(&g_table_mu);
+  return s;
+}
+
+/* Freed slots go to the tail, so a handle's index is reused as late as
+ * possible: a stale handle then meets a new generation, not its own. */
+static void put_free_slot(cp_sock *s) {
+  cp_mutex_lock(&g_table_mu);
+  s->next_free = NULL;
+  if (g_free_tail)
+    g_free_tail->next_free = s;
+  else
+    g_free_head = s;
+  g_free_tail = s;
+  cp_mutex_unlock(&g_table_mu);
+}
+
+int cp_table_alloc(cport_ctx *ctx, cport_queue *owner, cp_sock **out) {
+  cp_sock *s = take_free_slot();
+  if (!s) return CPORT_ENOMEM;
+  cp_mutex_lock(&s->mu);
+  memset(&s->state, 0, sizeof *s - offsetof(cp_sock, state));
+  s->gen = s->gen + 1u ? s->gen + 1u : 1u;
+  s->id = (uint64_t)s->gen << 32 | (uint64_t)(s->index + 1u);
+  s->ctx = ctx;
+  s->owner = owner;
+  s->next_handle = 1;
+  atomic_fetch_add(&owner->owned, 1);
+  *out = s;
+  return CPORT_OK;
+}
+
+cp_sock *cp_sock_lock(cport_socket id) {
+  uint32_t low = (uint32_t)(id & 0xffffffffu);
+  if (low == 0) return NULL;
+  cp_sock *s = slot_at(low - 1u);
+  if (!s) return NULL;
+  cp_mutex_lock(&s->mu);
+  if (s->state != CP_SOCK_OPEN || s->gen != (uint32_t)(id >> 32)) {
+    cp_mutex_unlock(&s->mu);
+    return NULL;
+  }
+  return s;
+}
+
+/* A zombie with nothing pending goes back to the free list. */
+void cp_sock_unlock(cp_sock *s) {
+  bool drained = s->state == CP_SOCK_ZOMBIE && !s->dirs[CP_RD].head && !s->dirs[CP_WR].head &&
+                 s->be_refs == 0;
+  cport_queue *owner = s->owner;
+  if (drained) s->state = CP_SOCK_FREE;
+  cp_mutex_unlock(&s->mu);
+  if (drained) {
+    atomic_fetch_sub(&owner->owned, 1);
+    put_free_slot(s);
+  }
+}
+
+void cp_sock_release(cp_sock *s) { cp_sock_unlock(s); }
+
+/* Locks the slot at index whatever its state; NULL past the end. */
+static cp_sock *lock_index(uint32_t index) {
+  cp_sock *s = slot_at(index);
+  if (s) cp_mutex_lock(&s->mu);
+  return s;
+}
+
+static uint32_t slot_count(void) {
+  cp_mutex_lock(&g_table_mu);
+  uint32_t n = g_slots;
+  cp_mutex_unlock(&g_table_mu);
+  return n;
+}
+
+void cp_table_close_ctx(cport_ctx *ctx) {
+  uint32_t n = slot_count();
+  for (uint32_t i = 0; i < n; i++) {
+    cp_sock *s = lock_index(i);
+    cport_socket id = s->state == CP_SOCK_OPEN && s->ctx == ctx ? s->id : 0;
+    cp_mutex_unlock(&s->mu);
+    if (id) cport_close(id);
+  }
+}
+
+int cp_table_count_ctx(cport_ctx *ctx) {
+  uint32_t n = slot_count();
+  int count = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    cp_sock *s = lock_index(i);
+    if (s->state != CP_SOCK_FREE && s->ctx == ctx) count++;
+    cp_mutex_unlock(&s->mu);
+  }
+  return count;
+}
+
+/* ---- registry ------------------------------------------------------------ */
+
+#ifndef CPORT_SOCKET_REGISTRY_DEFAULT
+#define CPORT_SOCKET_REGISTRY_DEFAULT 1
+#endif
+
+bool cp_registry_default(void) {
+  const char *env = cp_getenv("CPORT_USE_SOCKET_REGISTRY");
+  if (env && (strcmp(env, "0") == 0 || strcmp(env, "false") == 0)) return false;
+  if (env && (strcmp(env, "1") == 0 || strcmp(env, "true") == 0)) return true;
+  return CPORT_SOCKET_REGISTRY_DEFAULT != 0;
+}
+
+void cp_registry_add(cp_sock *s, bool listed) {
+  s->registered = listed;
+  if (listed) atomic_fetch_add(&g_registered, 1);
+}
+
+void cp_registry_remove(cp_sock *s) {
+  if (s->registered) atomic_fetch_sub(&g_registered, 1);
+  s->registered = 0;
+}
+
+int cport_number_of(void) { return atomic_load(&g_registered); }
+
+static bool matches(const cp_sock *s, const cport_filter *f) {
+  if (s->state != CP_SOCK_OPEN || !s->registered) return false;
+  if (!f) return true;
+  return (!f->family || f->family == s->family) && (!f->type || f->type == s->type) &&
+         (!f->owner || f->owner == s->owner);
+}
+
+int cport_which_sockets(const cport_filter *filter, cport_socket *out, int max) {
+  if (max < 0 || (max > 0 && !out)) return CPORT_EINVAL;
+  uint32_t n = slot_count();
+  int found = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    cp_sock *s = lock_index(i);
+    if (matches(s, filter)) {
+      if (found < max) out[found] = s->id;
+      found++;
+    }
+    cp_mutex_unlock(&s->mu);
+  }
+  return found;
+}
+
+static const char *state_name(const cp_sock *s) {
+  if (s->listening) return "listening";
+  if (s->connected) return "connected";
+  if (s->connecting) return "connecting";
+  return s->bound ? "bound" : "open";
+}
+
+void cport_print_sockets(FILE *f) {
+  if (!f) return;
+  fprintf(f, "%-20s %-6s %-6s %-10s %-10s %6s %6s %12s %12s\n", "socket", "family", "type",
+          "mode", "state", "rd", "wr", "bytes_in", "bytes_out");
+  uint32_t n = slot_count();
+  for (uint32_t i = 0; i < n; i++) {
+    cp_sock *s = lock_index(i);
+    if (matches(s, NULL))
+      fprintf(f, "%-20llu %-6s %-6s %-10s %-10s %6d %6d %12llu %12llu\n",
+              (unsigned long long)s->id, s->family == CPORT_AF_INET6 ? "inet6" : "inet",
+              s->type == CPORT_SOCK_DGRAM ? "dgram" : "stream",
+              s->select_mode ? "select" : "completion", state_name(s), s->dirs[CP_RD].count,
+              s->dirs[CP_WR].count, (unsigned long long)s->bytes_in,
+              (unsigned long long)s->bytes_out);
+    cp_mutex_unlock(&s->mu);
+  }
+}

@@ -1,0 +1,147 @@
+/* The epoll backend: select mode natively, completion mode emulated.
+ *
+ * Each socket is registered once, edge-triggered, for both directions, so
+ * no operation costs an epoll_ctl. An operation is tried when it reaches
+ * the head of its direction's FIFO (at once if the FIFO was empty); when it
+ * would block it waits for the next edge. Select operations end on the
+ * edge itself. An eventfd wakes a poller for cport_post. */
+#define _GNU_SOURCE /* accept4, pthread_condattr_setclock */
+#include "posix.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 256
+#define WAKE_KEY 0u /* never a socket handle */
+
+typedef struct ep_ctx {
+  int epfd;
+  int wakefd;
+  atomic_int wake_pending; /* coalesces wake-ups into one eventfd write */
+  struct epoll_event events[MAX_EVENTS]; /* used by the one poller only */
+} ep_ctx;
+
+static ep_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
+
+static int ep_ctx_init(cport_ctx *ctx) {
+  ep_ctx *ep = calloc(1, sizeof *ep);
+  if (!ep) return CPORT_ENOMEM;
+  ep->epfd = epoll_create1(EPOLL_CLOEXEC);
+  ep->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_KEY};
+  if (ep->epfd < 0 || ep->wakefd < 0 || epoll_ctl(ep->epfd, EPOLL_CTL_ADD, ep->wakefd, &ev) != 0) {
+    int rc = cp_errno_to_err(errno);
+    if (ep->epfd >= 0) close(ep->epfd);
+    if (ep->wakefd >= 0) close(ep->wakefd);
+    free(ep);
+    return rc;
+  }
+  cp_ctx_set_backend(ctx, ep);
+  return CPORT_OK;
+}
+
+static void ep_ctx_free(cport_ctx *ctx) {
+  ep_ctx *ep = state_of(ctx);
+  close(ep->epfd);
+  close(ep->wakefd);
+  free(ep);
+}
+
+static int ep_register(cp_sock *s) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                           .data.u64 = s->id};
+  if (epoll_ctl(state_of(s->ctx)->epfd, EPOLL_CTL_ADD, (int)s->os, &ev) == 0) return CPORT_OK;
+  return cp_errno_to_err(errno);
+}
+
+static int ep_sock_open(cp_sock *s) {
+  int rc = cp_posix_socket(s);
+  if (rc == CPORT_OK && (rc = ep_register(s)) != CPORT_OK) close((int)s->os);
+  return rc;
+}
+
+/* Progresses the ops of one direction, in order, until one would block. */
+static void run_dir(cp_sock *s, int dir) {
+  cp_op *op;
+  while ((op = cp_dir_active(s, dir)) != NULL) {
+    int rc = op->select ? CPORT_OK : cp_posix_try(s, op);
+    if (rc == CP_PENDING) return;
+    cp_op_done(op, rc);
+  }
+}
+
+static void ep_sock_close(cp_sock *s) {
+  for (int dir = CP_RD; dir <= CP_WR; dir++) {
+    cp_op *op;
+    while ((op = cp_dir_active(s, dir)) != NULL) cp_op_done(op, CPORT_ECLOSED);
+  }
+  close((int)s->os); /* also removes it from the epoll set */
+}
+
+static int ep_start(cp_sock *s, cp_op *op) {
+  if (cp_dir_active(s, op->dir) != op) return CP_PENDING; /* behind others: FIFO */
+  return cp_posix_try(s, op);
+}
+
+static void ep_cancel(cp_sock *s, cp_op *op) {
+  cp_op_done(op, CPORT_ECANCELED);
+  run_dir(s, op->dir); /* the next op may be able to run now, with no edge to come */
+}
+
+static void handle_event(const struct epoll_event *ev) {
+  cp_sock *s = cp_sock_lock(ev->data.u64);
+  if (!s) return; /* closed since the event was queued */
+  if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) run_dir(s, CP_RD);
+  if (ev->events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) run_dir(s, CP_WR);
+  cp_sock_unlock(s);
+}
+
+static void drain_wake(ep_ctx *ep) {
+  uint64_t count;
+  atomic_store(&ep->wake_pending, 0);
+  while (read(ep->wakefd, &count, sizeof count) < 0 && errno == EINTR) {
+  }
+}
+
+static int ep_poll(cport_ctx *ctx, int timeout_ms) {
+  ep_ctx *ep = state_of(ctx);
+  int n = epoll_wait(ep->epfd, ep->events, MAX_EVENTS, timeout_ms);
+  if (n < 0) return errno == EINTR ? CPORT_OK : cp_errno_to_err(errno);
+  for (int i = 0; i < n; i++) {
+    if (ep->events[i].data.u64 == WAKE_KEY)
+      drain_wake(ep);
+    else
+      handle_event(&ep->events[i]);
+  }
+  return CPORT_OK;
+}
+
+static void ep_wake(cport_ctx *ctx) {
+  ep_ctx *ep = state_of(ctx);
+  if (atomic_exchange(&ep->wake_pending, 1)) return;
+  uint64_t one = 1;
+  while (write(ep->wakefd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+const cp_backend cp_backend_epoll = {
+    .id = CPORT_BACKEND_EPOLL,
+    .name = "epoll",
+    .ctx_init = ep_ctx_init,
+    .ctx_free = ep_ctx_free,
+    .sock_open = ep_sock_open,
+    .sock_adopt = ep_register,
+    .sock_close = ep_sock_close,
+    .start = ep_start,
+    .cancel = ep_cancel,
+    .poll = ep_poll,
+    .wake = ep_wake,
+    .bind = cp_posix_bind,
+    .listen = cp_posix_listen,
+    .shutdown = cp_posix_shutdown,
+    .sockname = cp_posix_sockname,
+    .peername = cp_posix_peername,
+};

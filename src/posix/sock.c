@@ -1,0 +1,186 @@
+/* POSIX socket calls shared by the Linux backends: addresses, the
+ * synchronous calls, and one non-blocking attempt at each operation. */
+#define _GNU_SOURCE /* accept4, pthread_condattr_setclock */
+#include "posix.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define FD(s) ((int)(s)->os)
+
+int cp_addr_to_os(const cport_addr *a, struct sockaddr_storage *ss, socklen_t *len) {
+  memset(ss, 0, sizeof *ss);
+  if (a->family == CPORT_AF_INET) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(a->port);
+    memcpy(&sin->sin_addr, a->ip, 4);
+    *len = sizeof *sin;
+    return CPORT_OK;
+  }
+  if (a->family == CPORT_AF_INET6) {
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(a->port);
+    memcpy(&sin6->sin6_addr, a->ip, 16);
+    sin6->sin6_scope_id = a->scope_id;
+    sin6->sin6_flowinfo = htonl(a->flowinfo);
+    *len = sizeof *sin6;
+    return CPORT_OK;
+  }
+  return CPORT_EINVAL;
+}
+
+void cp_addr_from_os(const struct sockaddr_storage *ss, cport_addr *a) {
+  memset(a, 0, sizeof *a);
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+    a->family = CPORT_AF_INET;
+    a->port = ntohs(sin->sin_port);
+    memcpy(a->ip, &sin->sin_addr, 4);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+    a->family = CPORT_AF_INET6;
+    a->port = ntohs(sin6->sin6_port);
+    memcpy(a->ip, &sin6->sin6_addr, 16);
+    a->scope_id = sin6->sin6_scope_id;
+    a->flowinfo = ntohl(sin6->sin6_flowinfo);
+  }
+}
+
+int cp_posix_socket(cp_sock *s) {
+  int domain = s->family == CPORT_AF_INET6 ? AF_INET6 : AF_INET;
+  int type = s->type == CPORT_SOCK_DGRAM ? SOCK_DGRAM : SOCK_STREAM;
+  int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return cp_errno_to_err(errno);
+  s->os = (uintptr_t)fd;
+  return CPORT_OK;
+}
+
+int cp_posix_bind(cp_sock *s, const cport_addr *addr) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int rc = cp_addr_to_os(addr, &ss, &len);
+  if (rc != CPORT_OK) return rc;
+  if (s->type == CPORT_SOCK_STREAM) {
+    /* As libuv does: a restarted server can rebind a port in TIME_WAIT. */
+    int one = 1;
+    if (setsockopt(FD(s), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+      return cp_errno_to_err(errno);
+  }
+  return bind(FD(s), (struct sockaddr *)&ss, len) == 0 ? CPORT_OK : cp_errno_to_err(errno);
+}
+
+int cp_posix_listen(cp_sock *s, int backlog) {
+  if (backlog <= 0) backlog = SOMAXCONN;
+  return listen(FD(s), backlog) == 0 ? CPORT_OK : cp_errno_to_err(errno);
+}
+
+int cp_posix_shutdown(cp_sock *s, int how) {
+  int os_how = how == CPORT_SHUT_RD ? SHUT_RD : how == CPORT_SHUT_WR ? SHUT_WR : SHUT_RDWR;
+  return shutdown(FD(s), os_how) == 0 ? CPORT_OK : cp_errno_to_err(errno);
+}
+
+static int name_of(cp_sock *s, cport_addr *addr, bool peer) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int rc = peer ? getpeername(FD(s), (struct sockaddr *)&ss, &len)
+                : getsockname(FD(s), (struct sockaddr *)&ss, &len);
+  if (rc != 0) return cp_errno_to_err(errno);
+  cp_addr_from_os(&ss, addr);
+  return CPORT_OK;
+}
+
+int cp_posix_sockname(cp_sock *s, cport_addr *addr) { return name_of(s, addr, false); }
+int cp_posix_peername(cp_sock *s, cport_addr *addr) { return name_of(s, addr, true); }
+
+/* ---- one attempt at each operation --------------------------------------- */
+
+static bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+
+static int try_recv(cp_sock *s, cp_op *op) {
+  for (;;) {
+    ssize_t n = recv(FD(s), op->buf + op->done, op->len - op->done, 0);
+    if (n > 0) {
+      op->done += (size_t)n;
+      if (!(op->flags & CPORT_WAITALL) || op->done == op->len) return CPORT_OK;
+      continue;
+    }
+    if (n == 0) return CPORT_OK; /* orderly shutdown: done holds what came before */
+    if (errno == EINTR) continue;
+    if (would_block(errno)) return op->done > 0 && !(op->flags & CPORT_WAITALL) ? CPORT_OK : CP_PENDING;
+    return cp_errno_to_err(errno);
+  }
+}
+
+static int try_send(cp_sock *s, cp_op *op) {
+  while (op->done < op->len) {
+    ssize_t n = send(FD(s), op->buf + op->done, op->len - op->done, MSG_NOSIGNAL);
+    if (n >= 0) {
+      op->done += (size_t)n;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (would_block(errno)) return CP_PENDING;
+    return cp_errno_to_err(errno);
+  }
+  return CPORT_OK;
+}
+
+/* Errors that concern one queued connection, not the listener. */
+static bool retry_accept(int e) {
+  return e == ECONNABORTED || e == EPROTO || e == EINTR || e == EPERM;
+}
+
+static int try_accept(cp_sock *s, cp_op *op) {
+  for (;;) {
+    int fd = accept4(FD(s), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      int rc = cp_sock_adopt(s, (uintptr_t)fd, &op->accepted);
+      if (rc != CPORT_OK) close(fd);
+      return rc;
+    }
+    if (retry_accept(errno)) continue;
+    if (would_block(errno)) return CP_PENDING;
+    return cp_errno_to_err(errno);
+  }
+}
+
+static int begin_connect(cp_sock *s, cp_op *op) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int rc = cp_addr_to_os(&op->addr, &ss, &len);
+  if (rc != CPORT_OK) return rc;
+  while (connect(FD(s), (struct sockaddr *)&ss, len) != 0) {
+    if (errno == EINTR) continue;
+    if (errno != EINPROGRESS) return cp_errno_to_err(errno);
+    s->connecting = 1;
+    return CP_PENDING;
+  }
+  return CPORT_OK;
+}
+
+static int finish_connect(cp_sock *s) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(FD(s), SOL_SOCKET, SO_ERROR, &err, &len) != 0) return cp_errno_to_err(errno);
+  if (err != 0) return cp_errno_to_err(err);
+  struct sockaddr_storage ss;
+  len = sizeof ss;
+  if (getpeername(FD(s), (struct sockaddr *)&ss, &len) == 0) return CPORT_OK;
+  return errno == ENOTCONN ? CP_PENDING : cp_errno_to_err(errno);
+}
+
+int cp_posix_try(cp_sock *s, cp_op *op) {
+  switch (op->kind) {
+  case CPORT_OP_RECV: return try_recv(s, op);
+  case CPORT_OP_SEND: return try_send(s, op);
+  case CPORT_OP_ACCEPT: return try_accept(s, op);
+  case CPORT_OP_CONNECT: return s->connecting ? finish_connect(s) : begin_connect(s, op);
+  default: return CPORT_EINVAL;
+  }
+}
