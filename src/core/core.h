@@ -34,6 +34,7 @@ void cp_queue_free(cport_queue *q);
 /* Handle table (table.c). */
 int cp_table_alloc(cport_ctx *ctx, cport_queue *owner, cp_sock **out); /* returns s locked */
 void cp_table_close_ctx(cport_ctx *ctx);
+void cp_table_reap_ctx(cport_ctx *ctx);
 int cp_table_count_ctx(cport_ctx *ctx);
 void cp_registry_add(cp_sock *s, bool listed);
 void cp_registry_remove(cp_sock *s);

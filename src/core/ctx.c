@@ -16,6 +16,9 @@ static const cp_backend *backend_for(cport_backend_id id) {
 #else
   case CPORT_BACKEND_EPOLL: return &cp_backend_epoll;
 #endif
+#ifdef CPORT_HAVE_IO_URING
+  case CPORT_BACKEND_IO_URING: return &cp_backend_io_uring;
+#endif
   default: return NULL;
   }
 }
@@ -43,9 +46,15 @@ const char *cport_backend_name(cport_backend_id id) {
   return "unknown";
 }
 
+/* Compiled in is not enough: io_uring may be disabled by the kernel or a
+ * seccomp policy, so availability is a real context that starts. */
 int cport_backend_available(cport_backend_id id) {
   if (id == CPORT_BACKEND_AUTO) return 1;
-  return backend_for(id) != NULL;
+  cport_ctx_options opts = {.backend = id};
+  cport_ctx *ctx;
+  if (cport_ctx_create(&ctx, &opts) != CPORT_OK) return 0;
+  cport_ctx_destroy(ctx);
+  return 1;
 }
 
 int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts) {
@@ -91,6 +100,7 @@ void cport_ctx_destroy(cport_ctx *ctx) {
   cp_table_close_ctx(ctx);
   drain(ctx);
   ctx->be->ctx_free(ctx);
+  cp_table_reap_ctx(ctx);
   while (ctx->queues) cp_queue_free(ctx->queues);
   cp_mutex_destroy(&ctx->mu);
   free(ctx);

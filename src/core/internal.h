@@ -146,5 +146,6 @@ int cp_ctx_accepts_per_listener(cport_ctx *ctx);
 /* Backends compiled into this build (NULL when absent). */
 extern const cp_backend cp_backend_epoll;
 extern const cp_backend cp_backend_iocp;
+extern const cp_backend cp_backend_io_uring;
 
 #endif

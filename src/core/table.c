@@ -145,6 +145,26 @@ void cp_table_close_ctx(cport_ctx *ctx) {
   }
 }
 
+/* After the backend is gone no completion can arrive: slots still waiting
+ * for one are freed without messages (their queues die with ctx too). */
+void cp_table_reap_ctx(cport_ctx *ctx) {
+  uint32_t n = slot_count();
+  for (uint32_t i = 0; i < n; i++) {
+    cp_sock *s = lock_index(i);
+    if (s->state == CP_SOCK_ZOMBIE && s->ctx == ctx) {
+      for (int dir = CP_RD; dir <= CP_WR; dir++) {
+        cp_op *op;
+        while ((op = s->dirs[dir].head) != NULL) {
+          cp_list_remove(&s->dirs[dir], op);
+          cp_op_free(s, op);
+        }
+      }
+      s->be_refs = 0;
+    }
+    cp_sock_unlock(s);
+  }
+}
+
 int cp_table_count_ctx(cport_ctx *ctx) {
   uint32_t n = slot_count();
   int count = 0;

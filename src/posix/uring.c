@@ -1,0 +1,242 @@
+/* The io_uring backend: completion mode natively, select mode by poll.
+ *
+ * An operation first gets one non-blocking try (a nowait call that can
+ * finish at once must); if it would block, the remainder is submitted as a
+ * native recv/send/accept, or as a one-shot poll for connect and select
+ * operations. Only the head of each direction is in the kernel, so
+ * messages keep posting order and sends never interleave. Any thread may
+ * submit (under sq_mu); only the poller reaps completions. */
+#ifdef CPORT_HAVE_IO_URING
+#define _GNU_SOURCE /* accept4 flags */
+#include "posix.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RING_ENTRIES 1024u
+#define MAX_REAP 256u
+#define WAKE_KEY 1u   /* user_data of a wake-up NOP */
+#define IGNORE_KEY 2u /* user_data of cancel requests: their own results don't matter */
+
+typedef struct ur_ctx {
+  struct io_uring ring;
+  cp_mutex sq_mu; /* submission queue: any thread */
+  atomic_int wake_pending;
+} ur_ctx;
+
+static ur_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
+
+static int ur_ctx_init(cport_ctx *ctx) {
+  ur_ctx *ur = calloc(1, sizeof *ur);
+  if (!ur) return CPORT_ENOMEM;
+  int rc = io_uring_queue_init(RING_ENTRIES, &ur->ring, 0);
+  if (rc < 0) {
+    free(ur);
+    return rc == -ENOSYS || rc == -EPERM ? CPORT_ENOTSUP : cp_errno_to_err(-rc);
+  }
+  if (!(ur->ring.features & IORING_FEAT_EXT_ARG) || cp_mutex_init(&ur->sq_mu) != 0) {
+    io_uring_queue_exit(&ur->ring); /* a timed wait would need the SQ */
+    free(ur);
+    return CPORT_ENOTSUP;
+  }
+  cp_ctx_set_backend(ctx, ur);
+  return CPORT_OK;
+}
+
+static void ur_ctx_free(cport_ctx *ctx) {
+  ur_ctx *ur = state_of(ctx);
+  io_uring_queue_exit(&ur->ring);
+  cp_mutex_destroy(&ur->sq_mu);
+  free(ur);
+}
+
+/* A free SQE; sq_mu held. Submits to make room when the ring is full. */
+static struct io_uring_sqe *get_sqe(ur_ctx *ur) {
+  struct io_uring_sqe *sqe;
+  while ((sqe = io_uring_get_sqe(&ur->ring)) == NULL) io_uring_submit(&ur->ring);
+  return sqe;
+}
+
+static void submit_locked(ur_ctx *ur) {
+  int rc;
+  while ((rc = io_uring_submit(&ur->ring)) == -EINTR || rc == -EAGAIN) {
+  }
+}
+
+static int fd_of(cp_sock *s) { return (int)s->os; }
+
+static unsigned poll_mask(const cp_op *op) { return op->dir == CP_RD ? POLLIN : POLLOUT; }
+
+/* Hands the rest of op to the kernel; its CQE comes back to reap(). */
+static void submit_op(cp_sock *s, cp_op *op) {
+  ur_ctx *ur = state_of(s->ctx);
+  cp_mutex_lock(&ur->sq_mu);
+  struct io_uring_sqe *sqe = get_sqe(ur);
+  if (op->select || op->kind == CPORT_OP_CONNECT)
+    io_uring_prep_poll_add(sqe, fd_of(s), poll_mask(op));
+  else if (op->kind == CPORT_OP_RECV)
+    io_uring_prep_recv(sqe, fd_of(s), op->buf + op->done, op->len - op->done, 0);
+  else if (op->kind == CPORT_OP_SEND)
+    io_uring_prep_send(sqe, fd_of(s), op->buf + op->done, op->len - op->done, MSG_NOSIGNAL);
+  else
+    io_uring_prep_accept(sqe, fd_of(s), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data(sqe, op);
+  submit_locked(ur);
+  cp_mutex_unlock(&ur->sq_mu);
+  op->started = 1;
+}
+
+static void submit_cancel(cp_sock *s, cp_op *op) {
+  ur_ctx *ur = state_of(s->ctx);
+  cp_mutex_lock(&ur->sq_mu);
+  struct io_uring_sqe *sqe = get_sqe(ur);
+  io_uring_prep_cancel(sqe, op, 0);
+  io_uring_sqe_set_data64(sqe, IGNORE_KEY);
+  submit_locked(ur);
+  cp_mutex_unlock(&ur->sq_mu);
+}
+
+/* Tries the active ops of a direction until one has to go to the kernel. */
+static void advance(cp_sock *s, int dir) {
+  cp_op *op;
+  while ((op = cp_dir_active(s, dir)) != NULL && !op->started) {
+    int rc = cp_posix_try(s, op);
+    if (rc == CP_PENDING) {
+      submit_op(s, op);
+      return;
+    }
+    cp_op_done(op, rc);
+  }
+}
+
+static int ur_sock_open(cp_sock *s) { return cp_posix_socket(s); }
+static int ur_sock_adopt(cp_sock *s) { (void)s; return CPORT_OK; }
+
+static int ur_start(cp_sock *s, cp_op *op) {
+  if (cp_dir_active(s, op->dir) != op) return CP_PENDING; /* behind others: FIFO */
+  int rc = cp_posix_try(s, op);
+  if (rc == CP_PENDING) submit_op(s, op);
+  return rc;
+}
+
+static void ur_cancel(cp_sock *s, cp_op *op) {
+  if (op->started) {
+    submit_cancel(s, op); /* its CQE ends it, with its data if it won */
+    return;
+  }
+  cp_op_done(op, CPORT_ECANCELED);
+  advance(s, op->dir);
+}
+
+/* The kernel holds its own file reference, so closing the fd alone would
+ * not end the requests in flight: cancel them, and end the rest now. */
+static void ur_sock_close(cp_sock *s) {
+  for (int dir = CP_RD; dir <= CP_WR; dir++) {
+    for (cp_op *op = s->dirs[dir].head; op; op = op->next)
+      if (op->state == CP_OP_PENDING && op->started) submit_cancel(s, op);
+    cp_op *op;
+    while ((op = cp_dir_active(s, dir)) != NULL && !op->started) cp_op_done(op, CPORT_ECLOSED);
+  }
+  close(fd_of(s));
+}
+
+static bool retry_accept(int e) {
+  return e == ECONNABORTED || e == EPROTO || e == EINTR || e == EPERM || e == EAGAIN;
+}
+
+/* What a CQE result means for op: CPORT_OK, CP_PENDING (resubmit), or an
+ * error. */
+static int interpret(cp_sock *s, cp_op *op, int res) {
+  if (res == -ECANCELED) return CPORT_ECANCELED;
+  if (op->select) return res < 0 && res != -EINTR ? cp_errno_to_err(-res) : CPORT_OK;
+  switch (op->kind) {
+  case CPORT_OP_CONNECT: return cp_posix_try(s, op); /* SO_ERROR after POLLOUT */
+  case CPORT_OP_ACCEPT:
+    if (res >= 0) {
+      int rc = cp_sock_adopt(s, (uintptr_t)res, &op->accepted);
+      if (rc != CPORT_OK) close(res);
+      return rc;
+    }
+    return retry_accept(-res) ? CP_PENDING : cp_errno_to_err(-res);
+  default:
+    if (res == -EINTR || res == -EAGAIN) return CP_PENDING;
+    if (res < 0) return cp_errno_to_err(-res);
+    op->done += (size_t)res;
+    if (op->kind == CPORT_OP_SEND) return op->done < op->len ? CP_PENDING : CPORT_OK;
+    bool more = (op->flags & CPORT_WAITALL) && res > 0 && op->done < op->len;
+    return more ? CP_PENDING : CPORT_OK;
+  }
+}
+
+static void complete(cp_op *op, int res) {
+  cp_sock *s = op->sock;
+  cp_mutex_lock(&s->mu);
+  op->started = 0;
+  int rc = interpret(s, op, res);
+  if (rc == CP_PENDING && (op->closed || op->cancelled)) rc = CPORT_ECANCELED;
+  if (rc == CP_PENDING)
+    submit_op(s, op);
+  else {
+    cp_op_done(op, rc);
+    if (s->state == CP_SOCK_OPEN) advance(s, op->dir);
+  }
+  cp_sock_unlock(s);
+}
+
+static int ur_poll(cport_ctx *ctx, int timeout_ms) {
+  ur_ctx *ur = state_of(ctx);
+  struct io_uring_cqe *cqe;
+  struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                 .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+  int rc = io_uring_wait_cqe_timeout(&ur->ring, &cqe, timeout_ms < 0 ? NULL : &ts);
+  if (rc < 0) return rc == -ETIME || rc == -EINTR ? CPORT_OK : cp_errno_to_err(-rc);
+  struct io_uring_cqe *batch[MAX_REAP];
+  unsigned n;
+  while ((n = io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP)) > 0) {
+    for (unsigned i = 0; i < n; i++) {
+      uint64_t key = io_uring_cqe_get_data64(batch[i]);
+      int res = batch[i]->res;
+      io_uring_cqe_seen(&ur->ring, batch[i]);
+      if (key == WAKE_KEY)
+        atomic_store(&ur->wake_pending, 0);
+      else if (key != IGNORE_KEY)
+        complete((cp_op *)(uintptr_t)key, res);
+    }
+  }
+  return CPORT_OK;
+}
+
+static void ur_wake(cport_ctx *ctx) {
+  ur_ctx *ur = state_of(ctx);
+  if (atomic_exchange(&ur->wake_pending, 1)) return;
+  cp_mutex_lock(&ur->sq_mu);
+  struct io_uring_sqe *sqe = get_sqe(ur);
+  io_uring_prep_nop(sqe);
+  io_uring_sqe_set_data64(sqe, WAKE_KEY);
+  submit_locked(ur);
+  cp_mutex_unlock(&ur->sq_mu);
+}
+
+const cp_backend cp_backend_io_uring = {
+    .id = CPORT_BACKEND_IO_URING,
+    .name = "io_uring",
+    .ctx_init = ur_ctx_init,
+    .ctx_free = ur_ctx_free,
+    .sock_open = ur_sock_open,
+    .sock_adopt = ur_sock_adopt,
+    .sock_close = ur_sock_close,
+    .start = ur_start,
+    .cancel = ur_cancel,
+    .poll = ur_poll,
+    .wake = ur_wake,
+    .bind = cp_posix_bind,
+    .listen = cp_posix_listen,
+    .shutdown = cp_posix_shutdown,
+    .sockname = cp_posix_sockname,
+    .peername = cp_posix_peername,
+};
+#endif
