@@ -198,8 +198,13 @@ typedef enum cport_op {
   CPORT_OP_ACCEPT = 1,
   CPORT_OP_CONNECT = 2,
   CPORT_OP_SEND = 3,
-  CPORT_OP_RECV = 4
+  CPORT_OP_RECV = 4,
+  CPORT_OP_SENDTO = 5,
+  CPORT_OP_RECVFROM = 6
 } cport_op;
+
+/* Flags in cport_msg.flags and cport_recv_info.flags. */
+#define CPORT_MSG_TRUNC 0x1u /* the datagram was longer than the buffer: the rest is lost */
 
 typedef struct cport_msg {
   cport_tag tag;
@@ -212,6 +217,8 @@ typedef struct cport_msg {
   cport_socket accepted; /* accept completion: the new socket */
   uint64_t user;         /* user messages: the value posted */
   void *user_ptr;        /* user messages: the pointer posted */
+  unsigned flags;        /* CPORT_MSG_TRUNC */
+  cport_addr addr;       /* recvfrom completion: the sender */
 } cport_msg;
 
 /* Create a queue in ctx. */
@@ -295,6 +302,27 @@ CPORT_API int cport_send(cport_socket s, const void *buf, size_t len, unsigned f
  * to what arrived: data that arrived is never dropped. */
 CPORT_API int cport_recv(cport_socket s, void *buf, size_t len, unsigned flags, int timeout,
                          size_t *received, cport_handle *handle);
+
+/* Send one datagram to an address (UDP). Whole or an error, in both modes;
+ * CPORT_EMSGSIZE if it cannot fit one datagram. On a connected TCP socket:
+ * CPORT_EISCONN. */
+CPORT_API int cport_sendto(cport_socket s, const void *buf, size_t len, unsigned flags,
+                           const cport_addr *to, int timeout, size_t *sent,
+                           cport_handle *handle);
+
+/* What cport_recvfrom received now (on pending calls: msg.bytes, msg.addr
+ * and msg.flags of the completion). */
+typedef struct cport_recv_info {
+  size_t bytes;   /* bytes stored in the buffer */
+  cport_addr from;/* the sender */
+  unsigned flags; /* CPORT_MSG_TRUNC if the datagram did not fit */
+} cport_recv_info;
+
+/* Receive one datagram (UDP); a 0-byte datagram is not EOF. A datagram
+ * longer than len is truncated and flagged CPORT_MSG_TRUNC on every
+ * backend. Flags must be 0. CPORT_EOPNOTSUPP on stream sockets. */
+CPORT_API int cport_recvfrom(cport_socket s, void *buf, size_t len, unsigned flags, int timeout,
+                             cport_recv_info *info, cport_handle *handle);
 
 /* Shut down one or both directions. */
 enum { CPORT_SHUT_RD = 1, CPORT_SHUT_WR = 2, CPORT_SHUT_RDWR = 3 };

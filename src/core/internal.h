@@ -40,12 +40,13 @@ typedef struct cp_op {
   uint8_t closed;    /* cport_close asked to stop it */
   uint8_t started;   /* the backend has begun it (epoll: head of its dir) */
   unsigned flags;    /* CPORT_WAITALL */
+  unsigned msg_flags;/* result: CPORT_MSG_TRUNC */
   char *buf;
   size_t len;
   size_t done;       /* bytes transferred so far */
   int status;        /* result, once state == CP_OP_DONE */
   cport_socket accepted;
-  cport_addr addr;   /* connect: the target */
+  cport_addr addr;   /* connect, sendto: the target; recvfrom: the sender */
   cport_queue *dest; /* where the message goes: NULL means the owner */
   _Alignas(16) unsigned char be[CP_BACKEND_OP_SIZE];
 } cp_op;

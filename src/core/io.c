@@ -15,10 +15,13 @@ typedef struct request {
 typedef struct result {
   size_t bytes;
   cport_socket accepted;
+  cport_addr addr;
+  unsigned flags;
 } result;
 
 static int dir_of(uint8_t kind) {
-  return kind == CPORT_OP_ACCEPT || kind == CPORT_OP_RECV ? CP_RD : CP_WR;
+  return kind == CPORT_OP_ACCEPT || kind == CPORT_OP_RECV || kind == CPORT_OP_RECVFROM ? CP_RD
+                                                                                        : CP_WR;
 }
 
 static bool select_pending(const cp_sock *s, int dir) {
@@ -27,14 +30,22 @@ static bool select_pending(const cp_sock *s, int dir) {
   return false;
 }
 
+static int check_target(const cp_sock *s, const cport_addr *addr) {
+  if (!addr) return CPORT_EINVAL;
+  if (!(addr->family == CPORT_AF_INET || addr->family == CPORT_AF_INET6)) return CPORT_EINVAL;
+  return addr->family == s->family ? CPORT_OK : CPORT_EAFNOSUPPORT;
+}
+
 static int check_connect(const cp_sock *s, const request *rq, bool select) {
   if (s->listening) return CPORT_EINVAL;
   if (s->connected) return CPORT_EISCONN;
   if (s->connecting) return select ? CPORT_OK : CPORT_EALREADY;
-  if (!rq->addr) return CPORT_EINVAL;
-  if (!(rq->addr->family == CPORT_AF_INET || rq->addr->family == CPORT_AF_INET6))
-    return CPORT_EINVAL;
-  return rq->addr->family == s->family ? CPORT_OK : CPORT_EAFNOSUPPORT;
+  return check_target(s, rq->addr);
+}
+
+static int check_sendto(const cp_sock *s, const request *rq) {
+  if (s->type == CPORT_SOCK_STREAM) return s->connected ? CPORT_EISCONN : CPORT_ENOTCONN;
+  return check_target(s, rq->addr);
 }
 
 /* Whether the call makes sense in the socket's state. */
@@ -45,13 +56,21 @@ static int check_state(const cp_sock *s, const request *rq, bool select) {
   case CPORT_OP_SEND:
     if (!s->connected) return CPORT_ENOTCONN;
     return s->shut_wr ? CPORT_EPIPE : CPORT_OK;
-  default: return s->connected ? CPORT_OK : CPORT_ENOTCONN;
+  case CPORT_OP_SENDTO: return check_sendto(s, rq);
+  case CPORT_OP_RECVFROM:
+    if (s->type == CPORT_SOCK_STREAM) return CPORT_EOPNOTSUPP;
+    return s->bound || s->connected ? CPORT_OK : CPORT_EINVAL;
+  default:
+    if (s->type == CPORT_SOCK_DGRAM && rq->flags & CPORT_WAITALL) return CPORT_EINVAL;
+    return s->connected ? CPORT_OK : CPORT_ENOTCONN;
   }
 }
 
 static void fill_result(const cp_op *op, result *res) {
   res->bytes = op->done;
   res->accepted = op->accepted;
+  res->addr = op->addr;
+  res->flags = op->msg_flags;
 }
 
 /* Starts an op. Returns CPORT_OK (res filled), CPORT_SELECT or
@@ -93,8 +112,8 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
     fill_result(op, res);
     if (rc == CPORT_OK && rq->kind == CPORT_OP_CONNECT) s->connected = 1;
     if (rq->kind == CPORT_OP_CONNECT) s->connecting = 0;
-    if (rq->kind == CPORT_OP_RECV) s->bytes_in += op->done;
-    if (rq->kind == CPORT_OP_SEND) s->bytes_out += op->done;
+    if (dir == CP_RD) s->bytes_in += op->done;
+    else s->bytes_out += op->done;
     cp_list_remove(&s->dirs[dir], op);
     cp_op_free(s, op);
     cp_deliver_ready(s, dir); /* ops behind it may have finished meanwhile */
@@ -129,6 +148,8 @@ static int finish_blocking(cport_socket id, cport_queue *q, cport_handle h, int 
   }
   res->bytes = m.bytes;
   res->accepted = m.accepted;
+  res->addr = m.addr;
+  res->flags = m.flags;
   if (m.tag == CPORT_TAG_ABORT && m.status == CPORT_ECANCELED && timed_out)
     return CPORT_ETIMEDOUT;
   return m.status;
@@ -195,5 +216,29 @@ int cport_recv(cport_socket s, void *buf, size_t len, unsigned flags, int timeou
   result res;
   int rc = run(s, &rq, timeout, &res, handle);
   *received = res.bytes;
+  return rc;
+}
+
+int cport_sendto(cport_socket s, const void *buf, size_t len, unsigned flags,
+                 const cport_addr *to, int timeout, size_t *sent, cport_handle *handle) {
+  if (sent) *sent = 0;
+  if (bad_length(buf, len) || !sent || flags != 0) return CPORT_EINVAL;
+  request rq = {.kind = CPORT_OP_SENDTO, .buf = (char *)(uintptr_t)buf, .len = len, .addr = to};
+  result res;
+  int rc = run(s, &rq, timeout, &res, handle);
+  *sent = res.bytes;
+  return rc;
+}
+
+int cport_recvfrom(cport_socket s, void *buf, size_t len, unsigned flags, int timeout,
+                   cport_recv_info *info, cport_handle *handle) {
+  if (info) memset(info, 0, sizeof *info);
+  if (bad_length(buf, len) || !info || flags != 0) return CPORT_EINVAL;
+  request rq = {.kind = CPORT_OP_RECVFROM, .buf = buf, .len = len};
+  result res;
+  int rc = run(s, &rq, timeout, &res, handle);
+  info->bytes = res.bytes;
+  info->from = res.addr;
+  info->flags = res.flags;
   return rc;
 }

@@ -64,8 +64,8 @@ static void apply_effects(cp_sock *s, cp_op *op) {
     s->connecting = 0;
     if (op->status == CPORT_OK) s->connected = 1;
   }
-  if (op->kind == CPORT_OP_RECV) s->bytes_in += op->done;
-  if (op->kind == CPORT_OP_SEND) s->bytes_out += op->done;
+  if (op->dir == CP_RD) s->bytes_in += op->done;
+  else s->bytes_out += op->done;
 }
 
 static void deliver(cp_sock *s, cp_op *op) {
@@ -78,7 +78,9 @@ static void deliver(cp_sock *s, cp_op *op) {
       .bytes = op->select ? 0 : op->done,
       .buf = op->buf,
       .accepted = op->accepted,
+      .flags = op->msg_flags,
   };
+  if (op->kind == CPORT_OP_RECVFROM) m.addr = op->addr;
   if (op->select && op->cancelled) return; /* cancel said no message follows */
   if (op->status < 0 && op->closed) {
     m.tag = CPORT_TAG_ABORT;

@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define FD(s) ((int)(s)->os)
@@ -131,6 +132,45 @@ static int try_send(cp_sock *s, cp_op *op) {
   return CPORT_OK;
 }
 
+/* One datagram, whole: a datagram socket never sends part of one. */
+static int try_sendto(cp_sock *s, cp_op *op) {
+  struct sockaddr_storage ss;
+  socklen_t len = 0;
+  if (op->kind == CPORT_OP_SENDTO) {
+    int rc = cp_addr_to_os(&op->addr, &ss, &len);
+    if (rc != CPORT_OK) return rc;
+  }
+  for (;;) {
+    ssize_t n = sendto(FD(s), op->buf, op->len, MSG_NOSIGNAL,
+                       len ? (struct sockaddr *)&ss : NULL, len);
+    if (n >= 0) {
+      op->done = (size_t)n;
+      return CPORT_OK;
+    }
+    if (errno == EINTR) continue;
+    return would_block(errno) ? CP_PENDING : cp_errno_to_err(errno);
+  }
+}
+
+/* One datagram; recvmsg tells truncation the same way for recv and
+ * recvfrom. */
+static int try_recvfrom(cp_sock *s, cp_op *op) {
+  struct sockaddr_storage ss;
+  struct iovec iov = {.iov_base = op->buf, .iov_len = op->len};
+  struct msghdr mh = {.msg_name = &ss, .msg_namelen = sizeof ss, .msg_iov = &iov, .msg_iovlen = 1};
+  for (;;) {
+    ssize_t n = recvmsg(FD(s), &mh, 0);
+    if (n >= 0) {
+      op->done = (size_t)n;
+      op->msg_flags = mh.msg_flags & MSG_TRUNC ? CPORT_MSG_TRUNC : 0;
+      cp_addr_from_os(&ss, &op->addr);
+      return CPORT_OK;
+    }
+    if (errno == EINTR) continue;
+    return would_block(errno) ? CP_PENDING : cp_errno_to_err(errno);
+  }
+}
+
 /* Errors that concern one queued connection, not the listener. */
 static bool retry_accept(int e) {
   return e == ECONNABORTED || e == EPROTO || e == EINTR || e == EPERM;
@@ -176,6 +216,10 @@ static int finish_connect(cp_sock *s) {
 }
 
 int cp_posix_try(cp_sock *s, cp_op *op) {
+  if (s->type == CPORT_SOCK_DGRAM) {
+    if (op->kind == CPORT_OP_SEND || op->kind == CPORT_OP_SENDTO) return try_sendto(s, op);
+    if (op->kind == CPORT_OP_RECV || op->kind == CPORT_OP_RECVFROM) return try_recvfrom(s, op);
+  }
   switch (op->kind) {
   case CPORT_OP_RECV: return try_recv(s, op);
   case CPORT_OP_SEND: return try_send(s, op);

@@ -71,12 +71,19 @@ static int fd_of(cp_sock *s) { return (int)s->os; }
 
 static unsigned poll_mask(const cp_op *op) { return op->dir == CP_RD ? POLLIN : POLLOUT; }
 
+/* Ops that wait for readiness and then retry the syscall: select ops,
+ * connect (SO_ERROR after POLLOUT), and datagrams (which need recvmsg's
+ * address and truncation flag). */
+static bool by_poll(const cp_sock *s, const cp_op *op) {
+  return op->select || op->kind == CPORT_OP_CONNECT || s->type == CPORT_SOCK_DGRAM;
+}
+
 /* Hands the rest of op to the kernel; its CQE comes back to reap(). */
 static void submit_op(cp_sock *s, cp_op *op) {
   ur_ctx *ur = state_of(s->ctx);
   cp_mutex_lock(&ur->sq_mu);
   struct io_uring_sqe *sqe = get_sqe(ur);
-  if (op->select || op->kind == CPORT_OP_CONNECT)
+  if (by_poll(s, op))
     io_uring_prep_poll_add(sqe, fd_of(s), poll_mask(op));
   else if (op->kind == CPORT_OP_RECV)
     io_uring_prep_recv(sqe, fd_of(s), op->buf + op->done, op->len - op->done, 0);
@@ -153,8 +160,8 @@ static bool retry_accept(int e) {
 static int interpret(cp_sock *s, cp_op *op, int res) {
   if (res == -ECANCELED) return CPORT_ECANCELED;
   if (op->select) return res < 0 && res != -EINTR ? cp_errno_to_err(-res) : CPORT_OK;
+  if (by_poll(s, op)) return cp_posix_try(s, op);
   switch (op->kind) {
-  case CPORT_OP_CONNECT: return cp_posix_try(s, op); /* SO_ERROR after POLLOUT */
   case CPORT_OP_ACCEPT:
     if (res >= 0) {
       int rc = cp_sock_adopt(s, (uintptr_t)res, &op->accepted);

@@ -1,0 +1,82 @@
+/* Shared by the Windows files: Winsock set-up, address conversion, the
+ * synchronous socket calls, extension functions, and the IOCP backend's
+ * per-socket / per-operation state. Not installed. */
+#ifndef CPORT_WIN_H
+#define CPORT_WIN_H
+
+#include "internal.h" /* includes cp_platform.h: winsock2.h, then windows.h */
+
+#include <mswsock.h>
+#include <ws2tcpip.h>
+
+#include "errmap.h"
+
+/* ---- process-wide Winsock state (sock.c) ------------------------------- */
+
+/* WSAStartup(2.2) once per process (InitOnce). CPORT_OK or an error. */
+int cp_win_startup(void);
+
+/* Whether FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is safe for sockets of this
+ * family/type: only when the provider is an IFS one (no layered service
+ * provider that hides the real handle), as libuv checks. The environment
+ * variable CPORT_IOCP_NO_SKIP=1 turns it off (to exercise that path). */
+int cp_win_skip_ok(int family, int type);
+
+/* An overlapped, non-inheritable socket for a cport family/type. */
+int cp_win_socket(int family, int type, SOCKET *out);
+
+/* Sets FIONBIO on (select-mode sockets). */
+int cp_win_nonblock(SOCKET s);
+
+/* cport_addr <-> sockaddr. */
+int cp_win_addr_to_os(const cport_addr *a, struct sockaddr_storage *ss, int *len);
+int cp_win_addr_from_os(const struct sockaddr *sa, int len, cport_addr *a);
+/* The wildcard address (0.0.0.0:0 or [::]:0) of a cport family. */
+void cp_win_wildcard(int family, struct sockaddr_storage *ss, int *len);
+
+/* Extension functions, fetched once per address family. NULL on failure
+ * (the Winsock error is left in WSAGetLastError). */
+LPFN_ACCEPTEX cp_win_acceptex(SOCKET s, int family);
+LPFN_CONNECTEX cp_win_connectex(SOCKET s, int family);
+
+/* The base provider handle (SIO_BASE_HANDLE), for IOCTL_AFD_POLL. */
+SOCKET cp_win_base_handle(SOCKET s);
+
+/* The synchronous calls of the backend interface. */
+int cp_win_bind(cp_sock *s, const cport_addr *addr);
+int cp_win_listen_os(cp_sock *s, int backlog); /* listen() only */
+int cp_win_shutdown_os(cp_sock *s, int how);   /* shutdown() only */
+int cp_win_sockname(cp_sock *s, cport_addr *addr);
+int cp_win_peername(cp_sock *s, cport_addr *addr);
+
+/* ---- the IOCP backend's state (iocp.c) ---------------------------------- */
+
+typedef struct cp_io cp_io;
+
+/* In cp_sock.be (CP_BACKEND_SOCK_SIZE bytes, zeroed at open/adopt). */
+typedef struct iocp_sock {
+  SOCKET base;            /* base provider handle, for AFD polls (select mode) */
+  cp_io *ready_head;      /* listener: AcceptEx done, waiting for a user accept */
+  cp_io *ready_tail;
+  cp_io *polls[2];        /* select mode: the AFD poll in flight per direction */
+  int32_t accepts_posted; /* listener: AcceptEx in flight */
+  uint8_t skip;           /* FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set */
+  uint8_t closed;         /* sock_close ran: every error now means "closed" */
+  uint8_t accept_failed;  /* listener: the pool could not be refilled */
+} iocp_sock;
+
+/* In cp_op.be (CP_BACKEND_OP_SIZE bytes, NOT zeroed by cp_op_alloc: start
+ * initialises it). */
+typedef struct iocp_op {
+  cp_io *io;        /* the overlapped I/O in flight for this op, or NULL */
+  uint8_t deferred; /* completion mode: waits behind a CPORT_WAITALL recv */
+  uint8_t shut_eof; /* cancelled by our shutdown(SD_RECEIVE): report EOF */
+} iocp_op;
+
+_Static_assert(sizeof(iocp_sock) <= CP_BACKEND_SOCK_SIZE, "iocp_sock too large");
+_Static_assert(sizeof(iocp_op) <= CP_BACKEND_OP_SIZE, "iocp_op too large");
+
+static inline iocp_sock *cp_win_bs(cp_sock *s) { return (iocp_sock *)(void *)s->be; }
+static inline iocp_op *cp_win_bo(cp_op *op) { return (iocp_op *)(void *)op->be; }
+
+#endif
