@@ -340,6 +340,123 @@ CPORT_API int cport_peername(cport_socket s, cport_addr *addr);
 CPORT_API int cport_cancel(cport_socket s, cport_handle handle);
 
 /* ------------------------------------------------------------------------ */
+/* Options                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum cport_level {
+  CPORT_LEVEL_OTP = 1, /* the library's own options */
+  CPORT_LEVEL_SOCKET = 2,
+  CPORT_LEVEL_IP = 3,
+  CPORT_LEVEL_IPV6 = 4,
+  CPORT_LEVEL_TCP = 5,
+  CPORT_LEVEL_UDP = 6
+} cport_level;
+
+/* Options, named after their level. The value type each takes is given
+ * after it; "get" marks read-only options. */
+typedef enum cport_option {
+  CPORT_OPT_OTP_OWNER = 100,       /* queue: where future messages go */
+  CPORT_OPT_OTP_DEBUG = 101,       /* bool: a line on stderr per operation end */
+  CPORT_OPT_OTP_USE_REGISTRY = 102,/* bool: listed by the registry calls */
+  CPORT_OPT_OTP_FD = 103,          /* u64, get: the OS socket (fd or SOCKET) */
+  CPORT_OPT_OTP_META = 104,        /* ptr: a user value kept with the socket */
+
+  CPORT_OPT_SOCKET_REUSEADDR = 200,       /* bool */
+  CPORT_OPT_SOCKET_REUSEPORT = 201,       /* bool (Linux) */
+  CPORT_OPT_SOCKET_EXCLUSIVEADDRUSE = 202,/* bool (Windows) */
+  CPORT_OPT_SOCKET_KEEPALIVE = 203,       /* bool */
+  CPORT_OPT_SOCKET_LINGER = 204,          /* linger; {1, 0} makes close send a reset */
+  CPORT_OPT_SOCKET_RCVBUF = 205,          /* int, bytes */
+  CPORT_OPT_SOCKET_SNDBUF = 206,          /* int, bytes */
+  CPORT_OPT_SOCKET_RCVLOWAT = 207,        /* int, bytes (Linux) */
+  CPORT_OPT_SOCKET_BROADCAST = 208,       /* bool */
+  CPORT_OPT_SOCKET_TYPE = 209,            /* int, get: CPORT_SOCK_* */
+  CPORT_OPT_SOCKET_PROTOCOL = 210,        /* int, get: 6 (TCP) or 17 (UDP) */
+  CPORT_OPT_SOCKET_DOMAIN = 211,          /* int, get: CPORT_AF_* */
+  CPORT_OPT_SOCKET_ACCEPTCONN = 212,      /* bool, get */
+  CPORT_OPT_SOCKET_ERROR = 213,           /* int, get: pending error as a cport_err */
+
+  CPORT_OPT_IP_TOS = 300,             /* int 0..255 */
+  CPORT_OPT_IP_TTL = 301,             /* int 1..255 */
+  CPORT_OPT_IP_MULTICAST_IF = 302,    /* addr: the local interface address */
+  CPORT_OPT_IP_MULTICAST_TTL = 303,   /* int 0..255 */
+  CPORT_OPT_IP_MULTICAST_LOOP = 304,  /* bool */
+  CPORT_OPT_IP_ADD_MEMBERSHIP = 305,  /* mreq */
+  CPORT_OPT_IP_DROP_MEMBERSHIP = 306, /* mreq */
+  CPORT_OPT_IP_RECVTOS = 307,         /* bool */
+  CPORT_OPT_IP_PKTINFO = 308,         /* bool */
+
+  CPORT_OPT_IPV6_V6ONLY = 400,          /* bool; before bind */
+  CPORT_OPT_IPV6_UNICAST_HOPS = 401,    /* int -1..255 */
+  CPORT_OPT_IPV6_MULTICAST_HOPS = 402,  /* int -1..255 */
+  CPORT_OPT_IPV6_MULTICAST_LOOP = 403,  /* bool */
+  CPORT_OPT_IPV6_ADD_MEMBERSHIP = 404,  /* mreq */
+  CPORT_OPT_IPV6_DROP_MEMBERSHIP = 405, /* mreq */
+  CPORT_OPT_IPV6_RECVPKTINFO = 406,     /* bool */
+
+  CPORT_OPT_TCP_NODELAY = 500,   /* bool */
+  CPORT_OPT_TCP_MAXSEG = 501,    /* int, bytes */
+  CPORT_OPT_TCP_KEEPIDLE = 502,  /* int, seconds */
+  CPORT_OPT_TCP_KEEPINTVL = 503, /* int, seconds */
+  CPORT_OPT_TCP_KEEPCNT = 504,   /* int */
+  CPORT_OPT_TCP_CORK = 505,      /* bool (Linux) */
+  CPORT_OPT_TCP_NOPUSH = 506,    /* bool (BSD) */
+
+  CPORT_OPT_UDP_CORK = 600       /* bool (Linux) */
+} cport_option;
+
+typedef enum cport_val_type {
+  CPORT_VAL_BOOL = 1,
+  CPORT_VAL_INT = 2,
+  CPORT_VAL_LINGER = 3,
+  CPORT_VAL_ADDR = 4,
+  CPORT_VAL_MREQ = 5,
+  CPORT_VAL_QUEUE = 6,
+  CPORT_VAL_PTR = 7,
+  CPORT_VAL_U64 = 8
+} cport_val_type;
+
+/* A typed option value. Set .type and the matching member. */
+typedef struct cport_optval {
+  cport_val_type type;
+  union {
+    int b; /* CPORT_VAL_BOOL: 0 or 1 */
+    int i; /* CPORT_VAL_INT */
+    struct {
+      int onoff;
+      int seconds;
+    } linger;         /* CPORT_VAL_LINGER */
+    cport_addr addr;  /* CPORT_VAL_ADDR (port ignored) */
+    struct {
+      cport_addr group;   /* multicast group */
+      cport_addr iface;   /* IPv4: local interface address (family 0: any) */
+      uint32_t ifindex;   /* IPv6: interface index (0: default) */
+    } mreq;           /* CPORT_VAL_MREQ */
+    cport_queue *queue; /* CPORT_VAL_QUEUE */
+    void *ptr;          /* CPORT_VAL_PTR */
+    uint64_t u64;       /* CPORT_VAL_U64 */
+  } v;
+} cport_optval;
+
+/* Set an option. CPORT_ENOTSUP if this platform lacks it, CPORT_EINVAL for
+ * a value of the wrong type or range, a read-only option, or a level that
+ * does not own the option; CPORT_EOPNOTSUPP for an option that does not
+ * apply to this socket (TCP options on UDP, multicast on TCP, IPv6 options
+ * on an IPv4 socket). */
+CPORT_API int cport_setopt(cport_socket s, cport_level level, cport_option opt,
+                           const cport_optval *value);
+
+/* Get an option; *value gets its type and value. Errors as cport_setopt. */
+CPORT_API int cport_getopt(cport_socket s, cport_level level, cport_option opt,
+                           cport_optval *value);
+
+/* Whether this platform has the option (no socket needed): 1 or 0. */
+CPORT_API int cport_is_supported(cport_level level, cport_option opt);
+
+/* The option's name ("socket.reuseaddr"), or NULL for an unknown option. */
+CPORT_API const char *cport_option_name(cport_level level, cport_option opt);
+
+/* ------------------------------------------------------------------------ */
 /* Registry                                                                 */
 /* ------------------------------------------------------------------------ */
 

@@ -72,6 +72,8 @@ struct cp_sock {
   uint8_t registered;
   uint8_t bound, listening, connecting, connected;
   uint8_t shut_rd, shut_wr;
+  uint8_t debug;    /* otp.debug: trace each message to stderr */
+  void *meta;       /* otp.meta */
   cport_socket id;  /* the handle users hold (kept while a zombie drains) */
   cport_ctx *ctx;
   cport_queue *owner;
@@ -143,6 +145,12 @@ cp_op *cp_dir_active(cp_sock *s, int dir);
 void *cp_ctx_backend(cport_ctx *ctx);
 void cp_ctx_set_backend(cport_ctx *ctx, void *state);
 int cp_ctx_accepts_per_listener(cport_ctx *ctx);
+
+/* Socket options of the OS (src/posix/opts.c, src/win/opts.c). The core
+ * has checked the level, value type and range, and applicability. */
+int cp_os_opt_supported(cport_option opt);
+int cp_os_setopt(cp_sock *s, cport_option opt, const cport_optval *v);
+int cp_os_getopt(cp_sock *s, cport_option opt, cport_optval *v);
 
 /* Backends compiled into this build (NULL when absent). */
 extern const cp_backend cp_backend_epoll;

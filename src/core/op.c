@@ -2,6 +2,7 @@
  * their ends into messages in posting order. */
 #include "core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,6 +90,10 @@ static void deliver(cp_sock *s, cp_op *op) {
     m.tag = CPORT_TAG_ABORT;
     m.status = CPORT_ECANCELED;
   }
+  if (s->debug)
+    fprintf(stderr, "cport: socket %llu handle %llu op %d tag %d status %s bytes %zu\n",
+            (unsigned long long)m.socket, (unsigned long long)m.handle, (int)m.op, (int)m.tag,
+            cport_errname(m.status), m.bytes);
   cp_queue_push(op->dest ? op->dest : s->owner, &m);
 }
 
