@@ -125,24 +125,33 @@ enum { CPORT_AF_INET = 1, CPORT_AF_INET6 = 2, CPORT_AF_UNIX = 3 };
 enum { CPORT_SOCK_STREAM = 1, CPORT_SOCK_DGRAM = 2 };
 
 /* A socket address. Plain data: copy it, compare it, zero it. */
+#define CPORT_PATH_MAX 108 /* AF_UNIX path, NUL included */
 typedef struct cport_addr {
-  int family;        /* CPORT_AF_INET or CPORT_AF_INET6 (0 = none) */
+  int family;        /* CPORT_AF_INET, CPORT_AF_INET6 or CPORT_AF_UNIX (0 = none) */
   uint16_t port;     /* host byte order */
-  uint8_t ip[16];    /* network byte order; IPv4 uses the first 4 bytes */
   uint32_t scope_id; /* IPv6 scope (interface index) */
   uint32_t flowinfo; /* IPv6 flow information */
+  union {
+    uint8_t ip[16];             /* network byte order; IPv4 uses the first 4 bytes */
+    char path[CPORT_PATH_MAX];  /* AF_UNIX: a filesystem path, NUL-terminated */
+  };
 } cport_addr;
 
 /* Fill *addr from numeric text and a port: "127.0.0.1", "::1", "0.0.0.0".
  * Returns CPORT_OK or CPORT_EINVAL for text that is not an address. */
 CPORT_API int cport_addr_init(cport_addr *addr, const char *ip, uint16_t port);
 
+/* An AF_UNIX address for a filesystem path. CPORT_EINVAL if the path is
+ * empty or does not fit CPORT_PATH_MAX. */
+CPORT_API int cport_addr_unix(cport_addr *addr, const char *path);
+
 /* Parse "a.b.c.d:port" or "[v6]:port" (or "[v6%scope]:port").
  * Returns CPORT_OK or CPORT_EINVAL. */
 CPORT_API int cport_addr_parse(cport_addr *addr, const char *text);
 
-/* Format as "a.b.c.d:port" or "[v6]:port" into buf (NUL-terminated).
- * CPORT_ADDR_STRLEN is always enough. Returns the length written, or
+/* Format as "a.b.c.d:port", "[v6]:port" or "unix:PATH" into buf
+ * (NUL-terminated). CPORT_ADDR_STRLEN is always enough for IP addresses;
+ * a path needs up to CPORT_PATH_MAX + 5. Returns the length written, or
  * CPORT_EINVAL for a bad address or a buffer too small. */
 #define CPORT_ADDR_STRLEN 64
 CPORT_API int cport_addr_format(const cport_addr *addr, char *buf, size_t size);
@@ -250,10 +259,16 @@ CPORT_API int cport_post(cport_queue *q, uint64_t value, void *ptr);
 #define CPORT_OPEN_NO_REGISTRY 0x4u /* do not list in the registry */
 
 /* Open a socket in owner's context; its messages go to owner. family is
- * CPORT_AF_INET or CPORT_AF_INET6, type CPORT_SOCK_STREAM. The OS socket is
- * non-blocking and not inherited by child processes. */
+ * CPORT_AF_INET, CPORT_AF_INET6 or CPORT_AF_UNIX (stream only, where the
+ * platform has it: see cport_family_supported); type CPORT_SOCK_STREAM or
+ * CPORT_SOCK_DGRAM. The OS socket is non-blocking and not inherited by
+ * child processes. CPORT_EAFNOSUPPORT for a family the system lacks. */
 CPORT_API int cport_open(cport_queue *owner, int family, int type, unsigned flags,
                          cport_socket *out);
+
+/* Whether this system can open sockets of a family (1 or 0), probed at run
+ * time: Windows 10 has AF_UNIX, Wine 8 does not. */
+CPORT_API int cport_family_supported(int family);
 
 /* Close a socket. Each pending operation ends with one message: an abort
  * with status CPORT_ECLOSED, or its completion if that raced ahead. The

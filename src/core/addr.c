@@ -125,6 +125,16 @@ int cport_addr_init(cport_addr *addr, const char *ip, uint16_t port) {
   return CPORT_OK;
 }
 
+int cport_addr_unix(cport_addr *addr, const char *path) {
+  if (!addr || !path) return CPORT_EINVAL;
+  size_t len = strlen(path);
+  memset(addr, 0, sizeof *addr);
+  if (len == 0 || len >= CPORT_PATH_MAX) return CPORT_EINVAL;
+  addr->family = CPORT_AF_UNIX;
+  memcpy(addr->path, path, len + 1);
+  return CPORT_OK;
+}
+
 int cport_addr_parse(cport_addr *addr, const char *text) {
   if (!addr || !text) return CPORT_EINVAL;
   const char *ip = text, *ip_end, *colon;
@@ -187,9 +197,11 @@ static int format_ipv6(const uint8_t ip[16], char *out, size_t size) {
 
 int cport_addr_format(const cport_addr *addr, char *buf, size_t size) {
   if (!addr || !buf || size == 0) return CPORT_EINVAL;
-  char text[CPORT_ADDR_STRLEN];
+  char text[CPORT_PATH_MAX + 8];
   int n;
-  if (addr->family == CPORT_AF_INET) {
+  if (addr->family == CPORT_AF_UNIX) {
+    n = snprintf(text, sizeof text, "unix:%.*s", CPORT_PATH_MAX - 1, addr->path);
+  } else if (addr->family == CPORT_AF_INET) {
     n = snprintf(text, sizeof text, "%u.%u.%u.%u:%u", addr->ip[0], addr->ip[1], addr->ip[2],
                  addr->ip[3], addr->port);
   } else if (addr->family == CPORT_AF_INET6) {

@@ -153,6 +153,9 @@ int cp_os_opt_supported(cport_option opt);
 int cp_os_setopt(cp_sock *s, cport_option opt, const cport_optval *v);
 int cp_os_getopt(cp_sock *s, cport_option opt, cport_optval *v);
 
+/* Whether the OS opens sockets of a family (a real probe). */
+int cp_os_family_supported(int family);
+
 /* Backends compiled into this build (NULL when absent). */
 extern const cp_backend cp_backend_epoll;
 extern const cp_backend cp_backend_iocp;

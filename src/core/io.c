@@ -32,7 +32,9 @@ static bool select_pending(const cp_sock *s, int dir) {
 
 static int check_target(const cp_sock *s, const cport_addr *addr) {
   if (!addr) return CPORT_EINVAL;
-  if (!(addr->family == CPORT_AF_INET || addr->family == CPORT_AF_INET6)) return CPORT_EINVAL;
+  if (!(addr->family == CPORT_AF_INET || addr->family == CPORT_AF_INET6 ||
+        addr->family == CPORT_AF_UNIX))
+    return CPORT_EINVAL;
   return addr->family == s->family ? CPORT_OK : CPORT_EAFNOSUPPORT;
 }
 

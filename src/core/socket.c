@@ -5,16 +5,20 @@
 #include <string.h>
 
 static bool valid_family(int family) {
-  return family == CPORT_AF_INET || family == CPORT_AF_INET6;
+  return family == CPORT_AF_INET || family == CPORT_AF_INET6 || family == CPORT_AF_UNIX;
+}
+
+int cport_family_supported(int family) {
+  return valid_family(family) && cp_os_family_supported(family);
 }
 
 int cport_open(cport_queue *owner, int family, int type, unsigned flags, cport_socket *out) {
   const unsigned known = CPORT_OPEN_SELECT | CPORT_OPEN_REGISTRY | CPORT_OPEN_NO_REGISTRY;
   if (!owner || !out) return CPORT_EINVAL;
   *out = CPORT_INVALID_SOCKET;
-  if (family == CPORT_AF_UNIX) return CPORT_ENOTSUP;
   if (!valid_family(family)) return CPORT_EAFNOSUPPORT;
   if (type != CPORT_SOCK_STREAM && type != CPORT_SOCK_DGRAM) return CPORT_EINVAL;
+  if (family == CPORT_AF_UNIX && type != CPORT_SOCK_STREAM) return CPORT_ENOTSUP;
   if ((flags & ~known) || (flags & CPORT_OPEN_REGISTRY && flags & CPORT_OPEN_NO_REGISTRY))
     return CPORT_EINVAL;
   cp_sock *s;

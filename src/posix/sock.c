@@ -4,17 +4,28 @@
 #include "posix.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define FD(s) ((int)(s)->os)
 
 int cp_addr_to_os(const cport_addr *a, struct sockaddr_storage *ss, socklen_t *len) {
   memset(ss, 0, sizeof *ss);
+  if (a->family == CPORT_AF_UNIX) {
+    struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+    size_t n = strnlen(a->path, sizeof a->path);
+    if (n == 0 || n >= sizeof sun->sun_path) return CPORT_EINVAL;
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, a->path, n);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return CPORT_OK;
+  }
   if (a->family == CPORT_AF_INET) {
     struct sockaddr_in *sin = (struct sockaddr_in *)ss;
     sin->sin_family = AF_INET;
@@ -38,6 +49,12 @@ int cp_addr_to_os(const cport_addr *a, struct sockaddr_storage *ss, socklen_t *l
 
 void cp_addr_from_os(const struct sockaddr_storage *ss, cport_addr *a) {
   memset(a, 0, sizeof *a);
+  if (ss->ss_family == AF_UNIX) {
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)ss;
+    a->family = CPORT_AF_UNIX;
+    memcpy(a->path, sun->sun_path, sizeof a->path - 1); /* unnamed peers: "" */
+    return;
+  }
   if (ss->ss_family == AF_INET) {
     const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
     a->family = CPORT_AF_INET;
@@ -53,8 +70,19 @@ void cp_addr_from_os(const struct sockaddr_storage *ss, cport_addr *a) {
   }
 }
 
+static int os_domain(int family) {
+  return family == CPORT_AF_INET6 ? AF_INET6 : family == CPORT_AF_UNIX ? AF_UNIX : AF_INET;
+}
+
+int cp_os_family_supported(int family) {
+  int fd = socket(os_domain(family), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  close(fd);
+  return 1;
+}
+
 int cp_posix_socket(cp_sock *s) {
-  int domain = s->family == CPORT_AF_INET6 ? AF_INET6 : AF_INET;
+  int domain = os_domain(s->family);
   int type = s->type == CPORT_SOCK_DGRAM ? SOCK_DGRAM : SOCK_STREAM;
   int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return cp_errno_to_err(errno);
@@ -67,7 +95,7 @@ int cp_posix_bind(cp_sock *s, const cport_addr *addr) {
   socklen_t len;
   int rc = cp_addr_to_os(addr, &ss, &len);
   if (rc != CPORT_OK) return rc;
-  if (s->type == CPORT_SOCK_STREAM) {
+  if (s->type == CPORT_SOCK_STREAM && s->family != CPORT_AF_UNIX) {
     /* As libuv does: a restarted server can rebind a port in TIME_WAIT. */
     int one = 1;
     if (setsockopt(FD(s), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
