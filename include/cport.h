@@ -481,7 +481,12 @@ CPORT_API int cport_number_of(void);
 typedef struct cport_filter {
   int family;          /* 0 = any */
   int type;            /* 0 = any */
+  int protocol;        /* 0 = any; 6 = TCP, 17 = UDP */
   cport_queue *owner;  /* NULL = any */
+  /* NULL = any; else keeps the sockets for which it returns nonzero. It is
+   * called with no lock held, so it may call cport functions. */
+  int (*pred)(cport_socket s, void *arg);
+  void *arg;
 } cport_filter;
 
 /* Store up to max registered sockets that match filter (NULL = all) in out;
@@ -499,9 +504,11 @@ typedef struct cport_info {
   cport_queue *owner;
   int listening;
   int connected;
+  int bound;
   int pending_reads;    /* accept and recv operations pending */
   int pending_writes;   /* connect and send operations pending */
-  uint64_t bytes_in, bytes_out;
+  uint64_t bytes_in, bytes_out; /* bytes received and sent */
+  uint64_t reads, writes;       /* receive and send operations that ended well */
 } cport_info;
 
 CPORT_API int cport_info_get(cport_socket s, cport_info *info);

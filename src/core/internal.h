@@ -82,6 +82,7 @@ struct cp_sock {
   int be_refs;      /* backend-held references that delay freeing the slot */
   uint64_t next_handle;
   uint64_t bytes_in, bytes_out;
+  uint64_t reads, writes;
   uintptr_t os;     /* the OS socket: an fd or a SOCKET */
   cp_sock *next_free;
   _Alignas(16) unsigned char be[CP_BACKEND_SOCK_SIZE];

@@ -114,8 +114,7 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
     fill_result(op, res);
     if (rc == CPORT_OK && rq->kind == CPORT_OP_CONNECT) s->connected = 1;
     if (rq->kind == CPORT_OP_CONNECT) s->connecting = 0;
-    if (dir == CP_RD) s->bytes_in += op->done;
-    else s->bytes_out += op->done;
+    if (!op->select) cp_count_io(s, op);
     cp_list_remove(&s->dirs[dir], op);
     cp_op_free(s, op);
     cp_deliver_ready(s, dir); /* ops behind it may have finished meanwhile */

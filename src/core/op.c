@@ -65,8 +65,18 @@ static void apply_effects(cp_sock *s, cp_op *op) {
     s->connecting = 0;
     if (op->status == CPORT_OK) s->connected = 1;
   }
-  if (op->dir == CP_RD) s->bytes_in += op->done;
-  else s->bytes_out += op->done;
+  cp_count_io(s, op);
+}
+
+void cp_count_io(cp_sock *s, const cp_op *op) {
+  if (op->kind == CPORT_OP_ACCEPT || op->kind == CPORT_OP_CONNECT || op->status < 0) return;
+  if (op->dir == CP_RD) {
+    s->bytes_in += op->done;
+    s->reads++;
+  } else {
+    s->bytes_out += op->done;
+    s->writes++;
+  }
 }
 
 static void deliver(cp_sock *s, cp_op *op) {

@@ -150,10 +150,13 @@ int cport_info_get(cport_socket id, cport_info *info) {
       .owner = s->owner,
       .listening = s->listening,
       .connected = s->connected,
+      .bound = s->bound,
       .pending_reads = s->dirs[CP_RD].count,
       .pending_writes = s->dirs[CP_WR].count,
       .bytes_in = s->bytes_in,
       .bytes_out = s->bytes_out,
+      .reads = s->reads,
+      .writes = s->writes,
   };
   cp_sock_unlock(s);
   return CPORT_OK;

@@ -204,8 +204,9 @@ int cport_number_of(void) { return atomic_load(&g_registered); }
 static bool matches(const cp_sock *s, const cport_filter *f) {
   if (s->state != CP_SOCK_OPEN || !s->registered) return false;
   if (!f) return true;
+  int protocol = s->type == CPORT_SOCK_STREAM ? 6 : 17;
   return (!f->family || f->family == s->family) && (!f->type || f->type == s->type) &&
-         (!f->owner || f->owner == s->owner);
+         (!f->protocol || f->protocol == protocol) && (!f->owner || f->owner == s->owner);
 }
 
 int cport_which_sockets(const cport_filter *filter, cport_socket *out, int max) {
@@ -214,11 +215,12 @@ int cport_which_sockets(const cport_filter *filter, cport_socket *out, int max) 
   int found = 0;
   for (uint32_t i = 0; i < n; i++) {
     cp_sock *s = lock_index(i);
-    if (matches(s, filter)) {
-      if (found < max) out[found] = s->id;
-      found++;
-    }
+    cport_socket id = matches(s, filter) ? s->id : 0;
     cp_mutex_unlock(&s->mu);
+    /* The predicate runs unlocked: it may call back into cport. */
+    if (!id || (filter && filter->pred && !filter->pred(id, filter->arg))) continue;
+    if (found < max) out[found] = id;
+    found++;
   }
   return found;
 }
