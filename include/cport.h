@@ -209,7 +209,9 @@ typedef enum cport_op {
   CPORT_OP_SEND = 3,
   CPORT_OP_RECV = 4,
   CPORT_OP_SENDTO = 5,
-  CPORT_OP_RECVFROM = 6
+  CPORT_OP_RECVFROM = 6,
+  CPORT_OP_SENDMSG = 7,
+  CPORT_OP_RECVMSG = 8
 } cport_op;
 
 /* Flags in cport_msg.flags and cport_recv_info.flags. */
@@ -338,6 +340,44 @@ typedef struct cport_recv_info {
  * backend. Flags must be 0. CPORT_EOPNOTSUPP on stream sockets. */
 CPORT_API int cport_recvfrom(cport_socket s, void *buf, size_t len, unsigned flags, int timeout,
                              cport_recv_info *info, cport_handle *handle);
+
+/* Scatter/gather with control data. The header, its iovecs and their
+ * buffers belong to the library until the operation ends; a pending
+ * recvmsg fills the header before its completion message, whose msg.buf
+ * points to it. */
+typedef struct cport_iovec {
+  void *base;
+  size_t len;
+} cport_iovec;
+
+#define CPORT_IOV_MAX 64
+
+typedef struct cport_msghdr {
+  cport_addr addr;   /* sendmsg: destination (family 0: the connected peer);
+                        recvmsg: the sender (datagram sockets) */
+  cport_iovec *iov;  /* 1 .. CPORT_IOV_MAX buffers */
+  int iovcnt;
+  unsigned flags;    /* recvmsg: CPORT_MSG_TRUNC */
+  /* Control data in portable form. recvmsg sets has_pktinfo and fills
+   * local/ifindex when ip.pktinfo or ipv6.recvpktinfo is on, and tos when
+   * ip.recvtos is on (else -1). sendmsg with has_pktinfo sends from
+   * local (port ignored) and/or out of ifindex. */
+  int has_pktinfo;
+  cport_addr local;  /* the datagram's destination address (our side) */
+  uint32_t ifindex;  /* the interface it came in on / goes out of */
+  int tos;           /* IPv4 TOS byte received, or -1 */
+} cport_msghdr;
+
+/* Send the gathered iovecs. Stream sockets: whole in completion mode, as
+ * cport_send. Datagram sockets: one datagram. flags must be 0. */
+CPORT_API int cport_sendmsg(cport_socket s, const cport_msghdr *m, unsigned flags, int timeout,
+                            size_t *sent, cport_handle *handle);
+
+/* Receive into the iovecs, in order. Stream sockets: at least one byte, or
+ * 0 for EOF (CPORT_WAITALL fills them all). Datagram sockets: one
+ * datagram, with addr, flags and control data filled in. */
+CPORT_API int cport_recvmsg(cport_socket s, cport_msghdr *m, unsigned flags, int timeout,
+                            size_t *received, cport_handle *handle);
 
 /* Shut down one or both directions. */
 enum { CPORT_SHUT_RD = 1, CPORT_SHUT_WR = 2, CPORT_SHUT_RDWR = 3 };

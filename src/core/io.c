@@ -20,8 +20,10 @@ typedef struct result {
 } result;
 
 static int dir_of(uint8_t kind) {
-  return kind == CPORT_OP_ACCEPT || kind == CPORT_OP_RECV || kind == CPORT_OP_RECVFROM ? CP_RD
-                                                                                        : CP_WR;
+  return kind == CPORT_OP_ACCEPT || kind == CPORT_OP_RECV || kind == CPORT_OP_RECVFROM ||
+                 kind == CPORT_OP_RECVMSG
+             ? CP_RD
+             : CP_WR;
 }
 
 static bool select_pending(const cp_sock *s, int dir) {
@@ -59,6 +61,16 @@ static int check_state(const cp_sock *s, const request *rq, bool select) {
     if (!s->connected) return CPORT_ENOTCONN;
     return s->shut_wr ? CPORT_EPIPE : CPORT_OK;
   case CPORT_OP_SENDTO: return check_sendto(s, rq);
+  case CPORT_OP_SENDMSG:
+    if (rq->addr) return check_sendto(s, rq);
+    if (!s->connected) return CPORT_ENOTCONN;
+    return s->shut_wr ? CPORT_EPIPE : CPORT_OK;
+  case CPORT_OP_RECVMSG:
+    if (s->type == CPORT_SOCK_DGRAM)
+      return rq->flags & CPORT_WAITALL ? CPORT_EINVAL
+             : s->bound || s->connected ? CPORT_OK
+                                        : CPORT_EINVAL;
+    return s->connected ? CPORT_OK : CPORT_ENOTCONN;
   case CPORT_OP_RECVFROM:
     if (s->type == CPORT_SOCK_STREAM) return CPORT_EOPNOTSUPP;
     return s->bound || s->connected ? CPORT_OK : CPORT_EINVAL;
@@ -241,5 +253,42 @@ int cport_recvfrom(cport_socket s, void *buf, size_t len, unsigned flags, int ti
   info->bytes = res.bytes;
   info->from = res.addr;
   info->flags = res.flags;
+  return rc;
+}
+
+/* The total length of a header's iovecs, or 0 if the header is malformed. */
+static size_t msghdr_length(const cport_msghdr *m) {
+  if (!m->iov || m->iovcnt < 1 || m->iovcnt > CPORT_IOV_MAX) return 0;
+  size_t total = 0;
+  for (int i = 0; i < m->iovcnt; i++) {
+    if (!m->iov[i].base && m->iov[i].len) return 0;
+    if (m->iov[i].len > CP_MAX_IO_LEN - total) return 0;
+    total += m->iov[i].len;
+  }
+  return total;
+}
+
+int cport_sendmsg(cport_socket s, const cport_msghdr *m, unsigned flags, int timeout,
+                  size_t *sent, cport_handle *handle) {
+  if (sent) *sent = 0;
+  size_t len = m ? msghdr_length(m) : 0;
+  if (!m || !sent || flags != 0 || len == 0) return CPORT_EINVAL;
+  request rq = {.kind = CPORT_OP_SENDMSG, .buf = (char *)(uintptr_t)m, .len = len,
+                .addr = m->addr.family ? &m->addr : NULL};
+  result res;
+  int rc = run(s, &rq, timeout, &res, handle);
+  *sent = res.bytes;
+  return rc;
+}
+
+int cport_recvmsg(cport_socket s, cport_msghdr *m, unsigned flags, int timeout,
+                  size_t *received, cport_handle *handle) {
+  if (received) *received = 0;
+  size_t len = m ? msghdr_length(m) : 0;
+  if (!m || !received || (flags & ~CPORT_WAITALL) || len == 0) return CPORT_EINVAL;
+  request rq = {.kind = CPORT_OP_RECVMSG, .flags = flags, .buf = (char *)m, .len = len};
+  result res;
+  int rc = run(s, &rq, timeout, &res, handle);
+  *received = res.bytes;
   return rc;
 }

@@ -27,4 +27,8 @@ int cp_posix_peername(cp_sock *s, cport_addr *addr);
  * CP_PENDING when it would block, or an error. */
 int cp_posix_try(cp_sock *s, cp_op *op);
 
+/* The same for sendmsg and recvmsg (op->buf is the cport_msghdr). */
+int cp_posix_sendmsg(cp_sock *s, cp_op *op);
+int cp_posix_recvmsg(cp_sock *s, cp_op *op);
+
 #endif

@@ -244,6 +244,8 @@ static int finish_connect(cp_sock *s) {
 }
 
 int cp_posix_try(cp_sock *s, cp_op *op) {
+  if (op->kind == CPORT_OP_SENDMSG) return cp_posix_sendmsg(s, op);
+  if (op->kind == CPORT_OP_RECVMSG) return cp_posix_recvmsg(s, op);
   if (s->type == CPORT_SOCK_DGRAM) {
     if (op->kind == CPORT_OP_SEND || op->kind == CPORT_OP_SENDTO) return try_sendto(s, op);
     if (op->kind == CPORT_OP_RECV || op->kind == CPORT_OP_RECVFROM) return try_recvfrom(s, op);

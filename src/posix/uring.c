@@ -73,9 +73,10 @@ static unsigned poll_mask(const cp_op *op) { return op->dir == CP_RD ? POLLIN : 
 
 /* Ops that wait for readiness and then retry the syscall: select ops,
  * connect (SO_ERROR after POLLOUT), and datagrams (which need recvmsg's
- * address and truncation flag). */
+ * address and truncation flag; msg ops keep their control data). */
 static bool by_poll(const cp_sock *s, const cp_op *op) {
-  return op->select || op->kind == CPORT_OP_CONNECT || s->type == CPORT_SOCK_DGRAM;
+  return op->select || op->kind == CPORT_OP_CONNECT || op->kind == CPORT_OP_SENDMSG ||
+         op->kind == CPORT_OP_RECVMSG || s->type == CPORT_SOCK_DGRAM;
 }
 
 /* Hands the rest of op to the kernel; its CQE comes back to reap(). */
