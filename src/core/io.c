@@ -126,13 +126,14 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
     fill_result(op, res);
     if (rc == CPORT_OK && rq->kind == CPORT_OP_CONNECT) s->connected = 1;
     if (rq->kind == CPORT_OP_CONNECT) s->connecting = 0;
-    if (!op->select) cp_count_io(s, op);
+    cp_count_io(s, op); /* in select mode too: a call that finished now moved data */
     cp_list_remove(&s->dirs[dir], op);
     cp_op_free(s, op);
     cp_deliver_ready(s, dir); /* ops behind it may have finished meanwhile */
   } else {
     *handle = op->handle;
     res->bytes = op->done;
+    if (select) s->bytes_out += op->done; /* a partial select-mode send went now */
     rc = select ? CPORT_SELECT : CPORT_COMPLETION;
   }
   cp_sock_unlock(s);

@@ -82,16 +82,16 @@ static void grow_ring(cport_queue *q) {
 }
 
 void cp_queue_push(cport_queue *q, const cport_msg *m) {
+  cport_ctx *ctx = q->ctx;
   cp_mutex_lock(&q->mu);
   if (q->count == q->cap) grow_ring(q);
   q->ring[(q->head + q->count) % q->cap] = *m;
   q->count++;
   if (q->waiters > 0) cp_cond_signal(&q->cv);
-  cp_mutex_unlock(&q->mu);
   /* A thread polling for this queue sleeps in the OS, not on q->cv. */
-  cport_ctx *ctx = q->ctx;
-  if (atomic_load_explicit(&ctx->poller, memory_order_acquire) == q && t_polling != q)
-    ctx->be->wake(ctx);
+  bool wake = atomic_load_explicit(&ctx->poller, memory_order_acquire) == q && t_polling != q;
+  cp_mutex_unlock(&q->mu); /* q may be freed from here on: its waiter has its message */
+  if (wake) ctx->be->wake(ctx);
 }
 
 int cport_post(cport_queue *q, uint64_t value, void *ptr) {
@@ -153,6 +153,13 @@ int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
                                                 : cp_now_ms() + (uint64_t)timeout;
   bool polled_once = false;
   cp_mutex_lock(&q->mu);
+  /* Messages already queued must not starve the OS: a program that keeps
+   * posting itself work would never see its I/O. One poll that does not
+   * wait gives the OS its turn, unless another thread is polling anyway. */
+  if (q->count > 0) {
+    cport_queue *none = NULL;
+    if (atomic_compare_exchange_strong(&ctx->poller, &none, q)) poll_once(q, 0);
+  }
   for (;;) {
     if (q->count > 0) break;
     int left = remaining_ms(deadline);

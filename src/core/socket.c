@@ -139,6 +139,14 @@ static int name_call(cport_socket id, cport_addr *addr, bool peer) {
 int cport_sockname(cport_socket id, cport_addr *addr) { return name_call(id, addr, false); }
 int cport_peername(cport_socket id, cport_addr *addr) { return name_call(id, addr, true); }
 
+/* Ops whose handles the user still holds: a cancelled select op may wait
+ * for the OS to let go of it, but for the user it has ended. */
+static int live_ops(const cp_list *l) {
+  int n = 0;
+  for (const cp_op *op = l->head; op; op = op->next) n += !(op->select && op->cancelled);
+  return n;
+}
+
 int cport_info_get(cport_socket id, cport_info *info) {
   if (!info) return CPORT_EINVAL;
   cp_sock *s = cp_sock_lock(id);
@@ -151,8 +159,8 @@ int cport_info_get(cport_socket id, cport_info *info) {
       .listening = s->listening,
       .connected = s->connected,
       .bound = s->bound,
-      .pending_reads = s->dirs[CP_RD].count,
-      .pending_writes = s->dirs[CP_WR].count,
+      .pending_reads = live_ops(&s->dirs[CP_RD]),
+      .pending_writes = live_ops(&s->dirs[CP_WR]),
       .bytes_in = s->bytes_in,
       .bytes_out = s->bytes_out,
       .reads = s->reads,

@@ -87,8 +87,9 @@ static int ep_start(cp_sock *s, cp_op *op) {
 }
 
 static void ep_cancel(cp_sock *s, cp_op *op) {
+  int dir = op->dir; /* op is freed once delivered */
   cp_op_done(op, CPORT_ECANCELED);
-  run_dir(s, op->dir); /* the next op may be able to run now, with no edge to come */
+  run_dir(s, dir); /* the next op may be able to run now, with no edge to come */
 }
 
 static void handle_event(const struct epoll_event *ev) {

@@ -111,6 +111,7 @@ int cp_posix_recvmsg(cp_sock *s, cp_op *op) {
   struct sockaddr_storage ss;
   _Alignas(struct cmsghdr) char control[CONTROL_SPACE];
   bool dgram = s->type == CPORT_SOCK_DGRAM;
+  ss.ss_family = AF_UNSPEC; /* an unnamed sender leaves it untouched */
   for (;;) {
     struct msghdr mh = {.msg_name = dgram ? &ss : NULL,
                         .msg_namelen = dgram ? sizeof ss : 0,

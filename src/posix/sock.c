@@ -184,6 +184,7 @@ static int try_sendto(cp_sock *s, cp_op *op) {
  * recvfrom. */
 static int try_recvfrom(cp_sock *s, cp_op *op) {
   struct sockaddr_storage ss;
+  ss.ss_family = AF_UNSPEC; /* an unnamed sender leaves it untouched */
   struct iovec iov = {.iov_base = op->buf, .iov_len = op->len};
   struct msghdr mh = {.msg_name = &ss, .msg_namelen = sizeof ss, .msg_iov = &iov, .msg_iovlen = 1};
   for (;;) {

@@ -14,7 +14,6 @@
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #define RING_ENTRIES 1024u
@@ -72,11 +71,13 @@ static int fd_of(cp_sock *s) { return (int)s->os; }
 static unsigned poll_mask(const cp_op *op) { return op->dir == CP_RD ? POLLIN : POLLOUT; }
 
 /* Ops that wait for readiness and then retry the syscall: select ops,
- * connect (SO_ERROR after POLLOUT), and datagrams (which need recvmsg's
- * address and truncation flag; msg ops keep their control data). */
+ * connect (SO_ERROR after POLLOUT), accept (the kernel's native accept
+ * was seen to hand out a descriptor past a full RLIMIT_NOFILE table, where
+ * accept4 reports EMFILE as the contract wants), datagrams (which need
+ * recvmsg's address and truncation flag) and msg ops (control data). */
 static bool by_poll(const cp_sock *s, const cp_op *op) {
-  return op->select || op->kind == CPORT_OP_CONNECT || op->kind == CPORT_OP_SENDMSG ||
-         op->kind == CPORT_OP_RECVMSG || s->type == CPORT_SOCK_DGRAM;
+  return op->select || (op->kind != CPORT_OP_RECV && op->kind != CPORT_OP_SEND) ||
+         s->type == CPORT_SOCK_DGRAM;
 }
 
 /* Hands the rest of op to the kernel; its CQE comes back to reap(). */
@@ -88,10 +89,8 @@ static void submit_op(cp_sock *s, cp_op *op) {
     io_uring_prep_poll_add(sqe, fd_of(s), poll_mask(op));
   else if (op->kind == CPORT_OP_RECV)
     io_uring_prep_recv(sqe, fd_of(s), op->buf + op->done, op->len - op->done, 0);
-  else if (op->kind == CPORT_OP_SEND)
-    io_uring_prep_send(sqe, fd_of(s), op->buf + op->done, op->len - op->done, MSG_NOSIGNAL);
   else
-    io_uring_prep_accept(sqe, fd_of(s), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_prep_send(sqe, fd_of(s), op->buf + op->done, op->len - op->done, MSG_NOSIGNAL);
   io_uring_sqe_set_data(sqe, op);
   submit_locked(ur);
   cp_mutex_unlock(&ur->sq_mu);
@@ -112,6 +111,10 @@ static void submit_cancel(cp_sock *s, cp_op *op) {
 static void advance(cp_sock *s, int dir) {
   cp_op *op;
   while ((op = cp_dir_active(s, dir)) != NULL && !op->started) {
+    if (op->select) { /* a readiness wait: trying would consume the data */
+      submit_op(s, op);
+      return;
+    }
     int rc = cp_posix_try(s, op);
     if (rc == CP_PENDING) {
       submit_op(s, op);
@@ -136,24 +139,29 @@ static void ur_cancel(cp_sock *s, cp_op *op) {
     submit_cancel(s, op); /* its CQE ends it, with its data if it won */
     return;
   }
+  int dir = op->dir; /* op is freed once delivered */
   cp_op_done(op, CPORT_ECANCELED);
-  advance(s, op->dir);
+  advance(s, dir);
 }
 
 /* The kernel holds its own file reference, so closing the fd alone would
  * not end the requests in flight: cancel them, and end the rest now. */
+static cp_op *first_unstarted(cp_sock *s, int dir) {
+  for (cp_op *op = s->dirs[dir].head; op; op = op->next)
+    if (op->state == CP_OP_PENDING && !op->started) return op;
+  return NULL;
+}
+
 static void ur_sock_close(cp_sock *s) {
   for (int dir = CP_RD; dir <= CP_WR; dir++) {
     for (cp_op *op = s->dirs[dir].head; op; op = op->next)
       if (op->state == CP_OP_PENDING && op->started) submit_cancel(s, op);
+    /* Ops queued behind a kernel-held one end now; they wait their turn
+     * to be delivered. Rescan: delivery frees ops from the head. */
     cp_op *op;
-    while ((op = cp_dir_active(s, dir)) != NULL && !op->started) cp_op_done(op, CPORT_ECLOSED);
+    while ((op = first_unstarted(s, dir)) != NULL) cp_op_done(op, CPORT_ECLOSED);
   }
   close(fd_of(s));
-}
-
-static bool retry_accept(int e) {
-  return e == ECONNABORTED || e == EPROTO || e == EINTR || e == EPERM || e == EAGAIN;
 }
 
 /* What a CQE result means for op: CPORT_OK, CP_PENDING (resubmit), or an
@@ -162,22 +170,12 @@ static int interpret(cp_sock *s, cp_op *op, int res) {
   if (res == -ECANCELED) return CPORT_ECANCELED;
   if (op->select) return res < 0 && res != -EINTR ? cp_errno_to_err(-res) : CPORT_OK;
   if (by_poll(s, op)) return cp_posix_try(s, op);
-  switch (op->kind) {
-  case CPORT_OP_ACCEPT:
-    if (res >= 0) {
-      int rc = cp_sock_adopt(s, (uintptr_t)res, &op->accepted);
-      if (rc != CPORT_OK) close(res);
-      return rc;
-    }
-    return retry_accept(-res) ? CP_PENDING : cp_errno_to_err(-res);
-  default:
-    if (res == -EINTR || res == -EAGAIN) return CP_PENDING;
-    if (res < 0) return cp_errno_to_err(-res);
-    op->done += (size_t)res;
-    if (op->kind == CPORT_OP_SEND) return op->done < op->len ? CP_PENDING : CPORT_OK;
-    bool more = (op->flags & CPORT_WAITALL) && res > 0 && op->done < op->len;
-    return more ? CP_PENDING : CPORT_OK;
-  }
+  if (res == -EINTR || res == -EAGAIN) return CP_PENDING;
+  if (res < 0) return cp_errno_to_err(-res);
+  op->done += (size_t)res;
+  if (op->kind == CPORT_OP_SEND) return op->done < op->len ? CP_PENDING : CPORT_OK;
+  bool more = (op->flags & CPORT_WAITALL) && res > 0 && op->done < op->len;
+  return more ? CP_PENDING : CPORT_OK;
 }
 
 static void complete(cp_op *op, int res) {
@@ -189,8 +187,9 @@ static void complete(cp_op *op, int res) {
   if (rc == CP_PENDING)
     submit_op(s, op);
   else {
+    int dir = op->dir; /* op is freed once delivered */
     cp_op_done(op, rc);
-    if (s->state == CP_SOCK_OPEN) advance(s, op->dir);
+    if (s->state == CP_SOCK_OPEN) advance(s, dir);
   }
   cp_sock_unlock(s);
 }
