@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# THE demo command: build the echo server and client natively (release preset)
+# and for Windows (mingw preset), then run them against each other:
+#
+#   1. Linux server + Linux client, in completion and in select mode
+#   2. echo_server.exe under Wine, served to the Linux client
+#   3. the Linux server, with echo_client.exe under Wine as the client
+#
+# Each run: the server starts on port 0 and prints "listening on PORT"; the
+# client opens 50 connections, sends 100000 bytes on each and checks every
+# byte of the echo (exit 0 only then); the server is stopped with SIGTERM
+# (SIGINT = Ctrl-C for the Windows build: under Wine SIGTERM kills a program
+# without running its console handler) and must exit 0. One PASS/FAIL line
+# per run.
+#
+# Environment: CPORT_DEMO_MODES (default "completion select"),
+# CPORT_DEMO_CONNECTIONS (50), CPORT_DEMO_BYTES (100000), CPORT_DEMO_NO_WINE=1.
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export CPORT_WINEPREFIX="${CPORT_WINEPREFIX:-${HOME:-/root}/.cache/cport/wineprefix}"
+read -r -a modes <<<"${CPORT_DEMO_MODES:-completion select}"
+conns="${CPORT_DEMO_CONNECTIONS:-50}"
+nbytes="${CPORT_DEMO_BYTES:-100000}"
+use_wine=1
+[ "${CPORT_DEMO_NO_WINE:-0}" = "1" ] && use_wine=0
+
+native="$root/build/release"
+win="$root/build/mingw"
+wine_run=(bash "$root/cmake/wine-run.sh")
+logdir="$root/build/demo-logs"
+results=()
+n_pass=0
+n_fail=0
+wine_up=0
+server_pid=""
+
+say() { printf '\n==> %s\n' "$*"; }
+
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -KILL "$server_pid" 2>/dev/null || true
+  fi
+  if [ "$wine_up" -eq 1 ]; then "${wine_run[@]}" --stop-server || true; fi
+}
+trap cleanup EXIT
+trap 'echo "interrupted"; exit 130' INT TERM
+
+record() { # record NAME PASS|FAIL [why]
+  local line="$2 $1${3:+ ($3)}"
+  results+=("$line")
+  echo "$line"
+  if [ "$2" = PASS ]; then n_pass=$((n_pass + 1)); else n_fail=$((n_fail + 1)); fi
+}
+
+# run_pair NAME STOP_SIGNAL SERVER_CMD... -- CLIENT_CMD...
+# The client command's "PORT" argument is replaced by the server's port.
+run_pair() {
+  local name="$1" stopsig="$2"
+  shift 2
+  local server=() client=() port="" rc_client rc_server i
+  while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do server+=("$1"); shift; done
+  shift
+  client=("$@")
+  local slog="$logdir/${name// /_}.server.log" clog="$logdir/${name// /_}.client.log"
+
+  say "$name"
+  echo "server: ${server[*]}"
+  timeout --kill-after=10 600 "${server[@]}" >"$slog" 2>&1 &
+  server_pid=$!
+  for i in $(seq 1 300); do # up to 30 s (a cold Wine start takes about 1 s)
+    port="$(grep -m1 'listening on' "$slog" 2>/dev/null | grep -oE '[0-9]+' | tail -n 1)"
+    [ -n "$port" ] && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$port" ]; then
+    sed 's/^/  server| /' "$slog"
+    kill -KILL "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null
+    server_pid=""
+    record "$name" FAIL "server did not print 'listening on PORT'"
+    return
+  fi
+  client=("${client[@]/#PORT/$port}")
+  echo "client: ${client[*]}"
+  timeout --kill-after=10 300 "${client[@]}" >"$clog" 2>&1
+  rc_client=$?
+  sed 's/^/  client| /' "$clog"
+
+  kill "-$stopsig" "$server_pid" 2>/dev/null
+  for i in $(seq 1 200); do # up to 20 s
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$server_pid" 2>/dev/null; then
+    kill -KILL "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null
+    rc_server="did not stop on SIG$stopsig"
+  else
+    wait "$server_pid"
+    rc_server=$?
+  fi
+  server_pid=""
+  sed 's/^/  server| /' "$slog"
+
+  if [ "$rc_client" -eq 0 ] && [ "$rc_server" = 0 ]; then
+    record "$name" PASS
+  else
+    record "$name" FAIL "client exit $rc_client, server exit $rc_server"
+  fi
+}
+
+say "setup (scripts/setup.sh)"
+if [ "$use_wine" -eq 1 ]; then
+  bash scripts/setup.sh </dev/null || { echo "FAIL setup"; exit 1; }
+else
+  CPORT_SETUP_NO_WINE=1 bash scripts/setup.sh </dev/null || { echo "FAIL setup"; exit 1; }
+fi
+
+say "build: release preset (Linux)"
+if ! { cmake --preset release && cmake --build --preset release --target echo_server echo_client; }; then
+  echo "FAIL build (release): are examples/echo_server.c and examples/echo_client.c there?"
+  exit 1
+fi
+if [ "$use_wine" -eq 1 ]; then
+  say "build: mingw preset (Windows x64)"
+  if ! { cmake --preset mingw && cmake --build --preset mingw --target echo_server echo_client; }; then
+    echo "FAIL build (mingw)"
+    exit 1
+  fi
+fi
+mkdir -p "$logdir"
+
+for m in "${modes[@]}"; do
+  run_pair "linux server + linux client, $m mode" TERM \
+    "$native/echo_server" --port 0 --mode "$m" -- \
+    "$native/echo_client" --port PORT --connections "$conns" --bytes "$nbytes" --mode "$m"
+done
+
+if [ "$use_wine" -eq 1 ]; then
+  say "starting a persistent wineserver ($CPORT_WINEPREFIX)"
+  "${wine_run[@]}" --start-server
+  wine_up=1
+  for m in "${modes[@]}"; do
+    run_pair "wine server (echo_server.exe) + linux client, $m mode" INT \
+      "${wine_run[@]}" "$win/echo_server.exe" --port 0 --mode "$m" -- \
+      "$native/echo_client" --port PORT --connections "$conns" --bytes "$nbytes" --mode "$m"
+    run_pair "linux server + wine client (echo_client.exe), $m mode" TERM \
+      "$native/echo_server" --port 0 --mode "$m" -- \
+      "${wine_run[@]}" "$win/echo_client.exe" --port PORT --connections "$conns" --bytes "$nbytes" --mode "$m"
+  done
+fi
+
+say "demo summary"
+for r in "${results[@]}"; do printf '  %s\n' "$r"; done
+if [ "$n_fail" -eq 0 ]; then echo "DEMO PASS: $n_pass of $n_pass runs"; else echo "DEMO FAIL: $n_fail of $((n_pass + n_fail)) runs failed"; fi
+[ "$n_fail" -eq 0 ]

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# THE test command: set up the machine, then for each preset configure, build
+# and run ctest. Exits non-zero if anything failed; ends with a summary.
+#
+#   bash scripts/test.sh                  # presets debug, tsan, mingw
+#   CPORT_TEST_PRESETS="debug" bash scripts/test.sh
+#
+# debug  Linux, ASan + UBSan: every test (conformance, threads, install)
+# tsan   Linux, ThreadSanitizer: only the tests matching "threads"
+#        (the filter is in CMakePresets.json's tsan test preset)
+# mingw  Windows x64 cross build; the tests run under Wine (cmake/wine-run.sh)
+#        with a persistent wineserver on the private prefix, stopped at exit
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+read -r -a presets <<<"${CPORT_TEST_PRESETS:-debug tsan mingw}"
+export CPORT_WINEPREFIX="${CPORT_WINEPREFIX:-${HOME:-/root}/.cache/cport/wineprefix}"
+
+logdir="$root/build/test-logs"
+start=$SECONDS
+rows=()
+n_pass=0
+n_fail=0
+failed=0
+wine_up=0
+
+say() { printf '\n==> %s\n' "$*"; }
+elapsed() { printf '%dm%02ds' $(( $1 / 60 )) $(( $1 % 60 )); }
+
+cleanup() {
+  if [ "$wine_up" -eq 1 ]; then
+    bash cmake/wine-run.sh --stop-server || true
+    wine_up=0
+  fi
+}
+trap cleanup EXIT
+trap 'echo "interrupted"; exit 130' INT TERM
+
+say "setup (scripts/setup.sh)"
+if ! bash scripts/setup.sh </dev/null; then
+  echo "setup failed"
+  echo "summary: 0 passed, 1 failed"
+  exit 1
+fi
+mkdir -p "$logdir"
+
+for p in "${presets[@]}"; do
+  t0=$SECONDS
+  say "[$p] configure"
+  if ! cmake --preset "$p" </dev/null; then
+    rows+=("$p: configure FAILED"); n_fail=$((n_fail + 1)); failed=1; continue
+  fi
+  say "[$p] build"
+  if ! cmake --build --preset "$p" </dev/null; then
+    rows+=("$p: build FAILED"); n_fail=$((n_fail + 1)); failed=1; continue
+  fi
+
+  if [ "$p" = "mingw" ]; then
+    say "[$p] starting a persistent wineserver ($CPORT_WINEPREFIX)"
+    bash cmake/wine-run.sh --start-server
+    wine_up=1
+  fi
+  case "$p" in
+    tsan) say "[$p] ctest (only tests matching 'threads'; the rest run under ASan in debug)" ;;
+    mingw) say "[$p] ctest (under Wine, one test at a time)" ;;
+    *) say "[$p] ctest" ;;
+  esac
+  log="$logdir/$p.log"
+  ctest --preset "$p" </dev/null 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  if [ "$p" = "mingw" ]; then cleanup; fi
+
+  # "100% tests passed, 0 tests failed out of 12"
+  line="$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)"
+  total=0; bad=0
+  if [ -n "$line" ]; then
+    bad="$(sed -E 's/.* ([0-9]+) tests? failed out of.*/\1/' <<<"$line")"
+    total="$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")"
+  fi
+  good=$((total - bad))
+  n_pass=$((n_pass + good))
+  n_fail=$((n_fail + bad))
+  if [ "$rc" -ne 0 ]; then
+    failed=1
+    if [ "$bad" -eq 0 ]; then n_fail=$((n_fail + 1)); fi
+    rows+=("$p: FAILED ($good of $total passed, ctest exit $rc, $(elapsed $((SECONDS - t0))))")
+  else
+    rows+=("$p: ok ($good of $total passed, $(elapsed $((SECONDS - t0))))")
+  fi
+done
+
+say "summary ($(elapsed $((SECONDS - start))) in all; logs in build/test-logs)"
+for r in "${rows[@]}"; do printf '  %s\n' "$r"; done
+if [ "$failed" -ne 0 ]; then echo "RESULT: FAILED"; else echo "RESULT: all presets passed"; fi
+echo "summary: $n_pass passed, $n_fail failed"
+exit "$failed"
