@@ -1,0 +1,343 @@
+/*
+ * echo_server: echoes every byte on every connection, with cport.
+ *
+ *   echo_server --port N [--mode completion|select] [--backend auto|epoll|iocp]
+ *               [--host 127.0.0.1|::1]
+ *
+ * One handler loop serves both modes, the way Erlang's socket module is used
+ * with nowait: every call may finish at once (CPORT_OK, handled inline), or
+ * leave a handle whose message arrives later. A completion message carries
+ * the result; a select message means "call it again".
+ *
+ * Each connection has one buffer and alternates: receive into it, send it
+ * all back, receive again. It never reads while its echo is unsent, so a
+ * client that does not read its echo stalls only itself, and memory stays
+ * at one buffer per connection.
+ */
+#ifndef _WIN32
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "example_util.h"
+
+#include <stdio.h>
+
+#define CONN_BUFFER_SIZE (64 * 1024)
+#define WAIT_BATCH 64
+/* Rounds of done-now I/O one connection may do before it lets others run. */
+#define INLINE_ROUNDS 16
+/* After EMFILE/ENFILE, wait this long before accepting again. */
+#define ACCEPT_RETRY_MS 100
+
+typedef struct conn {
+  cport_socket sock;
+  cport_handle recv_handle; /* pending recv (select or completion), or 0 */
+  cport_handle send_handle; /* pending send, or 0 */
+  size_t filled;            /* bytes in buf waiting to be echoed */
+  size_t sent;              /* of those, bytes already sent */
+  int peer_done;            /* the peer shut down its sending side */
+  int closed;               /* cport_close called; kept until its messages end */
+  unsigned char buf[CONN_BUFFER_SIZE];
+} conn;
+
+typedef struct server {
+  cport_queue *queue;
+  cport_socket listener;
+  cport_handle accept_handle; /* pending accept, or 0 */
+  uint64_t accept_retry_at;   /* nonzero: accepting paused until then (ms) */
+  socket_map conns;           /* socket -> conn */
+} server;
+
+static void report(const char *what, int err) {
+  fprintf(stderr, "echo_server: %s: %s\n", what, cport_strerror(err));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connections                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A closed connection's buffer belongs to the library until each pending op
+ * has delivered its message (an abort, or a completion that raced ahead). */
+static void conn_release_if_idle(server *srv, conn *c) {
+  if (!c->closed || c->recv_handle || c->send_handle) return;
+  socket_map_remove(&srv->conns, c->sock);
+  free(c);
+}
+
+static void conn_close(server *srv, conn *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  int rc = cport_close(c->sock);
+  if (rc != CPORT_OK) report("close", rc);
+  conn_release_if_idle(srv, c);
+}
+
+static void conn_fail(server *srv, conn *c, const char *what, int err) {
+  report(what, err);
+  conn_close(srv, c);
+}
+
+/* One nowait send of what is left of the echo. Returns 0 or an error. */
+static int conn_try_send(conn *c) {
+  size_t n = 0;
+  cport_handle h = 0;
+  int rc = cport_send(c->sock, c->buf + c->sent, c->filled - c->sent, 0, CPORT_NOWAIT, &n, &h);
+  if (rc < 0) return rc;
+  if (rc != CPORT_OK) c->send_handle = h;
+  if (rc != CPORT_COMPLETION) c->sent += n; /* done now, or select: a partial send */
+  if (c->sent == c->filled) c->sent = c->filled = 0;
+  return 0;
+}
+
+/* One nowait recv into the (empty) buffer. Returns 0 or an error. */
+static int conn_try_recv(conn *c) {
+  size_t n = 0;
+  cport_handle h = 0;
+  int rc = cport_recv(c->sock, c->buf, sizeof c->buf, 0, CPORT_NOWAIT, &n, &h);
+  if (rc < 0) return rc;
+  if (rc != CPORT_OK) {
+    c->recv_handle = h;
+  } else {
+    c->filled = n;
+    c->peer_done = (n == 0);
+  }
+  return 0;
+}
+
+/* Drive a connection as far as it goes without waiting for a message. */
+static void conn_pump(server *srv, conn *c) {
+  for (int round = 0;; round++) {
+    if (c->closed || c->recv_handle || c->send_handle) return; /* a message will come */
+    if (round == INLINE_ROUNDS) {
+      /* Busy connection: let the others run, then continue via a user message
+       * carrying the socket (looked up again, so a closed one is ignored). */
+      int rc = cport_post(srv->queue, c->sock, NULL);
+      if (rc != CPORT_OK) conn_fail(srv, c, "post", rc);
+      return;
+    }
+    if (c->filled == 0 && c->peer_done) {
+      conn_close(srv, c); /* echo complete and nothing more will come */
+      return;
+    }
+    int sending = c->filled > 0;
+    int rc = sending ? conn_try_send(c) : conn_try_recv(c);
+    if (rc < 0) {
+      conn_fail(srv, c, sending ? "send" : "recv", rc);
+      return;
+    }
+  }
+}
+
+static void conn_on_message(server *srv, conn *c, const cport_msg *m) {
+  if (m->op == CPORT_OP_RECV) c->recv_handle = 0;
+  if (m->op == CPORT_OP_SEND) c->send_handle = 0;
+  if (c->closed) {
+    conn_release_if_idle(srv, c);
+    return;
+  }
+  if (m->tag == CPORT_TAG_ABORT || m->status < 0) {
+    conn_fail(srv, c, m->op == CPORT_OP_SEND ? "send" : "recv", m->status);
+    return;
+  }
+  if (m->tag == CPORT_TAG_COMPLETION && m->op == CPORT_OP_RECV) {
+    c->filled = m->bytes;
+    c->peer_done = (m->bytes == 0);
+  } else if (m->tag == CPORT_TAG_COMPLETION && m->op == CPORT_OP_SEND) {
+    c->sent += m->bytes; /* always the whole rest: completion sends are whole */
+    if (c->sent == c->filled) c->sent = c->filled = 0;
+  }
+  /* A select message just means: call again. */
+  conn_pump(srv, c);
+}
+
+static void conn_open(server *srv, cport_socket sock) {
+  conn *c = calloc(1, sizeof *c);
+  if (c == NULL || socket_map_put(&srv->conns, sock, c) != 0) {
+    free(c);
+    report("accept", CPORT_ENOMEM);
+    cport_close(sock);
+    return;
+  }
+  c->sock = sock;
+  conn_pump(srv, c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Listener                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void accept_failed(server *srv, int err) {
+  /* Typically out of descriptors: report it, and pause instead of spinning. */
+  report("accept", err);
+  srv->accept_retry_at = now_ms() + ACCEPT_RETRY_MS;
+}
+
+/* Accept until an accept stays pending. */
+static void listener_pump(server *srv) {
+  while (srv->accept_handle == 0 && srv->accept_retry_at == 0) {
+    cport_socket sock = CPORT_INVALID_SOCKET;
+    cport_handle h = 0;
+    int rc = cport_accept(srv->listener, CPORT_NOWAIT, &sock, &h);
+    if (rc == CPORT_OK) conn_open(srv, sock);
+    else if (rc < 0) accept_failed(srv, rc);
+    else srv->accept_handle = h; /* select or completion: a message will come */
+  }
+}
+
+static void listener_on_message(server *srv, const cport_msg *m) {
+  srv->accept_handle = 0;
+  if (m->tag == CPORT_TAG_ABORT) return; /* only when we close it */
+  if (m->tag == CPORT_TAG_COMPLETION) {
+    if (m->status < 0) accept_failed(srv, m->status);
+    else conn_open(srv, m->accepted);
+  }
+  listener_pump(srv);
+}
+
+static void listener_resume_if_due(server *srv) {
+  if (srv->accept_retry_at != 0 && now_ms() >= srv->accept_retry_at) {
+    srv->accept_retry_at = 0;
+    listener_pump(srv);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handler loop                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void dispatch(server *srv, const cport_msg *m) {
+  if (m->tag == CPORT_TAG_USER) { /* a busy connection asked to continue */
+    conn *c = socket_map_get(&srv->conns, (cport_socket)m->user);
+    if (c != NULL) conn_pump(srv, c);
+  } else if (m->socket == srv->listener) {
+    listener_on_message(srv, m);
+  } else {
+    conn *c = socket_map_get(&srv->conns, m->socket);
+    if (c != NULL) conn_on_message(srv, c, m);
+  }
+}
+
+static int serve(server *srv) {
+  cport_msg msgs[WAIT_BATCH];
+  listener_pump(srv);
+  while (!stop_requested()) {
+    int n = cport_wait(srv->queue, msgs, WAIT_BATCH, STOP_POLL_MS);
+    if (n == CPORT_EINTR) continue; /* a signal: look at the stop flag */
+    if (n < 0) {
+      report("wait", n);
+      return 1;
+    }
+    for (int i = 0; i < n; i++) dispatch(srv, &msgs[i]);
+    listener_resume_if_due(srv);
+  }
+  return 0;
+}
+
+/* Close every socket, destroy the context (which discards the aborts and
+ * waits for the OS to let go of our buffers), then free the buffers. */
+static void shut_down(server *srv, cport_ctx *ctx) {
+  socket_map *map = &srv->conns;
+  for (size_t i = 0; i < map->capacity; i++) {
+    conn *c = map->values[i];
+    if (c != NULL && !c->closed) {
+      c->closed = 1;
+      cport_close(c->sock);
+    }
+  }
+  if (srv->listener != CPORT_INVALID_SOCKET) cport_close(srv->listener);
+  cport_ctx_destroy(ctx);
+  for (size_t i = 0; i < map->capacity; i++) free(map->values[i]);
+  socket_map_free(map);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Setup                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct options {
+  uint16_t port;
+  const char *host;
+  unsigned open_flags;
+  cport_backend_id backend;
+} options;
+
+static int usage(void) {
+  fprintf(stderr, "usage: echo_server --port N [--mode completion|select]"
+                  " [--backend auto|epoll|io_uring|iocp] [--host 127.0.0.1|::1]\n");
+  return 2;
+}
+
+static int parse_options(int argc, char **argv, options *o) {
+  int have_port = 0;
+  o->host = "127.0.0.1";
+  o->open_flags = 0;
+  o->backend = CPORT_BACKEND_AUTO;
+  for (int i = 1; i < argc; i += 2) { /* every option takes a value */
+    const char *name = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+    unsigned long long port = 0;
+    int bad = 0;
+    if (strcmp(name, "--port") == 0) {
+      bad = parse_number(value, 0, 65535, &port);
+      o->port = (uint16_t)port;
+      have_port = 1;
+    } else if (strcmp(name, "--host") == 0) {
+      o->host = value;
+      bad = value == NULL;
+    } else if (strcmp(name, "--mode") == 0) {
+      bad = parse_mode(value, &o->open_flags);
+    } else if (strcmp(name, "--backend") == 0) {
+      bad = parse_backend(value, &o->backend);
+    } else {
+      bad = 1;
+    }
+    if (bad) return -1;
+  }
+  return have_port ? 0 : -1;
+}
+
+/* Open, bind and listen; print the port actually bound. */
+static int open_listener(server *srv, const options *o) {
+  cport_addr addr;
+  int rc = cport_addr_init(&addr, o->host, o->port);
+  if (rc != CPORT_OK) {
+    fprintf(stderr, "echo_server: bad --host %s\n", o->host);
+    return rc;
+  }
+  rc = cport_open(srv->queue, addr.family, CPORT_SOCK_STREAM, o->open_flags, &srv->listener);
+  if (rc == CPORT_OK) rc = cport_bind(srv->listener, &addr);
+  if (rc == CPORT_OK) rc = cport_listen(srv->listener, 0);
+  if (rc == CPORT_OK) rc = cport_sockname(srv->listener, &addr);
+  if (rc != CPORT_OK) {
+    report("listen", rc);
+    return rc;
+  }
+  printf("listening on %u\n", (unsigned)addr.port);
+  fflush(stdout);
+  return CPORT_OK;
+}
+
+int main(int argc, char **argv) {
+  options opts;
+  if (parse_options(argc, argv, &opts) != 0) return usage();
+  if (install_stop_handlers() != 0) {
+    fprintf(stderr, "echo_server: cannot install signal handlers\n");
+    return 1;
+  }
+
+  cport_ctx_options ctx_opts = {opts.backend, 0};
+  cport_ctx *ctx = NULL;
+  int rc = cport_ctx_create(&ctx, &ctx_opts);
+  if (rc != CPORT_OK) {
+    report("context", rc);
+    return 1;
+  }
+  server srv;
+  memset(&srv, 0, sizeof srv);
+  rc = cport_queue_create(ctx, &srv.queue);
+  if (rc != CPORT_OK) report("queue", rc);
+  if (rc == CPORT_OK) rc = open_listener(&srv, &opts);
+
+  int exit_code = (rc == CPORT_OK) ? serve(&srv) : 1;
+  shut_down(&srv, ctx);
+  return exit_code;
+}
