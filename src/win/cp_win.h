@@ -58,8 +58,11 @@ typedef struct iocp_sock {
   SOCKET base;            /* base provider handle, for AFD polls (select mode) */
   cp_io *ready_head;      /* listener: AcceptEx done, waiting for a user accept */
   cp_io *ready_tail;
+  cp_io *posted;          /* listener: AcceptEx in flight (through cp_io.next) */
   cp_io *polls[2];        /* select mode: the AFD poll in flight per direction */
   int32_t accepts_posted; /* listener: AcceptEx in flight */
+  int32_t accepts_ready;  /* listener: length of the ready list */
+  int32_t accept_target;  /* listener: posted + ready kept up to this */
   uint8_t skip;           /* FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set */
   uint8_t closed;         /* sock_close ran: every error now means "closed" */
   uint8_t accept_failed;  /* listener: the pool could not be refilled */

@@ -10,8 +10,11 @@
  * runs on a cp_io, allocated apart from the cp_op: the OS owns it until its
  * packet is dequeued, which may be after the op itself has ended (a success
  * reported at once while the port still gets a packet, a socket closed
- * while a send is blocked). A cp_io in the OS's hands holds one reference
- * on its socket slot (s->be_refs), so the slot outlives every packet.
+ * while a send is blocked). A cp_io that serves an op holds one reference
+ * on its socket slot (s->be_refs), so the slot outlives its packet. A cp_io
+ * that serves nothing any more (a swallowed packet, the AcceptEx pool or an
+ * AFD poll of a closed socket) is "detached": it holds no reference, so a
+ * close never waits for packets nobody needs, and its packet only frees it.
  *
  * Where the provider allows it (an IFS provider, no layered provider in the
  * way), sockets get FILE_SKIP_COMPLETION_PORT_ON_SUCCESS: an operation that
@@ -19,9 +22,13 @@
  * success still queues one: the op is done now all the same and its cp_io
  * becomes an orphan whose packet is swallowed.
  *
- * Listeners keep cp_ctx_accepts_per_listener() AcceptEx posted ahead. An
- * accept call takes a connection that is already there (done now) or waits
- * for the next one; a reset before accept is retried, never reported.
+ * Listeners keep AcceptEx posted ahead: cp_ctx_accepts_per_listener(), or
+ * the listen backlog if smaller, counting connections accepted but not yet
+ * claimed (so a small backlog still fills up as the user asked). An accept
+ * call takes a connection that is already there (done now) or waits for the
+ * next one; a reset before accept is retried, never reported; running out
+ * of sockets is reported once per accept call, and the pool then waits for
+ * the next call instead of retrying in a loop.
  *
  * Sends and recvs are all posted at once, so any number may be in flight
  * per socket; the core delivers their messages in posting order. A send
@@ -41,15 +48,12 @@
  * our close are the peer's doing (64 is then ECONNRESET). */
 #include "cp_win.h"
 
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- NT interface for AFD polls (resolved from ntdll at run time) ------- */
 
-#ifndef STATUS_PENDING
-#define STATUS_PENDING ((LONG)0x00000103L)
-#endif
+#define CP_STATUS_PENDING ((LONG)0x00000103L)
 #define CP_STATUS_CANCELLED 0xC0000120u
 #define CP_NT_SUCCESS(st) ((int32_t)(st) >= 0)
 
@@ -138,6 +142,7 @@ struct cp_io {
   cp_io *next;   /* listener's ready list */
   uint8_t kind;  /* IO_* */
   uint8_t dir;   /* IO_POLL: the direction it serves */
+  uint8_t detached; /* no longer serves its socket: the packet only frees it */
   SOCKET accepted; /* IO_ACCEPT: the socket AcceptEx fills */
   DWORD flags;     /* WSARecv/WSARecvFrom flags (the OS writes them) */
   INT fromlen;     /* WSARecvFrom: the OS writes it at completion */
@@ -152,6 +157,7 @@ typedef struct iocp_ctx {
   HANDLE port;
   HANDLE afd; /* \Device\Afd\CPort attached to port; NULL if unavailable */
   LONG wake_pending;
+  LONG in_os; /* cp_io the OS still holds (their packets are due) */
   int accepts_per_listener;
   OVERLAPPED_ENTRY entries[MAX_ENTRIES]; /* used by the one poller only */
 } iocp_ctx;
@@ -172,8 +178,29 @@ static cp_io *io_new(cp_sock *s, cp_op *op, uint8_t kind) {
   return io;
 }
 
-/* The OS now owns io until its packet is dequeued. */
-static void io_to_os(cp_io *io) { io->sock->be_refs++; }
+/* The OS now owns io until its packet is dequeued; until then io keeps its
+ * socket's slot (s->be_refs). */
+static void io_to_os(cp_io *io) {
+  io->sock->be_refs++;
+  InterlockedIncrement(&state_of(io->sock->ctx)->in_os);
+}
+
+/* The OS owns io, but io no longer serves anything: its packet is only
+ * swallowed (an operation reported done at once while a packet still
+ * follows, a pool AcceptEx or an AFD poll of a closed socket). A detached io
+ * holds no reference on the slot, so closing a socket never waits for
+ * packets nobody needs. */
+static void io_detach(cp_io *io) {
+  if (io->detached) return;
+  io->detached = 1;
+  io->op = NULL;
+  io->sock->be_refs--;
+}
+
+static void io_orphan_to_os(cp_io *io) {
+  io_to_os(io);
+  io_detach(io);
+}
 
 static void io_free(cp_io *io) { free(io); }
 
@@ -234,10 +261,19 @@ static int iocp_ctx_init(cport_ctx *ctx) {
   return CPORT_OK;
 }
 
-/* The core has drained the sockets (bounded): any cp_io still in the OS's
- * hands is leaked on purpose, never freed under the kernel's feet. */
+static int iocp_poll(cport_ctx *ctx, int timeout_ms);
+
+/* The core has drained the sockets (bounded). Packets still due (cancelled
+ * pool AcceptEx, AFD polls, swallowed packets) are taken for a bounded time
+ * so their memory is freed; a cp_io the OS still holds after that is
+ * leaked on purpose, never freed under the kernel's feet. */
+#define CTX_FREE_DRAIN_MS 2000u
+
 static void iocp_ctx_free(cport_ctx *ctx) {
   iocp_ctx *st = state_of(ctx);
+  uint64_t deadline = cp_now_ms() + CTX_FREE_DRAIN_MS;
+  while (InterlockedCompareExchange(&st->in_os, 0, 0) > 0 && cp_now_ms() < deadline)
+    (void)iocp_poll(ctx, 50);
   if (st->afd) CloseHandle(st->afd);
   CloseHandle(st->port);
   free(st);
@@ -327,11 +363,11 @@ static int sel_arm(cp_sock *s, int dir) {
   io->u.poll.exclusive = FALSE;
   io->u.poll.handles[0].handle = (HANDLE)bs->base;
   io->u.poll.handles[0].events = poll_events(dir);
-  io->ov.Internal = (ULONG_PTR)STATUS_PENDING;
+  io->ov.Internal = (ULONG_PTR)CP_STATUS_PENDING;
   LONG status = p_NtDeviceIoControlFile(st->afd, NULL, NULL, &io->ov, (cp_iosb *)(void *)&io->ov,
                                         IOCTL_AFD_POLL, &io->u.poll, sizeof io->u.poll,
                                         &io->u.poll, sizeof io->u.poll);
-  if (status != STATUS_PENDING && !CP_NT_SUCCESS(status)) {
+  if (status != CP_STATUS_PENDING && !CP_NT_SUCCESS(status)) {
     io_free(io);
     return cp_win_nterr((uint32_t)status);
   }
@@ -524,6 +560,7 @@ static void ready_push(iocp_sock *bs, cp_io *io) {
   else
     bs->ready_head = io;
   bs->ready_tail = io;
+  bs->accepts_ready++;
 }
 
 static cp_io *ready_pop(iocp_sock *bs) {
@@ -532,8 +569,26 @@ static cp_io *ready_pop(iocp_sock *bs) {
     bs->ready_head = io->next;
     if (!bs->ready_head) bs->ready_tail = NULL;
     io->next = NULL;
+    bs->accepts_ready--;
   }
   return io;
+}
+
+/* The AcceptEx in flight, so that closing the listener can let them go. */
+static void posted_add(iocp_sock *bs, cp_io *io) {
+  io->next = bs->posted;
+  bs->posted = io;
+  bs->accepts_posted++;
+}
+
+static void posted_remove(iocp_sock *bs, cp_io *io) {
+  for (cp_io **p = &bs->posted; *p; p = &(*p)->next)
+    if (*p == io) {
+      *p = io->next;
+      io->next = NULL;
+      bs->accepts_posted--;
+      return;
+    }
 }
 
 /* SO_UPDATE_ACCEPT_CONTEXT, so that getpeername, shutdown and the rest
@@ -545,15 +600,17 @@ static int update_accept(cp_sock *listener, SOCKET a) {
   return CPORT_OK;
 }
 
-/* Posts AcceptEx until the listener has its quota in flight. Returns the
- * first error (or CPORT_OK). A connection accepted at once goes to the
- * ready list. */
+/* Posts AcceptEx until the listener holds its quota of connections, in
+ * flight or ready (so the library never takes more unclaimed connections
+ * than the backlog asked for). Returns the first error (or CPORT_OK). A
+ * connection accepted at once goes to the ready list. */
 static int accept_top_up(cp_sock *s) {
-  iocp_ctx *st = state_of(s->ctx);
   iocp_sock *bs = BS(s);
+  if (bs->accepts_posted + bs->accepts_ready >= bs->accept_target) return CPORT_OK;
   LPFN_ACCEPTEX acceptex = cp_win_acceptex(SOCK(s), s->family);
   if (!acceptex) return cp_win_last();
-  while (bs->accepts_posted < st->accepts_per_listener) {
+  int tries = 2 * bs->accept_target; /* bounded, even if every try is reset */
+  while (bs->accepts_posted + bs->accepts_ready < bs->accept_target && tries-- > 0) {
     SOCKET a;
     int rc = cp_win_socket(s->family, s->type, &a);
     if (rc != CPORT_OK) return rc;
@@ -567,19 +624,19 @@ static int accept_top_up(cp_sock *s) {
     if (acceptex(SOCK(s), a, io->u.addrs, 0, ACCEPT_ADDR_LEN, ACCEPT_ADDR_LEN, &bytes, &io->ov)) {
       if (!bs->skip) { /* its packet is on the way: take it from there */
         io_to_os(io);
-        bs->accepts_posted++;
+        posted_add(bs, io);
         continue;
       }
-      rc = update_accept(s, a);
-      if (rc == CPORT_OK) {
+      if (update_accept(s, a) == CPORT_OK) {
         ready_push(bs, io);
         continue;
       }
+      rc = CPORT_ECONNABORTED; /* that connection's problem: try another */
     } else {
       int err = WSAGetLastError();
       if (err == ERROR_IO_PENDING) {
         io_to_os(io);
-        bs->accepts_posted++;
+        posted_add(bs, io);
         continue;
       }
       rc = cp_win_err((uint32_t)err);
@@ -617,24 +674,32 @@ static void accept_match(cp_sock *s, cp_op *stop) {
 static int cm_accept(cp_sock *s, cp_op *op) {
   iocp_sock *bs = BS(s);
   bs->accept_failed = 0;
-  int rc = accept_top_up(s);
   accept_match(s, op); /* earlier accepts first */
+  if (bs->ready_head) {
+    int rc = accept_take(s, op);
+    (void)accept_top_up(s); /* refill; an error shows on a later call */
+    return rc;
+  }
+  int rc = accept_top_up(s);
+  accept_match(s, op);
   if (bs->ready_head) return accept_take(s, op);
   if (bs->accepts_posted == 0) return rc != CPORT_OK ? rc : CPORT_EINVAL;
-  return CP_PENDING; /* the next AcceptEx to complete is ours */
+  return CP_PENDING; /* a coming AcceptEx completion is ours */
 }
 
 static void on_accept(cp_sock *s, cp_io *io) {
   iocp_sock *bs = BS(s);
   uint32_t status = (uint32_t)io->ov.Internal;
-  bs->accepts_posted--;
-  if (bs->closed) {
+  posted_remove(bs, io);
+  if (bs->closed) { /* not expected: close detaches the pool */
     closesocket(io->accepted);
     io_free(io);
     return;
   }
   int rc = cp_win_nterr(status);
-  if (rc == CPORT_OK) rc = update_accept(s, io->accepted);
+  /* A connection that cannot take the listener's context (reset before we
+   * got to it) is that connection's problem: retried, never reported. */
+  if (rc == CPORT_OK && update_accept(s, io->accepted) != CPORT_OK) rc = CPORT_ECONNABORTED;
   if (rc == CPORT_OK) {
     ready_push(bs, io);
   } else {
@@ -648,6 +713,7 @@ static void on_accept(cp_sock *s, cp_io *io) {
       bs->accept_failed = 1;
     }
   }
+  accept_match(s, NULL);
   if (!bs->accept_failed) {
     rc = accept_top_up(s);
     if (rc != CPORT_OK && bs->accepts_posted == 0 && !bs->ready_head) {
@@ -656,8 +722,8 @@ static void on_accept(cp_sock *s, cp_io *io) {
       if (op) cp_op_done(op, rc);
       bs->accept_failed = 1;
     }
+    accept_match(s, NULL);
   }
-  accept_match(s, NULL);
 }
 
 /* ======================================================================== */
@@ -689,12 +755,10 @@ static int cm_connect(cp_sock *s, cp_op *op) {
   cp_io *io = io_new(s, op, IO_CONNECT);
   if (!io) return CPORT_ENOMEM;
   if (connectex(SOCK(s), (struct sockaddr *)&ss, len, NULL, 0, NULL, &io->ov)) {
-    if (BS(s)->skip) {
+    if (BS(s)->skip)
       io_free(io);
-    } else {
-      io->op = NULL; /* done now; its packet is swallowed */
-      io_to_os(io);
-    }
+    else
+      io_orphan_to_os(io); /* done now; its packet is swallowed */
     return update_connect(s);
   }
   int err = WSAGetLastError();
@@ -749,12 +813,10 @@ static int cm_post(cp_sock *s, cp_op *op) {
         if (op->kind == CPORT_OP_RECVFROM)
           cp_win_addr_from_os((struct sockaddr *)&io->u.from, io->fromlen, &op->addr);
       }
-      if (BS(s)->skip) {
+      if (BS(s)->skip)
         io_free(io);
-      } else {
-        io->op = NULL;
-        io_to_os(io);
-      }
+      else
+        io_orphan_to_os(io);
       op->done += n;
       if (dgram) return CPORT_OK;
       if (recv && (n == 0 || !(op->flags & CPORT_WAITALL) || op->done == op->len)) return CPORT_OK;
@@ -924,8 +986,9 @@ static int iocp_start(cp_sock *s, cp_op *op) {
 
 static void iocp_cancel(cp_sock *s, cp_op *op) {
   if (s->select_mode) {
+    int dir = op->dir; /* op is freed once delivered */
     cp_op_done(op, CPORT_ECANCELED);
-    sel_run(s, op->dir, false); /* the next op may run now */
+    sel_run(s, dir, false); /* the next op may run now */
     return;
   }
   iocp_op *bo = BO(op);
@@ -951,18 +1014,30 @@ static void iocp_sock_close(cp_sock *s) {
     for (int dir = CP_RD; dir <= CP_WR; dir++) {
       cp_op *op;
       while ((op = cp_dir_active(s, dir)) != NULL) cp_op_done(op, CPORT_ECLOSED);
-      /* Its packet still comes (cancelled, or LOCAL_CLOSE): on_poll frees it. */
-      if (bs->polls[dir]) (void)CancelIoEx(st->afd, &bs->polls[dir]->ov);
+      /* Its packet still comes (cancelled, or LOCAL_CLOSE) and is swallowed. */
+      cp_io *poll = bs->polls[dir];
+      if (poll) {
+        bs->polls[dir] = NULL;
+        io_detach(poll);
+        (void)CancelIoEx(st->afd, &poll->ov);
+      }
     }
     closesocket(SOCK(s));
     return;
   }
-  /* Connections accepted but never claimed. */
+  /* Connections accepted but never claimed; the pool's AcceptEx (their
+   * packets, cancelled below, close their sockets). */
   cp_io *io;
   while ((io = ready_pop(bs)) != NULL) {
     closesocket(io->accepted);
     io_free(io);
   }
+  while ((io = bs->posted) != NULL) {
+    bs->posted = io->next;
+    io->next = NULL;
+    io_detach(io);
+  }
+  bs->accepts_posted = 0;
   /* Ops the OS does not hold end now; the others end with their packets. */
   for (int dir = CP_RD; dir <= CP_WR; dir++) {
     bool again = true;
@@ -984,10 +1059,21 @@ static void iocp_sock_close(cp_sock *s) {
   closesocket(SOCK(s));
 }
 
-static void handle_packet(cp_io *io, DWORD bytes) {
+static void handle_packet(iocp_ctx *st, cp_io *io, DWORD bytes) {
+  InterlockedDecrement(&st->in_os);
   cp_sock *s = io->sock;
-  /* The slot cannot have been freed or reused: io holds a reference. */
+  /* Slots are never freed, so the mutex is always there. A detached io
+   * holds no reference: its slot may be free or reused by now, so it is
+   * locked only to read io->detached (written under it) and not touched. */
   cp_mutex_lock(&s->mu);
+  if (io->detached) {
+    if (io->kind == IO_ACCEPT) closesocket(io->accepted);
+    io_free(io);
+    cp_mutex_unlock(&s->mu);
+    return;
+  }
+  /* Otherwise the slot cannot have been freed or reused: io holds a
+   * reference. */
   s->be_refs--;
   switch (io->kind) {
   case IO_ACCEPT: on_accept(s, io); break;
@@ -1015,16 +1101,22 @@ static int iocp_poll(cport_ctx *ctx, int timeout_ms) {
       continue;
     }
     if (!e->lpOverlapped) continue; /* nothing of ours */
-    handle_packet((cp_io *)(void *)e->lpOverlapped, e->dwNumberOfBytesTransferred);
+    handle_packet(st, (cp_io *)(void *)e->lpOverlapped, e->dwNumberOfBytesTransferred);
   }
   return CPORT_OK;
 }
 
 static int iocp_listen(cp_sock *s, int backlog) {
   int rc = cp_win_listen_os(s, backlog);
-  if (rc != CPORT_OK || s->select_mode || s->listening) return rc;
-  /* Post the AcceptEx pool now, so connections are taken as they come. A
-   * failure here (out of sockets) is reported by the next accept call. */
+  if (rc != CPORT_OK || s->select_mode) return rc;
+  /* The AcceptEx pool: accepts_per_listener, but never more connections
+   * held than the backlog asked for (a listener with backlog 1 must fill
+   * up as it would without the pool). Posted now, so connections are taken
+   * as they come; a failure here (out of sockets) is reported by the next
+   * accept call. Listening again only changes the quota. */
+  iocp_sock *bs = BS(s);
+  int n = state_of(s->ctx)->accepts_per_listener;
+  bs->accept_target = backlog > 0 && backlog < n ? backlog : n;
   (void)accept_top_up(s);
   return CPORT_OK;
 }

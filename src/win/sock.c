@@ -89,13 +89,27 @@ int cp_win_nonblock(SOCKET s) {
   return ioctlsocket(s, (long)FIONBIO, &on) == 0 ? CPORT_OK : cp_win_last();
 }
 
-SOCKET cp_win_base_handle(SOCKET s) {
-  SOCKET base = INVALID_SOCKET;
+static SOCKET ioctl_handle(SOCKET s, DWORD code) {
+  SOCKET h = INVALID_SOCKET;
   DWORD bytes = 0;
-  if (WSAIoctl(s, SIO_BASE_HANDLE, NULL, 0, &base, sizeof base, &bytes, NULL, NULL) != 0 ||
-      base == INVALID_SOCKET)
-    return s; /* no LSP in the way (Wine returns the socket itself anyway) */
-  return base;
+  if (WSAIoctl(s, code, NULL, 0, &h, sizeof h, &bytes, NULL, NULL) != 0) return INVALID_SOCKET;
+  return h;
+}
+
+/* As wepoll does: SIO_BASE_HANDLE, and when a layered provider wrongly
+ * intercepts it, step down through SIO_BSP_HANDLE_POLL and try again. Wine
+ * returns the socket itself (and 10045 for SIO_BSP_HANDLE_*). Failing all
+ * that, the socket itself is the best guess. */
+SOCKET cp_win_base_handle(SOCKET s) {
+  SOCKET cur = s;
+  for (int depth = 0; depth < 8; depth++) {
+    SOCKET base = ioctl_handle(cur, SIO_BASE_HANDLE);
+    if (base != INVALID_SOCKET) return base;
+    SOCKET bsp = ioctl_handle(cur, SIO_BSP_HANDLE_POLL);
+    if (bsp == INVALID_SOCKET || bsp == cur) break;
+    cur = bsp;
+  }
+  return cur;
 }
 
 /* ---- addresses ----------------------------------------------------------- */
@@ -198,10 +212,19 @@ int cp_win_bind(cp_sock *s, const cport_addr *addr) {
   if (rc != CPORT_OK) return rc;
   if (s->type == CPORT_SOCK_STREAM) {
     /* No port stealing: nobody else may bind our port, even with
-     * SO_REUSEADDR. Rebinding a port in TIME_WAIT still works. */
-    BOOL one = TRUE;
-    if (setsockopt(SOCK(s), SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&one, sizeof one) != 0)
+     * SO_REUSEADDR. Rebinding a port in TIME_WAIT still works. A user who
+     * set SO_REUSEADDR asked for sharing: the two cannot be combined
+     * (WSAEINVAL), so the user's choice wins. BOOL getsockopt may write a
+     * single byte (WINE.md pitfall 8): start from zero. */
+    BOOL reuse = FALSE;
+    int len = (int)sizeof reuse;
+    if (getsockopt(SOCK(s), SOL_SOCKET, SO_REUSEADDR, (char *)&reuse, &len) != 0)
       return cp_win_last();
+    if (!reuse) {
+      BOOL one = TRUE;
+      if (setsockopt(SOCK(s), SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&one, sizeof one) != 0)
+        return cp_win_last();
+    }
   }
   if (bind(SOCK(s), (struct sockaddr *)&ss, len) == 0) return CPORT_OK;
   int err = WSAGetLastError();
