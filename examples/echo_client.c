@@ -45,7 +45,7 @@ typedef struct client_conn {
   uint64_t received;    /* echoed bytes received and checked */
   uint64_t chunk_start; /* send_buf holds pattern bytes [chunk_start, +chunk_len) */
   size_t chunk_len;
-  size_t send_request;  /* length of the pending completion send */
+  size_t send_request;                /* length of the pending completion send */
   unsigned char *send_buf, *recv_buf; /* chunk bytes each */
 } client_conn;
 
@@ -137,8 +137,10 @@ static void send_step(client *cl, client_conn *c) {
     return;
   }
   if (rc != CPORT_OK) c->send_handle = h;
-  if (rc == CPORT_COMPLETION) c->send_request = len;
-  else c->sent += n; /* done now, or select: n is what went out */
+  if (rc == CPORT_COMPLETION)
+    c->send_request = len;
+  else
+    c->sent += n; /* done now, or select: n is what went out */
 }
 
 /* Check newly received bytes against the pattern; at EOF check the count. */
@@ -152,8 +154,7 @@ static void on_received(client *cl, client_conn *c, size_t n) {
   }
   for (size_t i = 0; i < n; i++, c->received++) {
     if (c->received >= cl->bytes) {
-      conn_fail(cl, c, "more than the %llu bytes sent came back",
-                (unsigned long long)cl->bytes);
+      conn_fail(cl, c, "more than the %llu bytes sent came back", (unsigned long long)cl->bytes);
       return;
     }
     unsigned char expected = pattern_byte(c->id, c->received);
@@ -169,18 +170,19 @@ static void recv_step(client *cl, client_conn *c) {
   size_t n = 0;
   cport_handle h = 0;
   int rc = cport_recv(c->sock, c->recv_buf, cl->chunk, 0, CPORT_NOWAIT, &n, &h);
-  if (rc < 0) conn_fail(cl, c, "recv: %s", cport_strerror(rc));
-  else if (rc == CPORT_OK) on_received(cl, c, n);
-  else c->recv_handle = h;
+  if (rc < 0)
+    conn_fail(cl, c, "recv: %s", cport_strerror(rc));
+  else if (rc == CPORT_OK)
+    on_received(cl, c, n);
+  else
+    c->recv_handle = h;
 }
 
 static int can_send(const client_conn *c) {
   return !c->finished && !c->write_shut && c->send_handle == 0;
 }
 
-static int can_recv(const client_conn *c) {
-  return !c->finished && !c->eof && c->recv_handle == 0;
-}
+static int can_recv(const client_conn *c) { return !c->finished && !c->eof && c->recv_handle == 0; }
 
 /* Drive both directions, a bounded number of done-now calls each. */
 static void conn_pump(client *cl, client_conn *c) {
@@ -244,8 +246,7 @@ static void on_completion(client *cl, client_conn *c, const cport_msg *m) {
   if (m->op == CPORT_OP_CONNECT) {
     after_connect_call(cl, c, m->status, 0);
   } else if (m->status < 0) {
-    conn_fail(cl, c, "%s: %s", m->op == CPORT_OP_SEND ? "send" : "recv",
-              cport_strerror(m->status));
+    conn_fail(cl, c, "%s: %s", m->op == CPORT_OP_SEND ? "send" : "recv", cport_strerror(m->status));
   } else if (m->op == CPORT_OP_RECV) {
     on_received(cl, c, m->bytes);
     conn_pump(cl, c);
@@ -383,8 +384,8 @@ static int summarize(const client *cl, uint64_t elapsed_ms) {
     printf("ok connections=%zu bytes=%llu ms=%llu\n", cl->conn_count, total,
            (unsigned long long)elapsed_ms);
   else
-    printf("failed connections=%zu failed=%zu bytes=%llu ms=%llu\n", cl->conn_count, failed,
-           total, (unsigned long long)elapsed_ms);
+    printf("failed connections=%zu failed=%zu bytes=%llu ms=%llu\n", cl->conn_count, failed, total,
+           (unsigned long long)elapsed_ms);
   return failed == 0 ? 0 : 1;
 }
 

@@ -178,9 +178,12 @@ static void listener_pump(server *srv) {
     cport_socket sock = CPORT_INVALID_SOCKET;
     cport_handle h = 0;
     int rc = cport_accept(srv->listener, CPORT_NOWAIT, &sock, &h);
-    if (rc == CPORT_OK) conn_open(srv, sock);
-    else if (rc < 0) accept_failed(srv, rc);
-    else srv->accept_handle = h; /* select or completion: a message will come */
+    if (rc == CPORT_OK)
+      conn_open(srv, sock);
+    else if (rc < 0)
+      accept_failed(srv, rc);
+    else
+      srv->accept_handle = h; /* select or completion: a message will come */
   }
 }
 
@@ -188,8 +191,10 @@ static void listener_on_message(server *srv, const cport_msg *m) {
   srv->accept_handle = 0;
   if (m->tag == CPORT_TAG_ABORT) return; /* only when we close it */
   if (m->tag == CPORT_TAG_COMPLETION) {
-    if (m->status < 0) accept_failed(srv, m->status);
-    else conn_open(srv, m->accepted);
+    if (m->status < 0)
+      accept_failed(srv, m->status);
+    else
+      conn_open(srv, m->accepted);
   }
   listener_pump(srv);
 }

@@ -95,20 +95,28 @@ static inline int parse_number(const char *text, unsigned long long min, unsigne
 /* "completion" or "select" -> the cport_open flags. Returns 0 or -1. */
 static inline int parse_mode(const char *text, unsigned *open_flags) {
   if (text == NULL) return -1;
-  if (strcmp(text, "completion") == 0) *open_flags = 0;
-  else if (strcmp(text, "select") == 0) *open_flags = CPORT_OPEN_SELECT;
-  else return -1;
+  if (strcmp(text, "completion") == 0)
+    *open_flags = 0;
+  else if (strcmp(text, "select") == 0)
+    *open_flags = CPORT_OPEN_SELECT;
+  else
+    return -1;
   return 0;
 }
 
 /* "auto", "epoll", "io_uring" or "iocp". Returns 0 or -1. */
 static inline int parse_backend(const char *text, cport_backend_id *id) {
   if (text == NULL) return -1;
-  if (strcmp(text, "auto") == 0) *id = CPORT_BACKEND_AUTO;
-  else if (strcmp(text, "epoll") == 0) *id = CPORT_BACKEND_EPOLL;
-  else if (strcmp(text, "io_uring") == 0) *id = CPORT_BACKEND_IO_URING;
-  else if (strcmp(text, "iocp") == 0) *id = CPORT_BACKEND_IOCP;
-  else return -1;
+  if (strcmp(text, "auto") == 0)
+    *id = CPORT_BACKEND_AUTO;
+  else if (strcmp(text, "epoll") == 0)
+    *id = CPORT_BACKEND_EPOLL;
+  else if (strcmp(text, "io_uring") == 0)
+    *id = CPORT_BACKEND_IO_URING;
+  else if (strcmp(text, "iocp") == 0)
+    *id = CPORT_BACKEND_IOCP;
+  else
+    return -1;
   return 0;
 }
 

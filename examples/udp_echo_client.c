@@ -88,15 +88,22 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i += 2) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) return usage();
-    if (strcmp(argv[i], "--port") == 0 && parse_number(v, 1, 65535, &port) == 0) have_port = 1;
-    else if (strcmp(argv[i], "--host") == 0) host = v;
-    else if (strcmp(argv[i], "--count") == 0 && parse_number(v, 1, 100000000, &count) == 0) continue;
-    else if (strcmp(argv[i], "--size") == 0 && parse_number(v, 1, MAX_SIZE, &size) == 0) continue;
+    if (strcmp(argv[i], "--port") == 0 && parse_number(v, 1, 65535, &port) == 0)
+      have_port = 1;
+    else if (strcmp(argv[i], "--host") == 0)
+      host = v;
+    else if (strcmp(argv[i], "--count") == 0 && parse_number(v, 1, 100000000, &count) == 0)
+      continue;
+    else if (strcmp(argv[i], "--size") == 0 && parse_number(v, 1, MAX_SIZE, &size) == 0)
+      continue;
     else if (strcmp(argv[i], "--timeout-ms") == 0 && parse_number(v, 1, 86400000, &timeout_ms) == 0)
       continue;
-    else if (strcmp(argv[i], "--mode") == 0 && parse_mode(v, &mode) == 0) continue;
-    else if (strcmp(argv[i], "--backend") == 0 && parse_backend(v, &opts.backend) == 0) continue;
-    else return usage();
+    else if (strcmp(argv[i], "--mode") == 0 && parse_mode(v, &mode) == 0)
+      continue;
+    else if (strcmp(argv[i], "--backend") == 0 && parse_backend(v, &opts.backend) == 0)
+      continue;
+    else
+      return usage();
   }
   if (!have_port) return usage();
 

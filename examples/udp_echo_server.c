@@ -117,11 +117,14 @@ int main(int argc, char **argv) {
     if (i + 1 >= argc) return usage();
     if (strcmp(argv[i], "--port") == 0 && parse_number(argv[i + 1], 0, 65535, &port) == 0)
       have_port = 1;
-    else if (strcmp(argv[i], "--host") == 0) host = argv[i + 1];
-    else if (strcmp(argv[i], "--mode") == 0 && parse_mode(argv[i + 1], &mode) == 0) continue;
+    else if (strcmp(argv[i], "--host") == 0)
+      host = argv[i + 1];
+    else if (strcmp(argv[i], "--mode") == 0 && parse_mode(argv[i + 1], &mode) == 0)
+      continue;
     else if (strcmp(argv[i], "--backend") == 0 && parse_backend(argv[i + 1], &opts.backend) == 0)
       continue;
-    else return usage();
+    else
+      return usage();
   }
   if (!have_port) return usage();
   if (install_stop_handlers() != 0) return 1;

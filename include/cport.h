@@ -64,36 +64,36 @@ typedef enum cport_err {
   CPORT_SELECT = 1,     /* pending, select mode */
   CPORT_COMPLETION = 2, /* pending, completion mode */
 
-  CPORT_EINVAL = -1,        /* bad argument, or a call that is wrong in this state */
-  CPORT_EBADF = -2,         /* not a socket of this library: stale, forged or closed */
-  CPORT_ENOMEM = -3,        /* out of memory */
-  CPORT_ENOTSUP = -4,       /* not supported on this platform/backend/socket type */
-  CPORT_EALREADY = -5,      /* a select operation is already pending in that direction */
-  CPORT_ENOTCONN = -6,      /* the socket is not connected */
-  CPORT_EISCONN = -7,       /* the socket is already connected */
-  CPORT_ECONNREFUSED = -8,  /* the peer refused the connection */
-  CPORT_ECONNRESET = -9,    /* the peer reset the connection */
-  CPORT_ECONNABORTED = -10, /* the connection was aborted by the local host stack */
-  CPORT_ETIMEDOUT = -11,    /* a timeout elapsed */
-  CPORT_EPIPE = -12,        /* send after the connection was shut down */
-  CPORT_EADDRINUSE = -13,   /* address already in use */
-  CPORT_EADDRNOTAVAIL = -14,/* address not available */
-  CPORT_EAFNOSUPPORT = -15, /* address family not supported */
-  CPORT_EMFILE = -16,       /* per-process descriptor limit reached */
-  CPORT_ENFILE = -17,       /* system descriptor limit reached */
-  CPORT_ENOBUFS = -18,      /* no buffer space */
-  CPORT_EMSGSIZE = -19,     /* message too long (datagram truncated) */
-  CPORT_ENETUNREACH = -20,  /* network unreachable */
-  CPORT_EHOSTUNREACH = -21, /* host unreachable */
-  CPORT_EACCES = -22,       /* permission denied */
-  CPORT_ECANCELED = -23,    /* abort reason: cport_cancel stopped the operation */
-  CPORT_ECLOSED = -24,      /* abort reason: the socket was closed locally */
-  CPORT_ENOTFOUND = -25,    /* cport_cancel: no such pending operation (it ended) */
-  CPORT_EBUSY = -26,        /* the object is in use (a queue that still owns sockets) */
-  CPORT_EOPNOTSUPP = -27,   /* the operation does not apply to this socket (listen on UDP) */
-  CPORT_ENETDOWN = -28,     /* the network is down */
-  CPORT_EINTR = -29,        /* interrupted */
-  CPORT_EUNKNOWN = -30      /* an OS error with no portable equivalent */
+  CPORT_EINVAL = -1,         /* bad argument, or a call that is wrong in this state */
+  CPORT_EBADF = -2,          /* not a socket of this library: stale, forged or closed */
+  CPORT_ENOMEM = -3,         /* out of memory */
+  CPORT_ENOTSUP = -4,        /* not supported on this platform/backend/socket type */
+  CPORT_EALREADY = -5,       /* a select operation is already pending in that direction */
+  CPORT_ENOTCONN = -6,       /* the socket is not connected */
+  CPORT_EISCONN = -7,        /* the socket is already connected */
+  CPORT_ECONNREFUSED = -8,   /* the peer refused the connection */
+  CPORT_ECONNRESET = -9,     /* the peer reset the connection */
+  CPORT_ECONNABORTED = -10,  /* the connection was aborted by the local host stack */
+  CPORT_ETIMEDOUT = -11,     /* a timeout elapsed */
+  CPORT_EPIPE = -12,         /* send after the connection was shut down */
+  CPORT_EADDRINUSE = -13,    /* address already in use */
+  CPORT_EADDRNOTAVAIL = -14, /* address not available */
+  CPORT_EAFNOSUPPORT = -15,  /* address family not supported */
+  CPORT_EMFILE = -16,        /* per-process descriptor limit reached */
+  CPORT_ENFILE = -17,        /* system descriptor limit reached */
+  CPORT_ENOBUFS = -18,       /* no buffer space */
+  CPORT_EMSGSIZE = -19,      /* message too long (datagram truncated) */
+  CPORT_ENETUNREACH = -20,   /* network unreachable */
+  CPORT_EHOSTUNREACH = -21,  /* host unreachable */
+  CPORT_EACCES = -22,        /* permission denied */
+  CPORT_ECANCELED = -23,     /* abort reason: cport_cancel stopped the operation */
+  CPORT_ECLOSED = -24,       /* abort reason: the socket was closed locally */
+  CPORT_ENOTFOUND = -25,     /* cport_cancel: no such pending operation (it ended) */
+  CPORT_EBUSY = -26,         /* the object is in use (a queue that still owns sockets) */
+  CPORT_EOPNOTSUPP = -27,    /* the operation does not apply to this socket (listen on UDP) */
+  CPORT_ENETDOWN = -28,      /* the network is down */
+  CPORT_EINTR = -29,         /* interrupted */
+  CPORT_EUNKNOWN = -30       /* an OS error with no portable equivalent */
 } cport_err;
 
 /* A static, English description of a cport_err value. Never NULL. */
@@ -132,8 +132,8 @@ typedef struct cport_addr {
   uint32_t scope_id; /* IPv6 scope (interface index) */
   uint32_t flowinfo; /* IPv6 flow information */
   union {
-    uint8_t ip[16];             /* network byte order; IPv4 uses the first 4 bytes */
-    char path[CPORT_PATH_MAX];  /* AF_UNIX: a filesystem path, NUL-terminated */
+    uint8_t ip[16];            /* network byte order; IPv4 uses the first 4 bytes */
+    char path[CPORT_PATH_MAX]; /* AF_UNIX: a filesystem path, NUL-terminated */
   };
 } cport_addr;
 
@@ -309,8 +309,8 @@ CPORT_API int cport_connect(cport_socket s, const cport_addr *addr, int timeout,
  * now; CPORT_SELECT means "the rest waits, call again with what is left".
  * Blocking: returns when all was sent, or on error/timeout (*sent says how
  * much went). len must be at least 1 and fit in 2^31 - 1. */
-CPORT_API int cport_send(cport_socket s, const void *buf, size_t len, unsigned flags,
-                         int timeout, size_t *sent, cport_handle *handle);
+CPORT_API int cport_send(cport_socket s, const void *buf, size_t len, unsigned flags, int timeout,
+                         size_t *sent, cport_handle *handle);
 
 /* Receive into buf (len 1 .. 2^31 - 1). Done now or completion: at least
  * one byte, or 0 meaning the peer shut down its sending side; with
@@ -324,15 +324,14 @@ CPORT_API int cport_recv(cport_socket s, void *buf, size_t len, unsigned flags, 
  * CPORT_EMSGSIZE if it cannot fit one datagram. On a connected TCP socket:
  * CPORT_EISCONN. */
 CPORT_API int cport_sendto(cport_socket s, const void *buf, size_t len, unsigned flags,
-                           const cport_addr *to, int timeout, size_t *sent,
-                           cport_handle *handle);
+                           const cport_addr *to, int timeout, size_t *sent, cport_handle *handle);
 
 /* What cport_recvfrom received now (on pending calls: msg.bytes, msg.addr
  * and msg.flags of the completion). */
 typedef struct cport_recv_info {
-  size_t bytes;   /* bytes stored in the buffer */
-  cport_addr from;/* the sender */
-  unsigned flags; /* CPORT_MSG_TRUNC if the datagram did not fit */
+  size_t bytes;    /* bytes stored in the buffer */
+  cport_addr from; /* the sender */
+  unsigned flags;  /* CPORT_MSG_TRUNC if the datagram did not fit */
 } cport_recv_info;
 
 /* Receive one datagram (UDP); a 0-byte datagram is not EOF. A datagram
@@ -353,19 +352,19 @@ typedef struct cport_iovec {
 #define CPORT_IOV_MAX 64
 
 typedef struct cport_msghdr {
-  cport_addr addr;   /* sendmsg: destination (family 0: the connected peer);
-                        recvmsg: the sender (datagram sockets) */
-  cport_iovec *iov;  /* 1 .. CPORT_IOV_MAX buffers */
+  cport_addr addr;  /* sendmsg: destination (family 0: the connected peer);
+                       recvmsg: the sender (datagram sockets) */
+  cport_iovec *iov; /* 1 .. CPORT_IOV_MAX buffers */
   int iovcnt;
-  unsigned flags;    /* recvmsg: CPORT_MSG_TRUNC */
+  unsigned flags; /* recvmsg: CPORT_MSG_TRUNC */
   /* Control data in portable form. recvmsg sets has_pktinfo and fills
    * local/ifindex when ip.pktinfo or ipv6.recvpktinfo is on, and tos when
    * ip.recvtos is on (else -1). sendmsg with has_pktinfo sends from
    * local (port ignored) and/or out of ifindex. */
   int has_pktinfo;
-  cport_addr local;  /* the datagram's destination address (our side) */
-  uint32_t ifindex;  /* the interface it came in on / goes out of */
-  int tos;           /* IPv4 TOS byte received, or -1 */
+  cport_addr local; /* the datagram's destination address (our side) */
+  uint32_t ifindex; /* the interface it came in on / goes out of */
+  int tos;          /* IPv4 TOS byte received, or -1 */
 } cport_msghdr;
 
 /* Send the gathered iovecs. Stream sockets: whole in completion mode, as
@@ -410,26 +409,26 @@ typedef enum cport_level {
 /* Options, named after their level. The value type each takes is given
  * after it; "get" marks read-only options. */
 typedef enum cport_option {
-  CPORT_OPT_OTP_OWNER = 100,       /* queue: where future messages go */
-  CPORT_OPT_OTP_DEBUG = 101,       /* bool: a line on stderr per operation end */
-  CPORT_OPT_OTP_USE_REGISTRY = 102,/* bool: listed by the registry calls */
-  CPORT_OPT_OTP_FD = 103,          /* u64, get: the OS socket (fd or SOCKET) */
-  CPORT_OPT_OTP_META = 104,        /* ptr: a user value kept with the socket */
+  CPORT_OPT_OTP_OWNER = 100,        /* queue: where future messages go */
+  CPORT_OPT_OTP_DEBUG = 101,        /* bool: a line on stderr per operation end */
+  CPORT_OPT_OTP_USE_REGISTRY = 102, /* bool: listed by the registry calls */
+  CPORT_OPT_OTP_FD = 103,           /* u64, get: the OS socket (fd or SOCKET) */
+  CPORT_OPT_OTP_META = 104,         /* ptr: a user value kept with the socket */
 
-  CPORT_OPT_SOCKET_REUSEADDR = 200,       /* bool */
-  CPORT_OPT_SOCKET_REUSEPORT = 201,       /* bool (Linux) */
-  CPORT_OPT_SOCKET_EXCLUSIVEADDRUSE = 202,/* bool (Windows) */
-  CPORT_OPT_SOCKET_KEEPALIVE = 203,       /* bool */
-  CPORT_OPT_SOCKET_LINGER = 204,          /* linger; {1, 0} makes close send a reset */
-  CPORT_OPT_SOCKET_RCVBUF = 205,          /* int, bytes */
-  CPORT_OPT_SOCKET_SNDBUF = 206,          /* int, bytes */
-  CPORT_OPT_SOCKET_RCVLOWAT = 207,        /* int, bytes (Linux) */
-  CPORT_OPT_SOCKET_BROADCAST = 208,       /* bool */
-  CPORT_OPT_SOCKET_TYPE = 209,            /* int, get: CPORT_SOCK_* */
-  CPORT_OPT_SOCKET_PROTOCOL = 210,        /* int, get: 6 (TCP) or 17 (UDP) */
-  CPORT_OPT_SOCKET_DOMAIN = 211,          /* int, get: CPORT_AF_* */
-  CPORT_OPT_SOCKET_ACCEPTCONN = 212,      /* bool, get */
-  CPORT_OPT_SOCKET_ERROR = 213,           /* int, get: pending error as a cport_err */
+  CPORT_OPT_SOCKET_REUSEADDR = 200,        /* bool */
+  CPORT_OPT_SOCKET_REUSEPORT = 201,        /* bool (Linux) */
+  CPORT_OPT_SOCKET_EXCLUSIVEADDRUSE = 202, /* bool (Windows) */
+  CPORT_OPT_SOCKET_KEEPALIVE = 203,        /* bool */
+  CPORT_OPT_SOCKET_LINGER = 204,           /* linger; {1, 0} makes close send a reset */
+  CPORT_OPT_SOCKET_RCVBUF = 205,           /* int, bytes */
+  CPORT_OPT_SOCKET_SNDBUF = 206,           /* int, bytes */
+  CPORT_OPT_SOCKET_RCVLOWAT = 207,         /* int, bytes (Linux) */
+  CPORT_OPT_SOCKET_BROADCAST = 208,        /* bool */
+  CPORT_OPT_SOCKET_TYPE = 209,             /* int, get: CPORT_SOCK_* */
+  CPORT_OPT_SOCKET_PROTOCOL = 210,         /* int, get: 6 (TCP) or 17 (UDP) */
+  CPORT_OPT_SOCKET_DOMAIN = 211,           /* int, get: CPORT_AF_* */
+  CPORT_OPT_SOCKET_ACCEPTCONN = 212,       /* bool, get */
+  CPORT_OPT_SOCKET_ERROR = 213,            /* int, get: pending error as a cport_err */
 
   CPORT_OPT_IP_TOS = 300,             /* int 0..255 */
   CPORT_OPT_IP_TTL = 301,             /* int 1..255 */
@@ -457,7 +456,7 @@ typedef enum cport_option {
   CPORT_OPT_TCP_CORK = 505,      /* bool (Linux) */
   CPORT_OPT_TCP_NOPUSH = 506,    /* bool (BSD) */
 
-  CPORT_OPT_UDP_CORK = 600       /* bool (Linux) */
+  CPORT_OPT_UDP_CORK = 600 /* bool (Linux) */
 } cport_option;
 
 typedef enum cport_val_type {
@@ -480,13 +479,13 @@ typedef struct cport_optval {
     struct {
       int onoff;
       int seconds;
-    } linger;         /* CPORT_VAL_LINGER */
-    cport_addr addr;  /* CPORT_VAL_ADDR (port ignored) */
+    } linger;        /* CPORT_VAL_LINGER */
+    cport_addr addr; /* CPORT_VAL_ADDR (port ignored) */
     struct {
-      cport_addr group;   /* multicast group */
-      cport_addr iface;   /* IPv4: local interface address (family 0: any) */
-      uint32_t ifindex;   /* IPv6: interface index (0: default) */
-    } mreq;           /* CPORT_VAL_MREQ */
+      cport_addr group; /* multicast group */
+      cport_addr iface; /* IPv4: local interface address (family 0: any) */
+      uint32_t ifindex; /* IPv6: interface index (0: default) */
+    } mreq;             /* CPORT_VAL_MREQ */
     cport_queue *queue; /* CPORT_VAL_QUEUE */
     void *ptr;          /* CPORT_VAL_PTR */
     uint64_t u64;       /* CPORT_VAL_U64 */
@@ -519,10 +518,10 @@ CPORT_API const char *cport_option_name(cport_level level, cport_option opt);
 CPORT_API int cport_number_of(void);
 
 typedef struct cport_filter {
-  int family;          /* 0 = any */
-  int type;            /* 0 = any */
-  int protocol;        /* 0 = any; 6 = TCP, 17 = UDP */
-  cport_queue *owner;  /* NULL = any */
+  int family;         /* 0 = any */
+  int type;           /* 0 = any */
+  int protocol;       /* 0 = any; 6 = TCP, 17 = UDP */
+  cport_queue *owner; /* NULL = any */
   /* NULL = any; else keeps the sockets for which it returns nonzero. It is
    * called with no lock held, so it may call cport functions. */
   int (*pred)(cport_socket s, void *arg);
@@ -540,13 +539,13 @@ CPORT_API void cport_print_sockets(FILE *f);
 typedef struct cport_info {
   int family;
   int type;
-  int select_mode;      /* 1 if opened with CPORT_OPEN_SELECT */
+  int select_mode; /* 1 if opened with CPORT_OPEN_SELECT */
   cport_queue *owner;
   int listening;
   int connected;
   int bound;
-  int pending_reads;    /* accept and recv operations pending */
-  int pending_writes;   /* connect and send operations pending */
+  int pending_reads;            /* accept and recv operations pending */
+  int pending_writes;           /* connect and send operations pending */
   uint64_t bytes_in, bytes_out; /* bytes received and sent */
   uint64_t reads, writes;       /* receive and send operations that ended well */
 } cport_info;

@@ -179,8 +179,7 @@ static int format_ipv6(const uint8_t ip[16], char *out, size_t size) {
   uint16_t w[8];
   for (int i = 0; i < 8; i++) w[i] = (uint16_t)(ip[2 * i] << 8 | ip[2 * i + 1]);
   bool mapped = w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == 0 && w[4] == 0 && w[5] == 0xffff;
-  if (mapped)
-    return snprintf(out, size, "::ffff:%u.%u.%u.%u", ip[12], ip[13], ip[14], ip[15]);
+  if (mapped) return snprintf(out, size, "::ffff:%u.%u.%u.%u", ip[12], ip[13], ip[14], ip[15]);
   int zstart, zlen, n = 0;
   longest_zero_run(w, &zstart, &zlen);
   for (int i = 0; i < 8; i++) {

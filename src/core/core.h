@@ -11,8 +11,8 @@ struct cport_queue {
   cp_cond cv;
   cport_msg *ring; /* circular buffer of pending messages */
   uint32_t cap, head, count;
-  int waiters;          /* threads blocked on cv */
-  atomic_int owned;     /* sockets whose owner this is */
+  int waiters;      /* threads blocked on cv */
+  atomic_int owned; /* sockets whose owner this is */
   struct cport_queue *next, *prev;
 };
 

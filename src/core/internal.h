@@ -24,7 +24,7 @@ enum cp_sock_state { CP_SOCK_FREE = 0, CP_SOCK_OPEN = 1, CP_SOCK_ZOMBIE = 2 };
 /* Room for a backend's per-operation state (an OVERLAPPED, a WSABUF,
  * AcceptEx's address buffer, an io_uring user_data...). */
 #define CP_BACKEND_OP_SIZE 192
-#define CP_BACKEND_SOCK_SIZE 64
+#define CP_BACKEND_SOCK_SIZE 128
 
 typedef struct cp_sock cp_sock;
 
@@ -32,19 +32,19 @@ typedef struct cp_op {
   struct cp_op *next, *prev; /* in its socket's list for dir */
   cp_sock *sock;
   cport_handle handle;
-  uint8_t kind;      /* cport_op */
-  uint8_t dir;       /* cp_dir */
-  uint8_t select;    /* a readiness wait: ends with a select message */
-  uint8_t state;     /* cp_op_state */
-  uint8_t cancelled; /* cport_cancel asked to stop it */
-  uint8_t closed;    /* cport_close asked to stop it */
-  uint8_t started;   /* the backend has begun it (epoll: head of its dir) */
-  unsigned flags;    /* CPORT_WAITALL */
-  unsigned msg_flags;/* result: CPORT_MSG_TRUNC */
+  uint8_t kind;       /* cport_op */
+  uint8_t dir;        /* cp_dir */
+  uint8_t select;     /* a readiness wait: ends with a select message */
+  uint8_t state;      /* cp_op_state */
+  uint8_t cancelled;  /* cport_cancel asked to stop it */
+  uint8_t closed;     /* cport_close asked to stop it */
+  uint8_t started;    /* the backend has begun it (epoll: head of its dir) */
+  unsigned flags;     /* CPORT_WAITALL */
+  unsigned msg_flags; /* result: CPORT_MSG_TRUNC */
   char *buf;
   size_t len;
-  size_t done;       /* bytes transferred so far */
-  int status;        /* result, once state == CP_OP_DONE */
+  size_t done; /* bytes transferred so far */
+  int status;  /* result, once state == CP_OP_DONE */
   cport_socket accepted;
   cport_addr addr;   /* connect, sendto: the target; recvfrom: the sender */
   cport_queue *dest; /* where the message goes: NULL means the owner */
@@ -62,28 +62,28 @@ struct cp_sock {
   /* These survive reuse of the slot; cp_table_alloc clears the rest. */
   cp_mutex mu;
   uint32_t index;
-  uint32_t gen;     /* the handle is valid iff state == OPEN and gen matches */
-  cp_op *free_ops;  /* cached operations, reused without malloc */
+  uint32_t gen;    /* the handle is valid iff state == OPEN and gen matches */
+  cp_op *free_ops; /* cached operations, reused without malloc */
   int free_op_count;
-  uint8_t state;    /* cp_sock_state */
-  uint8_t family;   /* CPORT_AF_* */
-  uint8_t type;     /* CPORT_SOCK_* */
+  uint8_t state;  /* cp_sock_state */
+  uint8_t family; /* CPORT_AF_* */
+  uint8_t type;   /* CPORT_SOCK_* */
   uint8_t select_mode;
   uint8_t registered;
   uint8_t bound, listening, connecting, connected;
   uint8_t shut_rd, shut_wr;
-  uint8_t debug;    /* otp.debug: trace each message to stderr */
-  void *meta;       /* otp.meta */
+  uint8_t debug;                            /* otp.debug: trace each message to stderr */
+  void *meta;                               /* otp.meta */
   uint32_t keepalive_idle, keepalive_intvl; /* Windows sets both at once */
-  cport_socket id;  /* the handle users hold (kept while a zombie drains) */
+  cport_socket id;                          /* the handle users hold (kept while a zombie drains) */
   cport_ctx *ctx;
   cport_queue *owner;
-  cp_list dirs[2];  /* pending operations, FIFO per direction */
-  int be_refs;      /* backend-held references that delay freeing the slot */
+  cp_list dirs[2]; /* pending operations, FIFO per direction */
+  int be_refs;     /* backend-held references that delay freeing the slot */
   uint64_t next_handle;
   uint64_t bytes_in, bytes_out;
   uint64_t reads, writes;
-  uintptr_t os;     /* the OS socket: an fd or a SOCKET */
+  uintptr_t os; /* the OS socket: an fd or a SOCKET */
   cp_sock *next_free;
   _Alignas(16) unsigned char be[CP_BACKEND_SOCK_SIZE];
 };

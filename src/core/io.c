@@ -67,7 +67,7 @@ static int check_state(const cp_sock *s, const request *rq, bool select) {
     return s->shut_wr ? CPORT_EPIPE : CPORT_OK;
   case CPORT_OP_RECVMSG:
     if (s->type == CPORT_SOCK_DGRAM)
-      return rq->flags & CPORT_WAITALL ? CPORT_EINVAL
+      return rq->flags & CPORT_WAITALL  ? CPORT_EINVAL
              : s->bound || s->connected ? CPORT_OK
                                         : CPORT_EINVAL;
     return s->connected ? CPORT_OK : CPORT_ENOTCONN;
@@ -164,13 +164,11 @@ static int finish_blocking(cport_socket id, cport_queue *q, cport_handle h, int 
   res->accepted = m.accepted;
   res->addr = m.addr;
   res->flags = m.flags;
-  if (m.tag == CPORT_TAG_ABORT && m.status == CPORT_ECANCELED && timed_out)
-    return CPORT_ETIMEDOUT;
+  if (m.tag == CPORT_TAG_ABORT && m.status == CPORT_ECANCELED && timed_out) return CPORT_ETIMEDOUT;
   return m.status;
 }
 
-static int run(cport_socket id, const request *rq, int timeout, result *res,
-               cport_handle *handle) {
+static int run(cport_socket id, const request *rq, int timeout, result *res, cport_handle *handle) {
   memset(res, 0, sizeof *res);
   if (timeout < CPORT_NOWAIT) return CPORT_EINVAL;
   if (timeout == CPORT_NOWAIT) {
@@ -194,8 +192,7 @@ static bool bad_length(const void *buf, size_t len) {
   return !buf || len == 0 || len > CP_MAX_IO_LEN;
 }
 
-int cport_accept(cport_socket listener, int timeout, cport_socket *accepted,
-                 cport_handle *handle) {
+int cport_accept(cport_socket listener, int timeout, cport_socket *accepted, cport_handle *handle) {
   if (!accepted) return CPORT_EINVAL;
   *accepted = CPORT_INVALID_SOCKET;
   request rq = {.kind = CPORT_OP_ACCEPT};
@@ -222,8 +219,8 @@ int cport_send(cport_socket s, const void *buf, size_t len, unsigned flags, int 
   return rc;
 }
 
-int cport_recv(cport_socket s, void *buf, size_t len, unsigned flags, int timeout,
-               size_t *received, cport_handle *handle) {
+int cport_recv(cport_socket s, void *buf, size_t len, unsigned flags, int timeout, size_t *received,
+               cport_handle *handle) {
   if (received) *received = 0;
   if (bad_length(buf, len) || !received || (flags & ~CPORT_WAITALL)) return CPORT_EINVAL;
   request rq = {.kind = CPORT_OP_RECV, .flags = flags, .buf = buf, .len = len};
@@ -233,8 +230,8 @@ int cport_recv(cport_socket s, void *buf, size_t len, unsigned flags, int timeou
   return rc;
 }
 
-int cport_sendto(cport_socket s, const void *buf, size_t len, unsigned flags,
-                 const cport_addr *to, int timeout, size_t *sent, cport_handle *handle) {
+int cport_sendto(cport_socket s, const void *buf, size_t len, unsigned flags, const cport_addr *to,
+                 int timeout, size_t *sent, cport_handle *handle) {
   if (sent) *sent = 0;
   if (bad_length(buf, len) || !sent || flags != 0) return CPORT_EINVAL;
   request rq = {.kind = CPORT_OP_SENDTO, .buf = (char *)(uintptr_t)buf, .len = len, .addr = to};
@@ -269,12 +266,14 @@ static size_t msghdr_length(const cport_msghdr *m) {
   return total;
 }
 
-int cport_sendmsg(cport_socket s, const cport_msghdr *m, unsigned flags, int timeout,
-                  size_t *sent, cport_handle *handle) {
+int cport_sendmsg(cport_socket s, const cport_msghdr *m, unsigned flags, int timeout, size_t *sent,
+                  cport_handle *handle) {
   if (sent) *sent = 0;
   size_t len = m ? msghdr_length(m) : 0;
   if (!m || !sent || flags != 0 || len == 0) return CPORT_EINVAL;
-  request rq = {.kind = CPORT_OP_SENDMSG, .buf = (char *)(uintptr_t)m, .len = len,
+  request rq = {.kind = CPORT_OP_SENDMSG,
+                .buf = (char *)(uintptr_t)m,
+                .len = len,
                 .addr = m->addr.family ? &m->addr : NULL};
   result res;
   int rc = run(s, &rq, timeout, &res, handle);
@@ -282,8 +281,8 @@ int cport_sendmsg(cport_socket s, const cport_msghdr *m, unsigned flags, int tim
   return rc;
 }
 
-int cport_recvmsg(cport_socket s, cport_msghdr *m, unsigned flags, int timeout,
-                  size_t *received, cport_handle *handle) {
+int cport_recvmsg(cport_socket s, cport_msghdr *m, unsigned flags, int timeout, size_t *received,
+                  cport_handle *handle) {
   if (received) *received = 0;
   size_t len = m ? msghdr_length(m) : 0;
   if (!m || !received || (flags & ~CPORT_WAITALL) || len == 0) return CPORT_EINVAL;

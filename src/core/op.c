@@ -37,17 +37,23 @@ void cp_op_free(cp_sock *s, cp_op *op) {
 void cp_list_append(cp_list *l, cp_op *op) {
   op->next = NULL;
   op->prev = l->tail;
-  if (l->tail) l->tail->next = op;
-  else l->head = op;
+  if (l->tail)
+    l->tail->next = op;
+  else
+    l->head = op;
   l->tail = op;
   l->count++;
 }
 
 void cp_list_remove(cp_list *l, cp_op *op) {
-  if (op->prev) op->prev->next = op->next;
-  else l->head = op->next;
-  if (op->next) op->next->prev = op->prev;
-  else l->tail = op->prev;
+  if (op->prev)
+    op->prev->next = op->next;
+  else
+    l->head = op->next;
+  if (op->next)
+    op->next->prev = op->prev;
+  else
+    l->tail = op->prev;
   op->next = op->prev = NULL;
   l->count--;
 }
@@ -107,11 +113,22 @@ static void deliver(cp_sock *s, cp_op *op) {
   cp_queue_push(op->dest ? op->dest : s->owner, &m);
 }
 
+static cp_op *pop_head(cp_list *l) {
+  cp_op *op = l->head;
+  l->head = op->next;
+  if (l->head)
+    l->head->prev = NULL;
+  else
+    l->tail = NULL;
+  op->next = NULL;
+  l->count--;
+  return op;
+}
+
 void cp_deliver_ready(cp_sock *s, int dir) {
   cp_list *l = &s->dirs[dir];
   while (l->head && l->head->state == CP_OP_DONE) {
-    cp_op *op = l->head;
-    cp_list_remove(l, op);
+    cp_op *op = pop_head(l);
     deliver(s, op);
     cp_op_free(s, op);
   }

@@ -13,7 +13,7 @@ typedef struct opt_def {
   cport_level level;
   const char *name;
   cport_val_type type;
-  int min, max;  /* CPORT_VAL_INT range */
+  int min, max; /* CPORT_VAL_INT range */
   bool readonly;
   unsigned applies;
 } opt_def;
@@ -24,47 +24,74 @@ typedef struct opt_def {
 static const opt_def k_opts[] = {
     {CPORT_OPT_OTP_OWNER, CPORT_LEVEL_OTP, "otp.owner", CPORT_VAL_QUEUE, NOINT, false, ANY},
     {CPORT_OPT_OTP_DEBUG, CPORT_LEVEL_OTP, "otp.debug", CPORT_VAL_BOOL, NOINT, false, ANY},
-    {CPORT_OPT_OTP_USE_REGISTRY, CPORT_LEVEL_OTP, "otp.use_registry", CPORT_VAL_BOOL, NOINT, false, ANY},
+    {CPORT_OPT_OTP_USE_REGISTRY, CPORT_LEVEL_OTP, "otp.use_registry", CPORT_VAL_BOOL, NOINT, false,
+     ANY},
     {CPORT_OPT_OTP_FD, CPORT_LEVEL_OTP, "otp.fd", CPORT_VAL_U64, NOINT, true, ANY},
     {CPORT_OPT_OTP_META, CPORT_LEVEL_OTP, "otp.meta", CPORT_VAL_PTR, NOINT, false, ANY},
 
-    {CPORT_OPT_SOCKET_REUSEADDR, CPORT_LEVEL_SOCKET, "socket.reuseaddr", CPORT_VAL_BOOL, NOINT, false, ANY},
-    {CPORT_OPT_SOCKET_REUSEPORT, CPORT_LEVEL_SOCKET, "socket.reuseport", CPORT_VAL_BOOL, NOINT, false, ANY},
-    {CPORT_OPT_SOCKET_EXCLUSIVEADDRUSE, CPORT_LEVEL_SOCKET, "socket.exclusiveaddruse", CPORT_VAL_BOOL, NOINT, false, ANY},
-    {CPORT_OPT_SOCKET_KEEPALIVE, CPORT_LEVEL_SOCKET, "socket.keepalive", CPORT_VAL_BOOL, NOINT, false, STREAM},
-    {CPORT_OPT_SOCKET_LINGER, CPORT_LEVEL_SOCKET, "socket.linger", CPORT_VAL_LINGER, NOINT, false, STREAM},
-    {CPORT_OPT_SOCKET_RCVBUF, CPORT_LEVEL_SOCKET, "socket.rcvbuf", CPORT_VAL_INT, 0, 0x7fffffff, false, ANY},
-    {CPORT_OPT_SOCKET_SNDBUF, CPORT_LEVEL_SOCKET, "socket.sndbuf", CPORT_VAL_INT, 0, 0x7fffffff, false, ANY},
-    {CPORT_OPT_SOCKET_RCVLOWAT, CPORT_LEVEL_SOCKET, "socket.rcvlowat", CPORT_VAL_INT, 1, 0x7fffffff, false, ANY},
-    {CPORT_OPT_SOCKET_BROADCAST, CPORT_LEVEL_SOCKET, "socket.broadcast", CPORT_VAL_BOOL, NOINT, false, DGRAM | INET},
+    {CPORT_OPT_SOCKET_REUSEADDR, CPORT_LEVEL_SOCKET, "socket.reuseaddr", CPORT_VAL_BOOL, NOINT,
+     false, ANY},
+    {CPORT_OPT_SOCKET_REUSEPORT, CPORT_LEVEL_SOCKET, "socket.reuseport", CPORT_VAL_BOOL, NOINT,
+     false, ANY},
+    {CPORT_OPT_SOCKET_EXCLUSIVEADDRUSE, CPORT_LEVEL_SOCKET, "socket.exclusiveaddruse",
+     CPORT_VAL_BOOL, NOINT, false, ANY},
+    {CPORT_OPT_SOCKET_KEEPALIVE, CPORT_LEVEL_SOCKET, "socket.keepalive", CPORT_VAL_BOOL, NOINT,
+     false, STREAM},
+    {CPORT_OPT_SOCKET_LINGER, CPORT_LEVEL_SOCKET, "socket.linger", CPORT_VAL_LINGER, NOINT, false,
+     STREAM},
+    {CPORT_OPT_SOCKET_RCVBUF, CPORT_LEVEL_SOCKET, "socket.rcvbuf", CPORT_VAL_INT, 0, 0x7fffffff,
+     false, ANY},
+    {CPORT_OPT_SOCKET_SNDBUF, CPORT_LEVEL_SOCKET, "socket.sndbuf", CPORT_VAL_INT, 0, 0x7fffffff,
+     false, ANY},
+    {CPORT_OPT_SOCKET_RCVLOWAT, CPORT_LEVEL_SOCKET, "socket.rcvlowat", CPORT_VAL_INT, 1, 0x7fffffff,
+     false, ANY},
+    {CPORT_OPT_SOCKET_BROADCAST, CPORT_LEVEL_SOCKET, "socket.broadcast", CPORT_VAL_BOOL, NOINT,
+     false, DGRAM | INET},
     {CPORT_OPT_SOCKET_TYPE, CPORT_LEVEL_SOCKET, "socket.type", CPORT_VAL_INT, NOINT, true, ANY},
-    {CPORT_OPT_SOCKET_PROTOCOL, CPORT_LEVEL_SOCKET, "socket.protocol", CPORT_VAL_INT, NOINT, true, ANY},
+    {CPORT_OPT_SOCKET_PROTOCOL, CPORT_LEVEL_SOCKET, "socket.protocol", CPORT_VAL_INT, NOINT, true,
+     ANY},
     {CPORT_OPT_SOCKET_DOMAIN, CPORT_LEVEL_SOCKET, "socket.domain", CPORT_VAL_INT, NOINT, true, ANY},
-    {CPORT_OPT_SOCKET_ACCEPTCONN, CPORT_LEVEL_SOCKET, "socket.acceptconn", CPORT_VAL_BOOL, NOINT, true, ANY},
+    {CPORT_OPT_SOCKET_ACCEPTCONN, CPORT_LEVEL_SOCKET, "socket.acceptconn", CPORT_VAL_BOOL, NOINT,
+     true, ANY},
     {CPORT_OPT_SOCKET_ERROR, CPORT_LEVEL_SOCKET, "socket.error", CPORT_VAL_INT, NOINT, true, ANY},
 
     {CPORT_OPT_IP_TOS, CPORT_LEVEL_IP, "ip.tos", CPORT_VAL_INT, 0, 255, false, INET},
     {CPORT_OPT_IP_TTL, CPORT_LEVEL_IP, "ip.ttl", CPORT_VAL_INT, 1, 255, false, INET},
-    {CPORT_OPT_IP_MULTICAST_IF, CPORT_LEVEL_IP, "ip.multicast_if", CPORT_VAL_ADDR, NOINT, false, DGRAM | INET},
-    {CPORT_OPT_IP_MULTICAST_TTL, CPORT_LEVEL_IP, "ip.multicast_ttl", CPORT_VAL_INT, 0, 255, false, DGRAM | INET},
-    {CPORT_OPT_IP_MULTICAST_LOOP, CPORT_LEVEL_IP, "ip.multicast_loop", CPORT_VAL_BOOL, NOINT, false, DGRAM | INET},
-    {CPORT_OPT_IP_ADD_MEMBERSHIP, CPORT_LEVEL_IP, "ip.add_membership", CPORT_VAL_MREQ, NOINT, false, DGRAM | INET},
-    {CPORT_OPT_IP_DROP_MEMBERSHIP, CPORT_LEVEL_IP, "ip.drop_membership", CPORT_VAL_MREQ, NOINT, false, DGRAM | INET},
-    {CPORT_OPT_IP_RECVTOS, CPORT_LEVEL_IP, "ip.recvtos", CPORT_VAL_BOOL, NOINT, false, DGRAM | INET},
-    {CPORT_OPT_IP_PKTINFO, CPORT_LEVEL_IP, "ip.pktinfo", CPORT_VAL_BOOL, NOINT, false, DGRAM | INET},
+    {CPORT_OPT_IP_MULTICAST_IF, CPORT_LEVEL_IP, "ip.multicast_if", CPORT_VAL_ADDR, NOINT, false,
+     DGRAM | INET},
+    {CPORT_OPT_IP_MULTICAST_TTL, CPORT_LEVEL_IP, "ip.multicast_ttl", CPORT_VAL_INT, 0, 255, false,
+     DGRAM | INET},
+    {CPORT_OPT_IP_MULTICAST_LOOP, CPORT_LEVEL_IP, "ip.multicast_loop", CPORT_VAL_BOOL, NOINT, false,
+     DGRAM | INET},
+    {CPORT_OPT_IP_ADD_MEMBERSHIP, CPORT_LEVEL_IP, "ip.add_membership", CPORT_VAL_MREQ, NOINT, false,
+     DGRAM | INET},
+    {CPORT_OPT_IP_DROP_MEMBERSHIP, CPORT_LEVEL_IP, "ip.drop_membership", CPORT_VAL_MREQ, NOINT,
+     false, DGRAM | INET},
+    {CPORT_OPT_IP_RECVTOS, CPORT_LEVEL_IP, "ip.recvtos", CPORT_VAL_BOOL, NOINT, false,
+     DGRAM | INET},
+    {CPORT_OPT_IP_PKTINFO, CPORT_LEVEL_IP, "ip.pktinfo", CPORT_VAL_BOOL, NOINT, false,
+     DGRAM | INET},
 
     {CPORT_OPT_IPV6_V6ONLY, CPORT_LEVEL_IPV6, "ipv6.v6only", CPORT_VAL_BOOL, NOINT, false, INET6},
-    {CPORT_OPT_IPV6_UNICAST_HOPS, CPORT_LEVEL_IPV6, "ipv6.unicast_hops", CPORT_VAL_INT, -1, 255, false, INET6},
-    {CPORT_OPT_IPV6_MULTICAST_HOPS, CPORT_LEVEL_IPV6, "ipv6.multicast_hops", CPORT_VAL_INT, -1, 255, false, DGRAM | INET6},
-    {CPORT_OPT_IPV6_MULTICAST_LOOP, CPORT_LEVEL_IPV6, "ipv6.multicast_loop", CPORT_VAL_BOOL, NOINT, false, DGRAM | INET6},
-    {CPORT_OPT_IPV6_ADD_MEMBERSHIP, CPORT_LEVEL_IPV6, "ipv6.add_membership", CPORT_VAL_MREQ, NOINT, false, DGRAM | INET6},
-    {CPORT_OPT_IPV6_DROP_MEMBERSHIP, CPORT_LEVEL_IPV6, "ipv6.drop_membership", CPORT_VAL_MREQ, NOINT, false, DGRAM | INET6},
-    {CPORT_OPT_IPV6_RECVPKTINFO, CPORT_LEVEL_IPV6, "ipv6.recvpktinfo", CPORT_VAL_BOOL, NOINT, false, DGRAM | INET6},
+    {CPORT_OPT_IPV6_UNICAST_HOPS, CPORT_LEVEL_IPV6, "ipv6.unicast_hops", CPORT_VAL_INT, -1, 255,
+     false, INET6},
+    {CPORT_OPT_IPV6_MULTICAST_HOPS, CPORT_LEVEL_IPV6, "ipv6.multicast_hops", CPORT_VAL_INT, -1, 255,
+     false, DGRAM | INET6},
+    {CPORT_OPT_IPV6_MULTICAST_LOOP, CPORT_LEVEL_IPV6, "ipv6.multicast_loop", CPORT_VAL_BOOL, NOINT,
+     false, DGRAM | INET6},
+    {CPORT_OPT_IPV6_ADD_MEMBERSHIP, CPORT_LEVEL_IPV6, "ipv6.add_membership", CPORT_VAL_MREQ, NOINT,
+     false, DGRAM | INET6},
+    {CPORT_OPT_IPV6_DROP_MEMBERSHIP, CPORT_LEVEL_IPV6, "ipv6.drop_membership", CPORT_VAL_MREQ,
+     NOINT, false, DGRAM | INET6},
+    {CPORT_OPT_IPV6_RECVPKTINFO, CPORT_LEVEL_IPV6, "ipv6.recvpktinfo", CPORT_VAL_BOOL, NOINT, false,
+     DGRAM | INET6},
 
     {CPORT_OPT_TCP_NODELAY, CPORT_LEVEL_TCP, "tcp.nodelay", CPORT_VAL_BOOL, NOINT, false, STREAM},
     {CPORT_OPT_TCP_MAXSEG, CPORT_LEVEL_TCP, "tcp.maxseg", CPORT_VAL_INT, 1, 0xffff, false, STREAM},
-    {CPORT_OPT_TCP_KEEPIDLE, CPORT_LEVEL_TCP, "tcp.keepidle", CPORT_VAL_INT, 1, 0x7fff, false, STREAM},
-    {CPORT_OPT_TCP_KEEPINTVL, CPORT_LEVEL_TCP, "tcp.keepintvl", CPORT_VAL_INT, 1, 0x7fff, false, STREAM},
+    {CPORT_OPT_TCP_KEEPIDLE, CPORT_LEVEL_TCP, "tcp.keepidle", CPORT_VAL_INT, 1, 0x7fff, false,
+     STREAM},
+    {CPORT_OPT_TCP_KEEPINTVL, CPORT_LEVEL_TCP, "tcp.keepintvl", CPORT_VAL_INT, 1, 0x7fff, false,
+     STREAM},
     {CPORT_OPT_TCP_KEEPCNT, CPORT_LEVEL_TCP, "tcp.keepcnt", CPORT_VAL_INT, 1, 127, false, STREAM},
     {CPORT_OPT_TCP_CORK, CPORT_LEVEL_TCP, "tcp.cork", CPORT_VAL_BOOL, NOINT, false, STREAM},
     {CPORT_OPT_TCP_NOPUSH, CPORT_LEVEL_TCP, "tcp.nopush", CPORT_VAL_BOOL, NOINT, false, STREAM},
@@ -118,9 +145,8 @@ static int check_value(const opt_def *d, const cp_sock *s, const cport_optval *v
   case CPORT_VAL_MREQ:
     if (!valid_mreq_addr(&v->v.mreq.group, s->family)) return CPORT_EINVAL;
     return v->v.mreq.iface.family == 0 || v->v.mreq.iface.family == CPORT_AF_INET ? CPORT_OK
-                                                                                 : CPORT_EINVAL;
-  case CPORT_VAL_QUEUE:
-    return v->v.queue && v->v.queue->ctx == s->ctx ? CPORT_OK : CPORT_EINVAL;
+                                                                                  : CPORT_EINVAL;
+  case CPORT_VAL_QUEUE: return v->v.queue && v->v.queue->ctx == s->ctx ? CPORT_OK : CPORT_EINVAL;
   default: return CPORT_OK;
   }
 }

@@ -44,8 +44,10 @@ fail_mutex:
 void cp_queue_free(cport_queue *q) {
   cport_ctx *ctx = q->ctx;
   cp_mutex_lock(&ctx->mu);
-  if (q->prev) q->prev->next = q->next;
-  else ctx->queues = q->next;
+  if (q->prev)
+    q->prev->next = q->next;
+  else
+    ctx->queues = q->next;
   if (q->next) q->next->prev = q->prev;
   cp_mutex_unlock(&ctx->mu);
   cp_cond_destroy(&q->cv);

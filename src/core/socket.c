@@ -100,8 +100,10 @@ int cport_listen(cport_socket id, int backlog) {
   cp_sock *s = cp_sock_lock(id);
   if (!s) return CPORT_EBADF;
   int rc = CPORT_OK;
-  if (s->type != CPORT_SOCK_STREAM) rc = CPORT_EOPNOTSUPP;
-  else if (s->connected || s->connecting) rc = CPORT_EINVAL;
+  if (s->type != CPORT_SOCK_STREAM)
+    rc = CPORT_EOPNOTSUPP;
+  else if (s->connected || s->connecting)
+    rc = CPORT_EINVAL;
   if (rc == CPORT_OK) rc = s->ctx->be->listen(s, backlog);
   if (rc == CPORT_OK) s->listening = s->bound = 1;
   cp_sock_unlock(s);
@@ -112,8 +114,10 @@ int cport_shutdown(cport_socket id, int how) {
   cp_sock *s = cp_sock_lock(id);
   if (!s) return CPORT_EBADF;
   int rc = CPORT_OK;
-  if (how < CPORT_SHUT_RD || how > CPORT_SHUT_RDWR) rc = CPORT_EINVAL;
-  else if (!s->connected) rc = CPORT_ENOTCONN;
+  if (how < CPORT_SHUT_RD || how > CPORT_SHUT_RDWR)
+    rc = CPORT_EINVAL;
+  else if (!s->connected)
+    rc = CPORT_ENOTCONN;
   if (rc == CPORT_OK) rc = s->ctx->be->shutdown(s, how);
   if (rc == CPORT_OK) {
     if (how & CPORT_SHUT_RD) s->shut_rd = 1;

@@ -108,8 +108,8 @@ cp_sock *cp_sock_lock(cport_socket id) {
 
 /* A zombie with nothing pending goes back to the free list. */
 void cp_sock_unlock(cp_sock *s) {
-  bool drained = s->state == CP_SOCK_ZOMBIE && !s->dirs[CP_RD].head && !s->dirs[CP_WR].head &&
-                 s->be_refs == 0;
+  bool drained =
+      s->state == CP_SOCK_ZOMBIE && !s->dirs[CP_RD].head && !s->dirs[CP_WR].head && s->be_refs == 0;
   cport_queue *owner = s->owner;
   if (drained) s->state = CP_SOCK_FREE;
   cp_mutex_unlock(&s->mu);
@@ -234,14 +234,14 @@ static const char *state_name(const cp_sock *s) {
 
 void cport_print_sockets(FILE *f) {
   if (!f) return;
-  fprintf(f, "%-20s %-6s %-6s %-10s %-10s %6s %6s %12s %12s\n", "socket", "family", "type",
-          "mode", "state", "rd", "wr", "bytes_in", "bytes_out");
+  fprintf(f, "%-20s %-6s %-6s %-10s %-10s %6s %6s %12s %12s\n", "socket", "family", "type", "mode",
+          "state", "rd", "wr", "bytes_in", "bytes_out");
   uint32_t n = slot_count();
   for (uint32_t i = 0; i < n; i++) {
     cp_sock *s = lock_index(i);
     if (matches(s, NULL))
-      fprintf(f, "%-20llu %-6s %-6s %-10s %-10s %6d %6d %12llu %12llu\n",
-              (unsigned long long)s->id, s->family == CPORT_AF_INET6 ? "inet6" : "inet",
+      fprintf(f, "%-20llu %-6s %-6s %-10s %-10s %6d %6d %12llu %12llu\n", (unsigned long long)s->id,
+              s->family == CPORT_AF_INET6 ? "inet6" : "inet",
               s->type == CPORT_SOCK_DGRAM ? "dgram" : "stream",
               s->select_mode ? "select" : "completion", state_name(s), s->dirs[CP_RD].count,
               s->dirs[CP_WR].count, (unsigned long long)s->bytes_in,

@@ -20,7 +20,7 @@
 typedef struct ep_ctx {
   int epfd;
   int wakefd;
-  atomic_int wake_pending; /* coalesces wake-ups into one eventfd write */
+  atomic_int wake_pending;               /* coalesces wake-ups into one eventfd write */
   struct epoll_event events[MAX_EVENTS]; /* used by the one poller only */
 } ep_ctx;
 
@@ -51,8 +51,7 @@ static void ep_ctx_free(cport_ctx *ctx) {
 }
 
 static int ep_register(cp_sock *s) {
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                           .data.u64 = s->id};
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = s->id};
   if (epoll_ctl(state_of(s->ctx)->epfd, EPOLL_CTL_ADD, (int)s->os, &ev) == 0) return CPORT_OK;
   return cp_errno_to_err(errno);
 }

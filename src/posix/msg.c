@@ -99,7 +99,8 @@ static void read_control(struct msghdr *mh, cport_msghdr *m) {
       memcpy(m->local.ip, &pi.ipi6_addr, 16);
       m->ifindex = pi.ipi6_ifindex;
       m->has_pktinfo = 1;
-    } else if (c->cmsg_level == IPPROTO_IP && (c->cmsg_type == IP_TOS || c->cmsg_type == IP_RECVTOS)) {
+    } else if (c->cmsg_level == IPPROTO_IP &&
+               (c->cmsg_type == IP_TOS || c->cmsg_type == IP_RECVTOS)) {
       m->tos = *(const unsigned char *)CMSG_DATA(c);
     }
   }

@@ -70,7 +70,7 @@ int cp_os_opt_supported(cport_option opt) { return find(opt) != NULL; }
 
 static int set_raw(cp_sock *s, const os_opt *o, const void *val, socklen_t len) {
   return setsockopt((int)s->os, o->level, o->name, val, len) == 0 ? CPORT_OK
-                                                                   : cp_errno_to_err(errno);
+                                                                  : cp_errno_to_err(errno);
 }
 
 static int set_membership(cp_sock *s, const os_opt *o, const cport_optval *v) {

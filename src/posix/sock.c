@@ -4,9 +4,9 @@
 #include "posix.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -116,6 +116,7 @@ int cp_posix_shutdown(cp_sock *s, int how) {
 
 static int name_of(cp_sock *s, cport_addr *addr, bool peer) {
   struct sockaddr_storage ss;
+  ss.ss_family = AF_UNSPEC; /* an unnamed AF_UNIX peer leaves it untouched */
   socklen_t len = sizeof ss;
   int rc = peer ? getpeername(FD(s), (struct sockaddr *)&ss, &len)
                 : getsockname(FD(s), (struct sockaddr *)&ss, &len);
@@ -141,7 +142,8 @@ static int try_recv(cp_sock *s, cp_op *op) {
     }
     if (n == 0) return CPORT_OK; /* orderly shutdown: done holds what came before */
     if (errno == EINTR) continue;
-    if (would_block(errno)) return op->done > 0 && !(op->flags & CPORT_WAITALL) ? CPORT_OK : CP_PENDING;
+    if (would_block(errno))
+      return op->done > 0 && !(op->flags & CPORT_WAITALL) ? CPORT_OK : CP_PENDING;
     return cp_errno_to_err(errno);
   }
 }
@@ -169,8 +171,8 @@ static int try_sendto(cp_sock *s, cp_op *op) {
     if (rc != CPORT_OK) return rc;
   }
   for (;;) {
-    ssize_t n = sendto(FD(s), op->buf, op->len, MSG_NOSIGNAL,
-                       len ? (struct sockaddr *)&ss : NULL, len);
+    ssize_t n =
+        sendto(FD(s), op->buf, op->len, MSG_NOSIGNAL, len ? (struct sockaddr *)&ss : NULL, len);
     if (n >= 0) {
       op->done = (size_t)n;
       return CPORT_OK;

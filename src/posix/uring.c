@@ -125,7 +125,10 @@ static void advance(cp_sock *s, int dir) {
 }
 
 static int ur_sock_open(cp_sock *s) { return cp_posix_socket(s); }
-static int ur_sock_adopt(cp_sock *s) { (void)s; return CPORT_OK; }
+static int ur_sock_adopt(cp_sock *s) {
+  (void)s;
+  return CPORT_OK;
+}
 
 static int ur_start(cp_sock *s, cp_op *op) {
   if (cp_dir_active(s, op->dir) != op) return CP_PENDING; /* behind others: FIFO */
