@@ -30,86 +30,19 @@ native="$root/build/release"
 win="$root/build/mingw"
 wine_run=(bash "$root/cmake/wine-run.sh")
 logdir="$root/build/demo-logs"
-results=()
-n_pass=0
-n_fail=0
 wine_up=0
-server_pid=""
+# shellcheck source=scripts/echo-pair.sh
+source "$root/scripts/echo-pair.sh"
 
 say() { printf '\n==> %s\n' "$*"; }
 
 cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
+  kill_server
   if [ "$wine_up" -eq 1 ]; then "${wine_run[@]}" --stop-server || true; fi
 }
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
-record() { # record NAME PASS|FAIL [why]
-  local line="$2 $1${3:+ ($3)}"
-  results+=("$line")
-  echo "$line"
-  if [ "$2" = PASS ]; then n_pass=$((n_pass + 1)); else n_fail=$((n_fail + 1)); fi
-}
-
-# run_pair NAME STOP_SIGNAL SERVER_CMD... -- CLIENT_CMD...
-# The client command's "PORT" argument is replaced by the server's port.
-run_pair() {
-  local name="$1" stopsig="$2"
-  shift 2
-  local server=() client=() port="" rc_client rc_server i
-  while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do server+=("$1"); shift; done
-  shift
-  client=("$@")
-  local slog="$logdir/${name// /_}.server.log" clog="$logdir/${name// /_}.client.log"
-
-  say "$name"
-  echo "server: ${server[*]}"
-  timeout --kill-after=10 600 "${server[@]}" >"$slog" 2>&1 &
-  server_pid=$!
-  for i in $(seq 1 300); do # up to 30 s (a cold Wine start takes about 1 s)
-    port="$(grep -m1 'listening on' "$slog" 2>/dev/null | grep -oE '[0-9]+' | tail -n 1)"
-    [ -n "$port" ] && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$port" ]; then
-    sed 's/^/  server| /' "$slog"
-    kill -KILL "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null
-    server_pid=""
-    record "$name" FAIL "server did not print 'listening on PORT'"
-    return
-  fi
-  client=("${client[@]/#PORT/$port}")
-  echo "client: ${client[*]}"
-  timeout --kill-after=10 300 "${client[@]}" >"$clog" 2>&1
-  rc_client=$?
-  sed 's/^/  client| /' "$clog"
-
-  kill "-$stopsig" "$server_pid" 2>/dev/null
-  for i in $(seq 1 200); do # up to 20 s
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$server_pid" 2>/dev/null; then
-    kill -KILL "$server_pid" 2>/dev/null
-    wait "$server_pid" 2>/dev/null
-    rc_server="did not stop on SIG$stopsig"
-  else
-    wait "$server_pid"
-    rc_server=$?
-  fi
-  server_pid=""
-  sed 's/^/  server| /' "$slog"
-
-  if [ "$rc_client" -eq 0 ] && [ "$rc_server" = 0 ]; then
-    record "$name" PASS
-  else
-    record "$name" FAIL "client exit $rc_client, server exit $rc_server"
-  fi
-}
 
 say "setup (scripts/setup.sh)"
 if [ "$use_wine" -eq 1 ]; then
