@@ -99,11 +99,15 @@ static void handle_event(const struct epoll_event *ev) {
   cp_sock_unlock(s);
 }
 
+/* Read, then clear: a wake-up that lands between the two skips its write,
+ * which is fine because this poller is awake and returns to look at the
+ * queues. Clearing first would let a write be consumed with the flag left
+ * set, and every later wake-up would be skipped. */
 static void drain_wake(ep_ctx *ep) {
   uint64_t count;
-  atomic_store(&ep->wake_pending, 0);
   while (read(ep->wakefd, &count, sizeof count) < 0 && errno == EINTR) {
   }
+  atomic_store(&ep->wake_pending, 0);
 }
 
 static int ep_poll(cport_ctx *ctx, int timeout_ms) {

@@ -207,6 +207,12 @@ static int ur_poll(cport_ctx *ctx, int timeout_ms) {
   struct io_uring_cqe *batch[MAX_REAP];
   unsigned n;
   while ((n = io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP)) > 0) {
+    /* Other threads filled in these ops, then submitted them holding
+     * sq_mu. The kernel orders submission before completion, but only a
+     * lock taken after the CQEs were seen orders it for the C11 memory
+     * model (and TSan): once per batch. */
+    cp_mutex_lock(&ur->sq_mu);
+    cp_mutex_unlock(&ur->sq_mu);
     for (unsigned i = 0; i < n; i++) {
       uint64_t key = io_uring_cqe_get_data64(batch[i]);
       int res = batch[i]->res;
