@@ -1,0 +1,731 @@
+/*
+ * cport threaded tests, run under ThreadSanitizer:
+ *
+ *   threads --backend epoll|iocp|auto --mode completion|select
+ *
+ * Every piece of state the test threads share is behind a sup_mutex (or is
+ * written before a thread starts and read after it is joined), so the only
+ * races TSan can find are the library's. Assertions on worker threads use
+ * the SUP_* macros, which end the worker and fail the test at its join.
+ * Waits with CPORT_INFINITY are guarded by a watchdog that aborts the
+ * process instead of letting a lost wake-up hang it.
+ */
+#include "support.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
+
+/* ------------------------------------------------------------------------ */
+/* Two threads, each with its own queue on one context, each echoing        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct echo_job {
+  cport_ctx *ctx;
+  int rounds;
+  uint32_t seed;
+  int family;
+  size_t bytes; /* result, read after join */
+} echo_job;
+
+static void echo_worker(void *arg) {
+  echo_job *job = (echo_job *)arg;
+  cport_queue *q = NULL;
+  sup_pair p;
+  char *out = (char *)sup_alloc(4096), *in = (char *)sup_alloc(4096);
+  char *back = (char *)sup_alloc(4096);
+  uint64_t offset = 0;
+
+  SUP_RC(cport_queue_create(job->ctx, &q), CPORT_OK);
+  sup_make_pair(q, job->family, &p);
+  for (int r = 0; r < job->rounds; r++) {
+    size_t size = 1 + (size_t)((r * 97 + (int)job->seed) % 4000);
+    sup_pattern(out, size, offset, job->seed);
+    sup_send_all(q, p.client, out, size);
+    sup_recv_exact(q, p.server, in, size);
+    sup_send_all(q, p.server, in, size);
+    sup_recv_exact(q, p.client, back, size);
+    sup_check_pattern(back, size, offset, job->seed, "threaded echo");
+    offset += size;
+  }
+  expect_no_msg(q, 20);
+  SUP_RC(cport_close(p.client), CPORT_OK);
+  SUP_RC(cport_close(p.server), CPORT_OK);
+  SUP_RC(cport_close(p.listener), CPORT_OK);
+  SUP_RC(cport_queue_destroy(q), CPORT_OK);
+  job->bytes = (size_t)offset;
+}
+
+static void test_two_threads_own_queues_echo(void **state) {
+  sup_env *e = (sup_env *)*state;
+  echo_job jobs[2];
+  sup_thread *t[2];
+  for (int i = 0; i < 2; i++) {
+    memset(&jobs[i], 0, sizeof jobs[i]);
+    jobs[i].ctx = e->ctx;
+    jobs[i].rounds = sup_scale(500, 50);
+    jobs[i].seed = 70 + (uint32_t)i;
+    jobs[i].family = i == 0 ? CPORT_AF_INET : CPORT_AF_INET6;
+  }
+  for (int i = 0; i < 2; i++) t[i] = sup_thread_start(echo_worker, &jobs[i]);
+  for (int i = 0; i < 2; i++) sup_thread_join(t[i]);
+  for (int i = 0; i < 2; i++) SUP_ASSERT(jobs[i].bytes > 0, "thread %d echoed nothing", i);
+  expect_no_msg(e->q, 20);
+}
+
+/* ------------------------------------------------------------------------ */
+/* cport_post from another thread wakes a CPORT_INFINITY waiter             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct post_job {
+  cport_queue *q;
+  int count;
+} post_job;
+
+static void poster(void *arg) {
+  post_job *job = (post_job *)arg;
+  sup_sleep_ms(100); /* the waiter is blocked by now */
+  for (int i = 0; i < job->count; i++) {
+    if (i % 16 == 0) sup_sleep_ms(2);
+    SUP_RC(cport_post(job->q, (uint64_t)i, job), CPORT_OK);
+  }
+}
+
+static void test_post_wakes_infinite_waiter(void **state) {
+  sup_env *e = (sup_env *)*state;
+  post_job job;
+  sup_thread *t;
+  sup_pair p;
+  char buf[16];
+  size_t n = 0;
+  cport_handle h = 0;
+
+  /* An op pending too, so the waiter is deep in the poller, not idle. */
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  SUP_RC(cport_recv(p.server, buf, sizeof buf, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+
+  job.q = e->q;
+  job.count = 200;
+  sup_watchdog_start(30, "post wakes an infinite waiter");
+  t = sup_thread_start(poster, &job);
+  for (int i = 0; i < job.count; i++) {
+    cport_msg m;
+    int got = cport_wait(e->q, &m, 1, CPORT_INFINITY);
+    SUP_EQ(got, 1);
+    SUP_EQ(m.tag, CPORT_TAG_USER);
+    SUP_EQ(m.user, i); /* one poster: its messages arrive in order */
+    SUP_ASSERT(m.user_ptr == &job, "user_ptr");
+  }
+  sup_thread_join(t);
+  sup_watchdog_stop();
+  SUP_RC(cport_cancel(p.server, h), CPORT_OK);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Several threads waiting on one queue                                     */
+/* ------------------------------------------------------------------------ */
+
+#define NWAITERS 4
+#define NUSER 4000
+#define NPAIRS 32
+
+typedef struct shared_seen {
+  sup_mutex *mu;
+  int user_seen[NUSER];
+  int user_total;
+  cport_socket servers[NPAIRS];
+  cport_handle handles[NPAIRS];
+  int sock_seen[NPAIRS];
+  int sock_total;
+  int bad; /* a message nobody expected */
+  char bad_msg[256];
+  int done;
+  int infinite_values[NWAITERS];
+  int infinite_n;
+} shared_seen;
+
+typedef struct waiter_arg {
+  shared_seen *s;
+  cport_queue *q;
+} waiter_arg;
+
+static void one_infinite_wait(void *arg) {
+  waiter_arg *w = (waiter_arg *)arg;
+  cport_msg m;
+  int got = cport_wait(w->q, &m, 1, CPORT_INFINITY);
+  SUP_EQ(got, 1);
+  SUP_EQ(m.tag, CPORT_TAG_USER);
+  sup_mutex_lock(w->s->mu);
+  if (w->s->infinite_n < NWAITERS) w->s->infinite_values[w->s->infinite_n++] = (int)m.user;
+  sup_mutex_unlock(w->s->mu);
+}
+
+static void volume_waiter(void *arg) {
+  waiter_arg *w = (waiter_arg *)arg;
+  shared_seen *s = w->s;
+  for (;;) {
+    cport_msg m[8];
+    int done;
+    int got = cport_wait(w->q, m, 8, 50);
+    SUP_ASSERT(got >= 0 && got <= 8, "cport_wait returned %d", got);
+    sup_mutex_lock(s->mu);
+    for (int i = 0; i < got; i++) {
+      if (m[i].tag == CPORT_TAG_USER && m[i].user < NUSER) {
+        s->user_seen[m[i].user]++;
+        s->user_total++;
+        continue;
+      }
+      int k = -1;
+      for (int j = 0; j < NPAIRS; j++)
+        if (s->servers[j] == m[i].socket && s->handles[j] == m[i].handle) k = j;
+      if (k >= 0 && m[i].tag == (sup_select_mode() ? CPORT_TAG_SELECT : CPORT_TAG_COMPLETION) &&
+          m[i].status == CPORT_OK) {
+        s->sock_seen[k]++;
+        s->sock_total++;
+      } else if (!s->bad) {
+        s->bad = 1;
+        sup_msg_str(&m[i], s->bad_msg, sizeof s->bad_msg);
+      }
+    }
+    done = s->done;
+    sup_mutex_unlock(s->mu);
+    if (done) return;
+  }
+}
+
+static void test_several_waiters_one_queue(void **state) {
+  sup_env *e = (sup_env *)*state;
+  shared_seen *s = (shared_seen *)sup_alloc(sizeof *s);
+  waiter_arg w;
+  sup_thread *t[NWAITERS];
+  sup_pair *pairs = (sup_pair *)sup_alloc(NPAIRS * sizeof *pairs);
+  char *bufs = (char *)sup_alloc(NPAIRS * 64);
+  uint64_t deadline;
+  int ok = 0;
+
+  s->mu = sup_mutex_new();
+  w.s = s;
+  w.q = e->q;
+
+  /* Part 1: NWAITERS threads blocked with CPORT_INFINITY; each post wakes
+   * one of them; none is left asleep. */
+  sup_watchdog_start(30, "several infinite waiters");
+  for (int i = 0; i < NWAITERS; i++) t[i] = sup_thread_start(one_infinite_wait, &w);
+  sup_sleep_ms(100);
+  for (int i = 0; i < NWAITERS; i++) SUP_RC(cport_post(e->q, (uint64_t)i, NULL), CPORT_OK);
+  for (int i = 0; i < NWAITERS; i++) sup_thread_join(t[i]);
+  sup_watchdog_stop();
+  SUP_EQ(s->infinite_n, NWAITERS);
+  for (int v = 0; v < NWAITERS; v++) {
+    int c = 0;
+    for (int i = 0; i < NWAITERS; i++) c += s->infinite_values[i] == v;
+    SUP_ASSERT(c == 1, "value %d taken %d times", v, c);
+  }
+
+  /* Part 2: socket messages and user messages, taken by NWAITERS threads:
+   * every one exactly once. */
+  for (int j = 0; j < NPAIRS; j++) {
+    size_t n = 0;
+    sup_make_pair(e->q, CPORT_AF_INET, &pairs[j]);
+    s->servers[j] = pairs[j].server;
+    SUP_RC(cport_recv(pairs[j].server, bufs + j * 64, 64, 0, CPORT_NOWAIT, &n, &s->handles[j]),
+           pending_rc());
+  }
+  for (int i = 0; i < NWAITERS; i++) t[i] = sup_thread_start(volume_waiter, &w);
+  for (int i = 0; i < NUSER; i++) {
+    SUP_RC(cport_post(e->q, (uint64_t)i, NULL), CPORT_OK);
+    if (i % (NUSER / NPAIRS) == 0) {
+      int j = i / (NUSER / NPAIRS);
+      char out[8] = "ping";
+      size_t n = 0;
+      cport_handle h = 0;
+      SUP_RC(cport_send(pairs[j].client, out, 4, 0, CPORT_NOWAIT, &n, &h), CPORT_OK);
+    }
+  }
+  deadline = sup_now_ms() + 20000;
+  while (sup_now_ms() < deadline) {
+    sup_mutex_lock(s->mu);
+    ok = s->user_total >= NUSER && s->sock_total >= NPAIRS;
+    if (ok || s->bad) s->done = 1;
+    sup_mutex_unlock(s->mu);
+    if (ok || s->bad) break;
+    sup_sleep_ms(5);
+  }
+  sup_mutex_lock(s->mu);
+  s->done = 1;
+  sup_mutex_unlock(s->mu);
+  for (int i = 0; i < NWAITERS; i++) sup_thread_join(t[i]);
+  SUP_ASSERT(!s->bad, "unexpected message: %s", s->bad_msg);
+  SUP_ASSERT(ok, "after 20 s: %d of %d user messages, %d of %d socket messages", s->user_total,
+             NUSER, s->sock_total, NPAIRS);
+  for (int i = 0; i < NUSER; i++)
+    SUP_ASSERT(s->user_seen[i] == 1, "user message %d seen %d times", i, s->user_seen[i]);
+  for (int j = 0; j < NPAIRS; j++)
+    SUP_ASSERT(s->sock_seen[j] == 1, "pair %d: %d messages", j, s->sock_seen[j]);
+  /* The data is intact. */
+  for (int j = 0; j < NPAIRS; j++) {
+    char in[8];
+    if (sup_select_mode()) {
+      sup_recv_exact(e->q, pairs[j].server, in, 4);
+      SUP_ASSERT(memcmp(in, "ping", 4) == 0, "pair %d data", j);
+    }
+  }
+  SUP_EQ(s->user_total, NUSER);
+  SUP_EQ(s->sock_total, NPAIRS);
+  expect_no_msg(e->q, 50);
+  sup_mutex_free(s->mu);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Order of 64 pending recvs / sends with two threads pumping the poller    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct pump {
+  sup_mutex *mu;
+  cport_queue *q; /* an empty queue: waiting on it only drives the poller */
+  int stop;
+  int stray;
+} pump;
+
+static void pumper(void *arg) {
+  pump *p = (pump *)arg;
+  for (;;) {
+    cport_msg m[4];
+    int stop, got = cport_wait(p->q, m, 4, 10);
+    sup_mutex_lock(p->mu);
+    if (got != 0) p->stray += got;
+    stop = p->stop;
+    sup_mutex_unlock(p->mu);
+    if (stop) return;
+  }
+}
+
+/* Wait (without touching the owner queue) until info says no op of the
+ * given direction is pending on s. */
+static void wait_not_pending(cport_socket s, int writes) {
+  uint64_t deadline = sup_now_ms() + 20000;
+  for (;;) {
+    cport_info i;
+    SUP_RC(cport_info_get(s, &i), CPORT_OK);
+    if ((writes ? i.pending_writes : i.pending_reads) == 0) return;
+    if (sup_now_ms() > deadline)
+      SUP_FAIL("%d ops still pending after 20 s of pumping",
+               writes ? i.pending_writes : i.pending_reads);
+    sup_sleep_ms(2);
+  }
+}
+
+#define NORD 64
+
+static void order_completion(sup_env *e, pump *pp) {
+  sup_pair p;
+  char *rb = (char *)sup_alloc(NORD * 100), *out = (char *)sup_alloc(NORD * 100);
+  cport_handle h[NORD];
+  const size_t chunk = 65536;
+  char *big = (char *)sup_alloc(NORD * chunk), *in = (char *)sup_alloc(NORD * chunk);
+  cport_msg *m = (cport_msg *)sup_alloc(NORD * sizeof *m);
+  size_t n, total = 0;
+  int first_pending = -1, got;
+
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  for (int i = 0; i < NORD; i++)
+    SUP_RC(cport_recv(p.server, rb + i * 100, 100, 0, CPORT_NOWAIT, &n, &h[i]), CPORT_COMPLETION);
+  /* The pumpers run the poller while the data trickles in. */
+  sup_pattern(out, NORD * 100, 0, 80);
+  for (int i = 0; i < NORD; i++) {
+    cport_handle hs = 0;
+    SUP_RC(cport_send(p.client, out + i * 100, 100, 0, CPORT_NOWAIT, &n, &hs), CPORT_OK);
+    if (i % 8 == 7) sup_sleep_ms(1);
+  }
+  wait_not_pending(p.server, 0);
+  got = cport_wait(e->q, m, NORD, CPORT_NOWAIT);
+  SUP_EQ(got, NORD);
+  for (int i = 0; i < NORD; i++) {
+    char b[256];
+    SUP_ASSERT(m[i].handle == h[i] && m[i].socket == p.server && m[i].tag == CPORT_TAG_COMPLETION,
+               "message %d out of posting order: %s", i, sup_msg_str(&m[i], b, sizeof b));
+    SUP_RC(m[i].status, CPORT_OK);
+    SUP_ASSERT(m[i].buf == rb + i * 100, "buffer of recv %d", i);
+    SUP_ASSERT(m[i].bytes >= 1 && m[i].bytes <= 100, "bytes %zu", m[i].bytes);
+    sup_check_pattern(m[i].buf, m[i].bytes, total, 80, "pumped recv data");
+    total += m[i].bytes;
+  }
+  if (total < NORD * 100) {
+    sup_recv_exact(e->q, p.server, rb, NORD * 100 - total);
+    sup_check_pattern(rb, NORD * 100 - total, total, 80, "rest");
+  }
+
+  /* Sends: posted while nobody reads, then read with blocking recvs (which
+   * leave the owner queue alone) while the pumpers deliver completions. */
+  sup_pattern(big, NORD * chunk, 0, 81);
+  for (int i = 0; i < NORD; i++) {
+    int rc = cport_send(p.client, big + (size_t)i * chunk, chunk, 0, CPORT_NOWAIT, &n, &h[i]);
+    if (rc == CPORT_OK) {
+      SUP_ASSERT(first_pending < 0, "send %d done at once after a pending one", i);
+    } else {
+      SUP_RC(rc, CPORT_COMPLETION);
+      if (first_pending < 0) first_pending = i;
+    }
+  }
+  SUP_ASSERT(first_pending >= 0, "4 MiB to a peer that does not read must pend");
+  for (size_t have = 0; have < NORD * chunk;) {
+    cport_handle hr = 0;
+    size_t want = NORD * chunk - have;
+    SUP_RC(cport_recv(p.server, in + have, want > 65536 ? 65536 : want, 0, SUP_TIMEOUT, &n, &hr),
+           CPORT_OK);
+    SUP_ASSERT(n > 0, "EOF");
+    have += n;
+  }
+  sup_check_pattern(in, NORD * chunk, 0, 81, "pumped send data");
+  wait_not_pending(p.client, 1);
+  got = cport_wait(e->q, m, NORD, CPORT_NOWAIT);
+  SUP_EQ(got, NORD - first_pending);
+  for (int i = 0; i < got; i++) {
+    char b[256];
+    SUP_ASSERT(m[i].handle == h[first_pending + i] && m[i].tag == CPORT_TAG_COMPLETION,
+               "send message %d out of posting order: %s", i, sup_msg_str(&m[i], b, sizeof b));
+    SUP_RC(m[i].status, CPORT_OK);
+    SUP_EQ(m[i].bytes, chunk);
+  }
+  (void)pp;
+}
+
+static void order_select(sup_env *e, pump *pp) {
+  sup_pair *pairs = (sup_pair *)sup_alloc(NPAIRS * sizeof *pairs);
+  cport_handle h[NPAIRS];
+  int seen[NPAIRS];
+  cport_msg m[NPAIRS + 1];
+  char buf[8];
+  int got;
+
+  for (int j = 0; j < NPAIRS; j++) {
+    size_t n = 0;
+    sup_make_pair(e->q, CPORT_AF_INET, &pairs[j]);
+    SUP_RC(cport_recv(pairs[j].server, buf, sizeof buf, 0, CPORT_NOWAIT, &n, &h[j]), CPORT_SELECT);
+    seen[j] = 0;
+  }
+  for (int j = 0; j < NPAIRS; j++) {
+    size_t n = 0;
+    cport_handle hs = 0;
+    SUP_RC(cport_send(pairs[j].client, "pong", 4, 0, CPORT_NOWAIT, &n, &hs), CPORT_OK);
+    if (j % 8 == 7) sup_sleep_ms(1);
+  }
+  for (int j = 0; j < NPAIRS; j++) wait_not_pending(pairs[j].server, 0);
+  got = cport_wait(e->q, m, NPAIRS + 1, CPORT_NOWAIT);
+  SUP_EQ(got, NPAIRS);
+  for (int i = 0; i < got; i++) {
+    int k = -1;
+    for (int j = 0; j < NPAIRS; j++)
+      if (pairs[j].server == m[i].socket && h[j] == m[i].handle) k = j;
+    SUP_ASSERT(k >= 0 && m[i].tag == CPORT_TAG_SELECT, "unexpected message");
+    seen[k]++;
+  }
+  for (int j = 0; j < NPAIRS; j++) {
+    SUP_ASSERT(seen[j] == 1, "pair %d: %d select messages", j, seen[j]);
+    sup_recv_exact(e->q, pairs[j].server, buf, 4);
+    SUP_ASSERT(memcmp(buf, "pong", 4) == 0, "data");
+  }
+  (void)pp;
+}
+
+static void test_order_with_two_pumpers(void **state) {
+  sup_env *e = (sup_env *)*state;
+  pump pp;
+  sup_thread *t[2];
+  memset(&pp, 0, sizeof pp);
+  pp.mu = sup_mutex_new();
+  SUP_RC(cport_queue_create(e->ctx, &pp.q), CPORT_OK);
+  for (int i = 0; i < 2; i++) t[i] = sup_thread_start(pumper, &pp);
+  if (sup_select_mode())
+    order_select(e, &pp);
+  else
+    order_completion(e, &pp);
+  sup_mutex_lock(pp.mu);
+  pp.stop = 1;
+  sup_mutex_unlock(pp.mu);
+  for (int i = 0; i < 2; i++) sup_thread_join(t[i]);
+  SUP_EQ(pp.stray, 0);
+  SUP_RC(cport_queue_destroy(pp.q), CPORT_OK);
+  sup_mutex_free(pp.mu);
+  expect_no_msg(e->q, 50);
+}
+
+/* ------------------------------------------------------------------------ */
+/* A blocking recv with CPORT_INFINITY wakes when data arrives              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct brecv_job {
+  cport_socket s;
+  char buf[100];
+  size_t n;
+  int rc;
+} brecv_job;
+
+static void blocking_receiver(void *arg) {
+  brecv_job *j = (brecv_job *)arg;
+  cport_handle h = 0;
+  j->rc = cport_recv(j->s, j->buf, sizeof j->buf, CPORT_WAITALL, CPORT_INFINITY, &j->n, &h);
+}
+
+static void test_blocking_infinity_wakes(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  brecv_job j;
+  sup_thread *t;
+  char out[100];
+
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  memset(&j, 0, sizeof j);
+  j.s = p.server;
+  sup_pattern(out, sizeof out, 0, 90);
+  sup_watchdog_start(30, "blocking recv with infinity");
+  t = sup_thread_start(blocking_receiver, &j);
+  sup_sleep_ms(100);
+  sup_send_all(e->q, p.client, out, 40);
+  sup_sleep_ms(50);
+  sup_send_all(e->q, p.client, out + 40, 60);
+  sup_thread_join(t);
+  sup_watchdog_stop();
+  SUP_RC(j.rc, CPORT_OK);
+  SUP_EQ(j.n, 100);
+  sup_check_pattern(j.buf, 100, 0, 90, "blocking recv data");
+  expect_no_msg(e->q, 50);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Blocking calls completed by another thread's poll                        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct feeder {
+  sup_mutex *mu;
+  cport_queue *q;
+  cport_socket client;
+  int want; /* the chunk the main thread waits for; -1: stop */
+  int sent; /* chunks sent */
+} feeder;
+
+static void feed(void *arg) {
+  feeder *f = (feeder *)arg;
+  for (;;) {
+    int want, sent;
+    sup_mutex_lock(f->mu);
+    want = f->want;
+    sent = f->sent;
+    sup_mutex_unlock(f->mu);
+    if (want < 0) return;
+    if (want < sent) {
+      sup_sleep_ms(0);
+      continue;
+    }
+    if (want % 2) sup_sleep_ms(1); /* often after the recv went pending */
+    {
+      char out[64];
+      size_t n = 0;
+      cport_handle h = 0;
+      sup_pattern(out, sizeof out, (uint64_t)want * 64, 91);
+      SUP_RC(cport_send(f->client, out, sizeof out, 0, SUP_TIMEOUT, &n, &h), CPORT_OK);
+      SUP_EQ(n, sizeof out);
+    }
+    sup_mutex_lock(f->mu);
+    f->sent = want + 1;
+    sup_mutex_unlock(f->mu);
+  }
+}
+
+static void test_blocking_calls_while_another_thread_pumps(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  pump pp;
+  feeder f;
+  sup_thread *tp, *tf;
+  const int rounds = sup_scale(300, 30);
+  char failure[256] = "";
+
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  memset(&pp, 0, sizeof pp);
+  pp.mu = sup_mutex_new();
+  SUP_RC(cport_queue_create(e->ctx, &pp.q), CPORT_OK);
+  memset(&f, 0, sizeof f);
+  f.mu = sup_mutex_new();
+  f.client = p.client;
+  tp = sup_thread_start(pumper, &pp);
+  tf = sup_thread_start(feed, &f);
+  for (int i = 0; i < rounds && !failure[0]; i++) {
+    char in[64];
+    size_t n = 0;
+    cport_handle h = 0;
+    int rc;
+    sup_mutex_lock(f.mu);
+    f.want = i;
+    sup_mutex_unlock(f.mu);
+    rc = cport_recv(p.server, in, sizeof in, CPORT_WAITALL, SUP_TIMEOUT, &n, &h);
+    if (rc != CPORT_OK || n != sizeof in)
+      snprintf(failure, sizeof failure, "round %d: blocking recv: %s, %zu bytes", i,
+               sup_rc_name(rc), n);
+    else
+      sup_check_pattern(in, sizeof in, (uint64_t)i * 64, 91, "blocking recv data");
+  }
+  sup_mutex_lock(f.mu);
+  f.want = -1;
+  sup_mutex_unlock(f.mu);
+  sup_thread_join(tf);
+  sup_mutex_lock(pp.mu);
+  pp.stop = 1;
+  sup_mutex_unlock(pp.mu);
+  sup_thread_join(tp);
+  SUP_ASSERT(!failure[0], "%s", failure);
+  SUP_EQ(pp.stray, 0);
+  SUP_RC(cport_queue_destroy(pp.q), CPORT_OK);
+  sup_mutex_free(pp.mu);
+  sup_mutex_free(f.mu);
+  expect_no_msg(e->q, 50);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Close while another thread pumps the owner queue                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct collector {
+  sup_mutex *mu;
+  cport_queue *q;    /* the queue to pump; changed by the main thread */
+  unsigned gen, ack; /* ack == gen: the collector no longer waits on an old q */
+  cport_msg msgs[64];
+  int n, overflow, stop;
+} collector;
+
+static void collect(void *arg) {
+  collector *c = (collector *)arg;
+  for (;;) {
+    cport_msg m;
+    cport_queue *q;
+    int stop, got;
+    sup_mutex_lock(c->mu);
+    q = c->q;
+    c->ack = c->gen;
+    sup_mutex_unlock(c->mu);
+    got = cport_wait(q, &m, 1, 10);
+    sup_mutex_lock(c->mu);
+    if (got == 1) {
+      if (c->n < 64)
+        c->msgs[c->n++] = m;
+      else
+        c->overflow++;
+    }
+    stop = c->stop;
+    sup_mutex_unlock(c->mu);
+    if (stop) return;
+  }
+}
+
+static void stop_collector(collector *c, sup_thread *t) {
+  sup_mutex_lock(c->mu);
+  c->stop = 1;
+  sup_mutex_unlock(c->mu);
+  sup_thread_join(t);
+}
+
+static void test_close_while_other_thread_pumps(void **state) {
+  sup_env *e = (sup_env *)*state;
+  collector *c = (collector *)sup_alloc(sizeof *c);
+  sup_thread *t;
+  const int rounds = sup_scale(50, 10);
+  char failure[512] = "";
+
+  c->mu = sup_mutex_new();
+  c->q = e->q;
+  t = sup_thread_start(collect, c);
+  for (int r = 0; r < rounds && !failure[0]; r++) {
+    const int nr = sup_select_mode() ? 1 : 8;
+    cport_handle h[8];
+    char *bufs = (char *)sup_alloc(8 * 32);
+    uint64_t deadline;
+    int have = 0, rc;
+    /* Each round on a private queue that the collector thread pumps while
+     * this thread closes a socket with pending recvs. */
+    cport_queue *mine = NULL;
+    cport_socket l, cl = 0, sv = 0;
+    cport_addr addr;
+    SUP_RC(cport_queue_create(e->ctx, &mine), CPORT_OK);
+    l = sup_listener(mine, CPORT_AF_INET, 0, 0, &addr);
+    cl = sup_open(mine, CPORT_AF_INET);
+    SUP_RC(cport_connect(cl, &addr, SUP_TIMEOUT, &h[0]), CPORT_OK);
+    SUP_RC(cport_accept(l, SUP_TIMEOUT, &sv, &h[0]), CPORT_OK);
+    sup_mutex_lock(c->mu);
+    c->q = mine;
+    c->gen++;
+    c->n = 0;
+    sup_mutex_unlock(c->mu);
+    for (int i = 0; i < nr; i++) {
+      size_t n = 0;
+      rc = cport_recv(sv, bufs + i * 32, 32, 0, CPORT_NOWAIT, &n, &h[i]);
+      if (rc != pending_rc() && !failure[0])
+        snprintf(failure, sizeof failure, "round %d: recv %d returned %s", r, i, sup_rc_name(rc));
+    }
+    rc = cport_close(sv);
+    if (rc != CPORT_OK && !failure[0])
+      snprintf(failure, sizeof failure, "round %d: close returned %s", r, sup_rc_name(rc));
+    deadline = sup_now_ms() + SUP_TIMEOUT;
+    while (sup_now_ms() < deadline) {
+      sup_mutex_lock(c->mu);
+      have = c->n;
+      sup_mutex_unlock(c->mu);
+      if (have >= nr) break;
+      sup_sleep_ms(1);
+    }
+    sup_sleep_ms(20); /* room for a (wrong) extra message */
+    sup_mutex_lock(c->mu);
+    have = c->n;
+    for (int i = 0; i < have && i < nr && !failure[0]; i++) {
+      if (c->msgs[i].handle != h[i] || c->msgs[i].tag != CPORT_TAG_ABORT ||
+          c->msgs[i].status != CPORT_ECLOSED) {
+        char b[256];
+        snprintf(failure, sizeof failure, "round %d, abort %d (posting order): %s", r, i,
+                 sup_msg_str(&c->msgs[i], b, sizeof b));
+      }
+    }
+    if (have != nr && !failure[0])
+      snprintf(failure, sizeof failure, "round %d: %d messages after close, expected %d aborts", r,
+               have, nr);
+    c->q = e->q; /* park the collector on the (empty) main queue */
+    c->gen++;
+    sup_mutex_unlock(c->mu);
+    cport_close(cl);
+    cport_close(l);
+    /* The collector may still be inside a wait on mine: destroy it only
+     * once the collector has started a wait on the main queue. */
+    for (;;) {
+      int moved;
+      sup_mutex_lock(c->mu);
+      moved = c->ack == c->gen;
+      sup_mutex_unlock(c->mu);
+      if (moved) break;
+      sup_sleep_ms(1);
+    }
+    rc = cport_queue_destroy(mine);
+    if (rc != CPORT_OK && !failure[0])
+      snprintf(failure, sizeof failure, "round %d: queue_destroy returned %s", r, sup_rc_name(rc));
+  }
+  stop_collector(c, t);
+  SUP_ASSERT(!failure[0], "%s", failure);
+  SUP_EQ(c->overflow, 0);
+  sup_mutex_free(c->mu);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_two_threads_own_queues_echo, sup_setup, sup_teardown),
+    cmocka_unit_test_setup_teardown(test_post_wakes_infinite_waiter, sup_setup, sup_teardown),
+    cmocka_unit_test_setup_teardown(test_several_waiters_one_queue, sup_setup, sup_teardown),
+    cmocka_unit_test_setup_teardown(test_order_with_two_pumpers, sup_setup, sup_teardown),
+    cmocka_unit_test_setup_teardown(test_blocking_infinity_wakes, sup_setup, sup_teardown),
+    cmocka_unit_test_setup_teardown(test_blocking_calls_while_another_thread_pumps, sup_setup,
+                                    sup_teardown),
+    cmocka_unit_test_setup_teardown(test_close_while_other_thread_pumps, sup_setup, sup_teardown),
+};
+
+int main(int argc, char **argv) {
+  int rc = sup_parse_args(argc, argv);
+  if (rc != 0) return rc;
+  return _cmocka_run_group_tests(sup_group_name("threads"), tests, sizeof tests / sizeof tests[0],
+                                 NULL, NULL);
+}
