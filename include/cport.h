@@ -440,7 +440,7 @@ typedef enum cport_option {
   CPORT_OPT_IP_RECVTOS = 307,         /* bool */
   CPORT_OPT_IP_PKTINFO = 308,         /* bool */
 
-  CPORT_OPT_IPV6_V6ONLY = 400,          /* bool; before bind */
+  CPORT_OPT_IPV6_V6ONLY = 400,          /* bool; before bind. Default 1 everywhere */
   CPORT_OPT_IPV6_UNICAST_HOPS = 401,    /* int -1..255 */
   CPORT_OPT_IPV6_MULTICAST_HOPS = 402,  /* int -1..255 */
   CPORT_OPT_IPV6_MULTICAST_LOOP = 403,  /* bool */

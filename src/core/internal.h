@@ -46,8 +46,10 @@ typedef struct cp_op {
   size_t done; /* bytes transferred so far */
   int status;  /* result, once state == CP_OP_DONE */
   cport_socket accepted;
-  cport_addr addr;   /* connect, sendto: the target; recvfrom: the sender */
   cport_queue *dest; /* where the message goes: NULL means the owner */
+  /* Set only by the kinds that use it (cp_op_alloc leaves it as it was):
+   * connect, sendto: the target; recvfrom: the sender. */
+  cport_addr addr;
   _Alignas(16) unsigned char be[CP_BACKEND_OP_SIZE];
 } cp_op;
 

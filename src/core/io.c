@@ -83,8 +83,8 @@ static int check_state(const cp_sock *s, const request *rq, bool select) {
 static void fill_result(const cp_op *op, result *res) {
   res->bytes = op->done;
   res->accepted = op->accepted;
-  res->addr = op->addr;
   res->flags = op->msg_flags;
+  if (op->kind == CPORT_OP_RECVFROM) res->addr = op->addr;
 }
 
 /* Starts an op. Returns CPORT_OK (res filled), CPORT_SELECT or
@@ -111,7 +111,10 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
   op->buf = rq->buf;
   op->len = rq->len;
   op->dest = dest;
-  if (rq->addr) op->addr = *rq->addr;
+  if (rq->addr)
+    op->addr = *rq->addr;
+  else if (rq->kind == CPORT_OP_RECVFROM)
+    op->addr.family = 0; /* no sender yet */
   bool first = s->dirs[dir].head == NULL;
   cp_list_append(&s->dirs[dir], op);
   rc = s->ctx->be->start(s, op);
@@ -125,6 +128,7 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
     op->state = CP_OP_DONE;
     fill_result(op, res);
     if (rc == CPORT_OK && rq->kind == CPORT_OP_CONNECT) s->connected = 1;
+    if (rc == CPORT_OK && dir == CP_WR) s->bound = 1; /* connect and sends bind */
     if (rq->kind == CPORT_OP_CONNECT) s->connecting = 0;
     cp_count_io(s, op); /* in select mode too: a call that finished now moved data */
     cp_list_remove(&s->dirs[dir], op);
@@ -162,14 +166,17 @@ static int finish_blocking(cport_socket id, cport_queue *q, cport_handle h, int 
   }
   res->bytes = m.bytes;
   res->accepted = m.accepted;
-  res->addr = m.addr;
   res->flags = m.flags;
+  if (m.op == CPORT_OP_RECVFROM) res->addr = m.addr;
   if (m.tag == CPORT_TAG_ABORT && m.status == CPORT_ECANCELED && timed_out) return CPORT_ETIMEDOUT;
   return m.status;
 }
 
 static int run(cport_socket id, const request *rq, int timeout, result *res, cport_handle *handle) {
-  memset(res, 0, sizeof *res);
+  res->bytes = 0;
+  res->accepted = CPORT_INVALID_SOCKET;
+  res->flags = 0;
+  res->addr.family = 0; /* the rest of addr is read only for recvfrom */
   if (timeout < CPORT_NOWAIT) return CPORT_EINVAL;
   if (timeout == CPORT_NOWAIT) {
     if (!handle) return CPORT_EINVAL;

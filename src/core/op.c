@@ -18,7 +18,7 @@ cp_op *cp_op_alloc(cp_sock *s) {
     op = malloc(sizeof *op);
     if (!op) return NULL;
   }
-  memset(op, 0, offsetof(cp_op, be));
+  memset(op, 0, offsetof(cp_op, addr)); /* addr is big and rarely used */
   op->sock = s;
   op->handle = s->next_handle++;
   return op;
@@ -71,6 +71,7 @@ static void apply_effects(cp_sock *s, cp_op *op) {
     s->connecting = 0;
     if (op->status == CPORT_OK) s->connected = 1;
   }
+  if (op->status == CPORT_OK && op->dir == CP_WR) s->bound = 1; /* the OS bound it */
   cp_count_io(s, op);
 }
 

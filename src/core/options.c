@@ -110,14 +110,17 @@ const char *cport_option_name(cport_level level, cport_option opt) {
   return d ? d->name : NULL;
 }
 
+/* Options the core answers from its own state, alike on every platform. */
+static bool core_answers(cport_option opt) {
+  return (opt >= CPORT_OPT_OTP_OWNER && opt <= CPORT_OPT_OTP_META) ||
+         opt == CPORT_OPT_SOCKET_TYPE || opt == CPORT_OPT_SOCKET_PROTOCOL ||
+         opt == CPORT_OPT_SOCKET_DOMAIN || opt == CPORT_OPT_SOCKET_ACCEPTCONN;
+}
+
 int cport_is_supported(cport_level level, cport_option opt) {
   const opt_def *d = find(level, opt);
   if (!d) return 0;
-  if (level == CPORT_LEVEL_OTP) return 1;
-  if (opt == CPORT_OPT_SOCKET_TYPE || opt == CPORT_OPT_SOCKET_PROTOCOL ||
-      opt == CPORT_OPT_SOCKET_DOMAIN)
-    return 1;
-  return cp_os_opt_supported(opt);
+  return core_answers(opt) || cp_os_opt_supported(opt);
 }
 
 /* Whether d applies to s: EOPNOTSUPP, like a call on the wrong socket. */
@@ -209,9 +212,9 @@ int cport_getopt(cport_socket id, cport_level level, cport_option opt, cport_opt
   cp_sock *s = cp_sock_lock(id);
   if (!s) return CPORT_EBADF;
   value->type = d->type;
-  int rc = applies_to(d, s);
-  if (rc == CPORT_OK && !get_known(s, opt, value))
-    rc = cp_os_opt_supported(opt) ? cp_os_getopt(s, opt, value) : CPORT_ENOTSUP;
+  /* A platform without the option says so first, whatever the socket. */
+  int rc = core_answers(opt) || cp_os_opt_supported(opt) ? applies_to(d, s) : CPORT_ENOTSUP;
+  if (rc == CPORT_OK && !get_known(s, opt, value)) rc = cp_os_getopt(s, opt, value);
   cp_sock_unlock(s);
   return rc;
 }

@@ -86,6 +86,14 @@ int cp_posix_socket(cp_sock *s) {
   int type = s->type == CPORT_SOCK_DGRAM ? SOCK_DGRAM : SOCK_STREAM;
   int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return cp_errno_to_err(errno);
+  /* IPv6 sockets start IPv6-only, as on Windows, so a program behaves the
+   * same on both; ipv6.v6only = 0 gives dual stack. */
+  int one = 1;
+  if (domain == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
+    int rc = cp_errno_to_err(errno);
+    close(fd);
+    return rc;
+  }
   s->os = (uintptr_t)fd;
   return CPORT_OK;
 }
