@@ -10,6 +10,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The platform layer (src/posix/platform.c, src/win/platform.c) provides
+ * these on the types its cp_platform.h defines. */
+int cp_mutex_init(cp_mutex *m);
+void cp_mutex_destroy(cp_mutex *m);
+void cp_mutex_lock(cp_mutex *m);
+void cp_mutex_unlock(cp_mutex *m);
+
+int cp_cond_init(cp_cond *c);
+void cp_cond_destroy(cp_cond *c);
+void cp_cond_signal(cp_cond *c);
+void cp_cond_broadcast(cp_cond *c);
+/* Wait until signalled or until the monotonic clock reaches deadline_ms
+ * (UINT64_MAX: no deadline). Spurious wake-ups are allowed. */
+void cp_cond_wait_until(cp_cond *c, cp_mutex *m, uint64_t deadline_ms);
+
+/* Milliseconds on a monotonic clock. */
+uint64_t cp_now_ms(void);
+
+/* The value of an environment variable, or NULL. */
+const char *cp_getenv(const char *name);
+
 /* Internal result: the backend took the operation and will report its end
  * through cp_op_done(). Never returned to users. */
 #define CP_PENDING 100

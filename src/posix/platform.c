@@ -1,7 +1,7 @@
 /* POSIX implementation of cp_platform.h. Failures of these calls mean
  * memory corruption, so they are not reported. */
-#define _GNU_SOURCE /* accept4, pthread_condattr_setclock */
-#include "cp_platform.h"
+#define _GNU_SOURCE   /* accept4, pthread_condattr_setclock */
+#include "internal.h" /* the prototypes this file implements */
 
 #include <stdlib.h>
 #include <time.h>

@@ -1,7 +1,7 @@
 /* Windows implementation of cp_platform.h. SRW locks and condition
  * variables cannot fail to initialise; a failed wait only means the timeout
  * elapsed (callers re-check their predicate and the clock). */
-#include "cp_platform.h"
+#include "internal.h" /* the prototypes this file implements */
 
 #include <stdlib.h>
 
