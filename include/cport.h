@@ -261,15 +261,16 @@ CPORT_API int cport_post(cport_queue *q, uint64_t value, void *ptr);
 #define CPORT_OPEN_NO_REGISTRY 0x4u /* do not list in the registry */
 
 /* Open a socket in owner's context; its messages go to owner. family is
- * CPORT_AF_INET, CPORT_AF_INET6 or CPORT_AF_UNIX (stream only, where the
- * platform has it: see cport_family_supported); type CPORT_SOCK_STREAM or
+ * CPORT_AF_INET, CPORT_AF_INET6 or CPORT_AF_UNIX (stream only, where
+ * cport_family_supported says so); type CPORT_SOCK_STREAM or
  * CPORT_SOCK_DGRAM. The OS socket is non-blocking and not inherited by
  * child processes. CPORT_EAFNOSUPPORT for a family the system lacks. */
 CPORT_API int cport_open(cport_queue *owner, int family, int type, unsigned flags,
                          cport_socket *out);
 
 /* Whether this system can open sockets of a family (1 or 0), probed at run
- * time: Windows 10 has AF_UNIX, Wine 8 does not. */
+ * time. AF_UNIX: 1 on Linux; 0 on Windows for now (Windows 10 has it, Wine
+ * 8 does not, and the IOCP backend does not map its paths yet). */
 CPORT_API int cport_family_supported(int family);
 
 /* Close a socket. Each pending operation ends with one message: an abort

@@ -38,6 +38,7 @@ void cp_win_wildcard(int family, struct sockaddr_storage *ss, int *len);
  * (the Winsock error is left in WSAGetLastError). */
 LPFN_ACCEPTEX cp_win_acceptex(SOCKET s, int family);
 LPFN_CONNECTEX cp_win_connectex(SOCKET s, int family);
+LPFN_WSARECVMSG cp_win_wsarecvmsg(SOCKET s, int family);
 
 /* The base provider handle (SIO_BASE_HANDLE), for IOCTL_AFD_POLL. */
 SOCKET cp_win_base_handle(SOCKET s);
@@ -49,14 +50,66 @@ int cp_win_shutdown_os(cp_sock *s, int how);   /* shutdown() only */
 int cp_win_sockname(cp_sock *s, cport_addr *addr);
 int cp_win_peername(cp_sock *s, cport_addr *addr);
 
+/* ---- sendmsg / recvmsg (msg.c) ------------------------------------------ */
+
+/* Room for the control data of one datagram: IP_PKTINFO or IPV6_PKTINFO
+ * plus IP_TOS take under 100 bytes; the rest is headroom for headers we do
+ * not ask for but a stack may add (hop limit, ECN...). */
+#define CP_WIN_CONTROL_SPACE 256
+
+/* Everything one WSASendMsg/WSARecvMsg (or gathered WSASend/WSARecv) needs,
+ * kept alive until the OS is done with it: in the cp_io of a completion-mode
+ * op (the OS writes namelen, Control.len and dwFlags at completion), on the
+ * stack for a select-mode try. */
+typedef struct cp_msgbuf {
+  WSAMSG wm;
+  WSABUF bufs[CPORT_IOV_MAX];
+  struct sockaddr_storage name;
+  union {
+    WSACMSGHDR align;
+    char bytes[CP_WIN_CONTROL_SPACE];
+  } control;
+} cp_msgbuf;
+
+/* The WSABUFs of m's iovecs from byte offset skip on (a stream op resumes
+ * past what already went); returns how many, 0 if nothing is left. */
+ULONG cp_win_msg_bufs(const cport_msghdr *m, size_t skip, WSABUF *out);
+
+/* Fills mb for a send of m from skip on: buffers, destination (m->addr, or
+ * none for the connected peer) and, for datagram sockets with has_pktinfo,
+ * an IP_PKTINFO / IPV6_PKTINFO control header. */
+int cp_win_msg_prep_send(cp_msgbuf *mb, const cp_sock *s, const cport_msghdr *m, size_t skip);
+
+/* Fills mb for a receive into m from skip on (datagram sockets: with room
+ * for the sender's address and control data, both zeroed). */
+void cp_win_msg_prep_recv(cp_msgbuf *mb, const cport_msghdr *m, size_t skip);
+
+/* A datagram recvmsg ended with bytes received: fills m (sender, flags,
+ * pktinfo, TOS) and op->msg_flags. overflow: the OS reported a truncated
+ * receive (STATUS_BUFFER_OVERFLOW / WSAEMSGSIZE). */
+void cp_win_msg_recv_done(cp_msgbuf *mb, cp_op *op, size_t bytes, bool overflow);
+
+/* Issues the OS call for a msg op: WSASendMsg/WSARecvMsg on datagram
+ * sockets, WSASend/WSARecv with the gathered buffers on stream sockets
+ * (Windows has WSASendMsg/WSARecvMsg for datagram and raw sockets only).
+ * ov NULL: a synchronous (non-blocking) call. Returns 0 or SOCKET_ERROR
+ * with WSAGetLastError set, like the calls it wraps. *flags: WSARecv's
+ * in/out flags (stream recv only). */
+int cp_win_msg_call(cp_sock *s, cp_op *op, cp_msgbuf *mb, DWORD *bytes, DWORD *flags,
+                    OVERLAPPED *ov);
+
+/* Select mode: one non-blocking attempt at a sendmsg / recvmsg. */
+int cp_win_sel_sendmsg(cp_sock *s, cp_op *op);
+int cp_win_sel_recvmsg(cp_sock *s, cp_op *op);
+
 /* ---- the IOCP backend's state (iocp.c) ---------------------------------- */
 
 typedef struct cp_io cp_io;
 
 /* In cp_sock.be (CP_BACKEND_SOCK_SIZE bytes, zeroed at open/adopt). */
 typedef struct iocp_sock {
-  SOCKET base;            /* base provider handle, for AFD polls (select mode) */
-  cp_io *ready_head;      /* listener: AcceptEx done, waiting for a user accept */
+  SOCKET base;       /* base provider handle, for AFD polls (select mode) */
+  cp_io *ready_head; /* listener: AcceptEx done, waiting for a user accept */
   cp_io *ready_tail;
   cp_io *posted;          /* listener: AcceptEx in flight (through cp_io.next) */
   cp_io *polls[2];        /* select mode: the AFD poll in flight per direction */
@@ -72,8 +125,9 @@ typedef struct iocp_sock {
  * initialises it). */
 typedef struct iocp_op {
   cp_io *io;        /* the overlapped I/O in flight for this op, or NULL */
-  uint8_t deferred; /* completion mode: waits behind a CPORT_WAITALL recv */
+  uint8_t deferred; /* completion mode: waits behind a CPORT_WAITALL or probing recv */
   uint8_t shut_eof; /* cancelled by our shutdown(SD_RECEIVE): report EOF */
+  uint8_t probing;  /* completion mode: a zero-byte WSARecv waits for data first */
 } iocp_op;
 
 _Static_assert(sizeof(iocp_sock) <= CP_BACKEND_SOCK_SIZE, "iocp_sock too large");

@@ -1,5 +1,6 @@
-/* Run-time probe for address families: Windows 10 has AF_UNIX, Wine 8 and
- * older Windows do not (WINE.md, "AF_UNIX"). */
+/* Run-time probe for address families. AF_UNIX is answered 0: Windows 10
+ * has it (Wine 8 does not: WINE.md, "AF_UNIX"), but this backend does not
+ * map its paths yet, so cport_open refuses it on every Windows. */
 #include "internal.h"
 
 #include <ws2tcpip.h>
@@ -9,6 +10,7 @@
 #endif
 
 int cp_os_family_supported(int family) {
+  if (family == CPORT_AF_UNIX) return 0;
   int af = family == CPORT_AF_INET6 ? AF_INET6 : family == CPORT_AF_UNIX ? AF_UNIX : AF_INET;
   WSADATA wsa;
   if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) return 0;

@@ -4,8 +4,8 @@
  * TCP keepalive idle and interval go through SIO_KEEPALIVE_VALS, which
  * sets both at once and cannot be read back, so the socket remembers them
  * (Wine 8 has no TCP_KEEPIDLE/KEEPINTVL: WINE.md, "TCP_NODELAY, ..."). */
-#include "internal.h"
 #include "errmap.h"
+#include "internal.h"
 
 #include <mstcpip.h>
 #include <string.h>
@@ -28,6 +28,8 @@ static const os_opt k_os_opts[] = {
     {CPORT_OPT_SOCKET_SNDBUF, SOL_SOCKET, SO_SNDBUF},
     {CPORT_OPT_SOCKET_BROADCAST, SOL_SOCKET, SO_BROADCAST},
     {CPORT_OPT_SOCKET_ERROR, SOL_SOCKET, SO_ERROR},
+    /* Answered by the core from its own state; Windows has the option. */
+    {CPORT_OPT_SOCKET_ACCEPTCONN, SOL_SOCKET, SO_ACCEPTCONN},
     {CPORT_OPT_IP_TOS, IPPROTO_IP, IP_TOS},
     {CPORT_OPT_IP_TTL, IPPROTO_IP, IP_TTL},
     {CPORT_OPT_IP_MULTICAST_IF, IPPROTO_IP, IP_MULTICAST_IF},
@@ -73,10 +75,12 @@ static int set_raw(cp_sock *s, const os_opt *o, const void *val, int len) {
 static int set_keepalive_vals(cp_sock *s, cport_option opt, int seconds) {
   uint32_t idle = s->keepalive_idle ? s->keepalive_idle : KEEPALIVE_IDLE_DEFAULT_S;
   uint32_t intvl = s->keepalive_intvl ? s->keepalive_intvl : KEEPALIVE_INTVL_DEFAULT_S;
-  if (opt == CPORT_OPT_TCP_KEEPIDLE) idle = (uint32_t)seconds;
-  else intvl = (uint32_t)seconds;
-  struct tcp_keepalive ka = {.onoff = 1, .keepalivetime = idle * 1000u,
-                             .keepaliveinterval = intvl * 1000u};
+  if (opt == CPORT_OPT_TCP_KEEPIDLE)
+    idle = (uint32_t)seconds;
+  else
+    intvl = (uint32_t)seconds;
+  struct tcp_keepalive ka = {
+      .onoff = 1, .keepalivetime = idle * 1000u, .keepaliveinterval = intvl * 1000u};
   DWORD out = 0;
   if (WSAIoctl(sock_of(s), SIO_KEEPALIVE_VALS, &ka, sizeof ka, NULL, 0, &out, NULL, NULL) != 0)
     return cp_win_last();
@@ -86,16 +90,25 @@ static int set_keepalive_vals(cp_sock *s, cport_option opt, int seconds) {
 }
 
 static int set_membership(cp_sock *s, const os_opt *o, const cport_optval *v) {
+  int rc;
   if (s->family == CPORT_AF_INET) {
     struct ip_mreq m;
     memcpy(&m.imr_multiaddr, v->v.mreq.group.ip, 4);
     memcpy(&m.imr_interface, v->v.mreq.iface.ip, 4); /* zeros: INADDR_ANY */
-    return set_raw(s, o, &m, (int)sizeof m);
+    rc = set_raw(s, o, &m, (int)sizeof m);
+  } else {
+    struct ipv6_mreq m;
+    memcpy(&m.ipv6mr_multiaddr, v->v.mreq.group.ip, 16);
+    m.ipv6mr_interface = v->v.mreq.ifindex;
+    rc = set_raw(s, o, &m, (int)sizeof m);
   }
-  struct ipv6_mreq m;
-  memcpy(&m.ipv6mr_multiaddr, v->v.mreq.group.ip, 16);
-  m.ipv6mr_interface = v->v.mreq.ifindex;
-  return set_raw(s, o, &m, (int)sizeof m);
+  /* Leaving a group the socket is not in: POSIX says EADDRNOTAVAIL (Linux
+   * for any group it does not find), Wine 8 WSAEINVAL (measured, v4 and
+   * v6). A drop has no other argument to be invalid: the core checked the
+   * value's type and families. */
+  bool drop = o->opt == CPORT_OPT_IP_DROP_MEMBERSHIP || o->opt == CPORT_OPT_IPV6_DROP_MEMBERSHIP;
+  if (drop && rc == CPORT_EINVAL) rc = CPORT_EADDRNOTAVAIL;
+  return rc;
 }
 
 int cp_os_setopt(cp_sock *s, cport_option opt, const cport_optval *v) {

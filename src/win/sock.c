@@ -28,18 +28,35 @@ int cp_win_startup(void) {
   return g_wsa_rc;
 }
 
-static int os_family(int family) { return family == CPORT_AF_INET6 ? AF_INET6 : AF_INET; }
+#ifndef AF_UNIX
+#define AF_UNIX 1
+#endif
+
+/* AF_UNIX maps to itself, never to AF_INET: where the system lacks it
+ * (Wine 8, Windows before 10) WSASocketW says WSAEAFNOSUPPORT and so does
+ * cport_open. */
+static int os_family(int family) {
+  return family == CPORT_AF_INET6 ? AF_INET6 : family == CPORT_AF_UNIX ? AF_UNIX : AF_INET;
+}
 static int os_type(int type) { return type == CPORT_SOCK_DGRAM ? SOCK_DGRAM : SOCK_STREAM; }
-static int os_proto(int type) { return type == CPORT_SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP; }
-static int fam_index(int family) { return family == CPORT_AF_INET6 ? 1 : 0; }
+static int os_proto_of(int family, int type) {
+  if (family == CPORT_AF_UNIX) return 0; /* AF_UNIX has no IP protocol */
+  return type == CPORT_SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP;
+}
+/* Per-family caches (skip probe, extension functions): each family may
+ * have its own provider. */
+#define FAMILIES 3
+static int fam_index(int family) {
+  return family == CPORT_AF_INET6 ? 1 : family == CPORT_AF_UNIX ? 2 : 0;
+}
 
 /* ---- IFS probe: is FILE_SKIP_COMPLETION_PORT_ON_SUCCESS safe? ------------ */
 
 /* [family][type]: 0 = not probed yet, 1 = safe, 2 = not safe */
-static LONG g_skip[2][2];
+static LONG g_skip[FAMILIES][2];
 
 static int probe_ifs(int family, int type) {
-  SOCKET s = WSASocketW(os_family(family), os_type(type), os_proto(type), NULL, 0, 0);
+  SOCKET s = WSASocketW(os_family(family), os_type(type), os_proto_of(family, type), NULL, 0, 0);
   if (s == INVALID_SOCKET) return 0;
   WSAPROTOCOL_INFOW info;
   int len = (int)sizeof info;
@@ -65,14 +82,17 @@ int cp_win_skip_ok(int family, int type) {
 /* ---- sockets ------------------------------------------------------------- */
 
 int cp_win_socket(int family, int type, SOCKET *out) {
+  /* Windows 10 has AF_UNIX, but this backend does not map paths to
+   * sockaddr_un nor run ConnectEx on them yet: say so rather than half-work. */
+  if (family == CPORT_AF_UNIX) return CPORT_EAFNOSUPPORT;
   int rc = cp_win_startup();
   if (rc != CPORT_OK) return rc;
   DWORD flags = WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT;
-  SOCKET s = WSASocketW(os_family(family), os_type(type), os_proto(type), NULL, 0, flags);
+  int proto = os_proto_of(family, type);
+  SOCKET s = WSASocketW(os_family(family), os_type(type), proto, NULL, 0, flags);
   if (s == INVALID_SOCKET && WSAGetLastError() == WSAEINVAL) {
     /* Before Windows 7 SP1 the flag is unknown: clear the bit by hand. */
-    s = WSASocketW(os_family(family), os_type(type), os_proto(type), NULL, 0,
-                   WSA_FLAG_OVERLAPPED);
+    s = WSASocketW(os_family(family), os_type(type), proto, NULL, 0, WSA_FLAG_OVERLAPPED);
     if (s != INVALID_SOCKET && !SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0)) {
       rc = cp_win_err(GetLastError());
       closesocket(s);
@@ -168,8 +188,9 @@ void cp_win_wildcard(int family, struct sockaddr_storage *ss, int *len) {
 /* ---- extension functions ------------------------------------------------- */
 
 static SRWLOCK g_ext_lock = SRWLOCK_INIT;
-static LPFN_ACCEPTEX g_acceptex[2];
-static LPFN_CONNECTEX g_connectex[2];
+static LPFN_ACCEPTEX g_acceptex[FAMILIES];
+static LPFN_CONNECTEX g_connectex[FAMILIES];
+static LPFN_WSARECVMSG g_wsarecvmsg[FAMILIES];
 
 static int get_ext(SOCKET s, GUID guid, void *fn, DWORD fn_size) {
   DWORD bytes = 0;
@@ -197,6 +218,20 @@ LPFN_CONNECTEX cp_win_connectex(SOCKET s, int family) {
     if (get_ext(s, (GUID)WSAID_CONNECTEX, &fn, sizeof fn)) g_connectex[i] = fn;
   }
   LPFN_CONNECTEX fn = g_connectex[i];
+  ReleaseSRWLockExclusive(&g_ext_lock);
+  return fn;
+}
+
+/* WSARecvMsg is only reachable as an extension function (WSASendMsg is a
+ * plain export since Vista). Fetched lazily, per family, like AcceptEx. */
+LPFN_WSARECVMSG cp_win_wsarecvmsg(SOCKET s, int family) {
+  int i = fam_index(family);
+  AcquireSRWLockExclusive(&g_ext_lock);
+  if (!g_wsarecvmsg[i]) {
+    LPFN_WSARECVMSG fn = NULL;
+    if (get_ext(s, (GUID)WSAID_WSARECVMSG, &fn, sizeof fn)) g_wsarecvmsg[i] = fn;
+  }
+  LPFN_WSARECVMSG fn = g_wsarecvmsg[i];
   ReleaseSRWLockExclusive(&g_ext_lock);
   return fn;
 }
