@@ -47,7 +47,7 @@ wineserver_bin="$(first_cmd wineserver /usr/lib/wine/wineserver64 wineserver64)"
 # forever). If this call started it, bring the services up with /dev/null
 # stdio. A server that is already running is left alone.
 start_session() {
-  mkdir -p "$(dirname "$WINEPREFIX")"
+  mkdir -p "$WINEPREFIX" # wineserver -p cannot start in a prefix that does not exist
   if "$wineserver_bin" "-p$1" </dev/null >/dev/null 2>&1; then
     timeout --kill-after=10 120 "$wine_bin" cmd.exe /c exit 0 </dev/null >/dev/null 2>&1 || true
   fi

@@ -322,7 +322,8 @@ CPORT_API int cport_recv(cport_socket s, void *buf, size_t len, unsigned flags, 
                          size_t *received, cport_handle *handle);
 
 /* Send one datagram to an address (UDP). Whole or an error, in both modes;
- * CPORT_EMSGSIZE if it cannot fit one datagram. On a connected TCP socket:
+ * CPORT_EMSGSIZE if it cannot fit one datagram. len may be 0 (an empty
+ * datagram; buf may then be NULL). On a connected TCP socket:
  * CPORT_EISCONN. */
 CPORT_API int cport_sendto(cport_socket s, const void *buf, size_t len, unsigned flags,
                            const cport_addr *to, int timeout, size_t *sent, cport_handle *handle);

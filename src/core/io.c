@@ -240,7 +240,8 @@ int cport_recv(cport_socket s, void *buf, size_t len, unsigned flags, int timeou
 int cport_sendto(cport_socket s, const void *buf, size_t len, unsigned flags, const cport_addr *to,
                  int timeout, size_t *sent, cport_handle *handle) {
   if (sent) *sent = 0;
-  if (bad_length(buf, len) || !sent || flags != 0) return CPORT_EINVAL;
+  /* An empty datagram is a datagram: len 0 is allowed here (buf may be NULL). */
+  if ((len > 0 && bad_length(buf, len)) || !sent || flags != 0) return CPORT_EINVAL;
   request rq = {.kind = CPORT_OP_SENDTO, .buf = (char *)(uintptr_t)buf, .len = len, .addr = to};
   result res;
   int rc = run(s, &rq, timeout, &res, handle);

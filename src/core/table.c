@@ -225,6 +225,10 @@ int cport_which_sockets(const cport_filter *filter, cport_socket *out, int max) 
   return found;
 }
 
+static const char *family_name(int family) {
+  return family == CPORT_AF_INET6 ? "inet6" : family == CPORT_AF_UNIX ? "unix" : "inet";
+}
+
 static const char *state_name(const cp_sock *s) {
   if (s->listening) return "listening";
   if (s->connected) return "connected";
@@ -241,8 +245,7 @@ void cport_print_sockets(FILE *f) {
     cp_sock *s = lock_index(i);
     if (matches(s, NULL))
       fprintf(f, "%-20llu %-6s %-6s %-10s %-10s %6d %6d %12llu %12llu\n", (unsigned long long)s->id,
-              s->family == CPORT_AF_INET6 ? "inet6" : "inet",
-              s->type == CPORT_SOCK_DGRAM ? "dgram" : "stream",
+              family_name(s->family), s->type == CPORT_SOCK_DGRAM ? "dgram" : "stream",
               s->select_mode ? "select" : "completion", state_name(s), s->dirs[CP_RD].count,
               s->dirs[CP_WR].count, (unsigned long long)s->bytes_in,
               (unsigned long long)s->bytes_out);

@@ -24,7 +24,9 @@ int cp_errno_to_err(int e) {
   case ETIMEDOUT: return CPORT_ETIMEDOUT;
   case EPIPE: return CPORT_EPIPE;
   case EADDRINUSE: return CPORT_EADDRINUSE;
-  case EADDRNOTAVAIL: return CPORT_EADDRNOTAVAIL;
+  case EADDRNOTAVAIL:
+  case ENODEV: /* no such interface, e.g. a multicast join on a loopback-only host */
+    return CPORT_EADDRNOTAVAIL;
   case EAFNOSUPPORT: return CPORT_EAFNOSUPPORT;
   case EMFILE: return CPORT_EMFILE;
   case ENFILE: return CPORT_ENFILE;

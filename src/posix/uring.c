@@ -76,8 +76,10 @@ static void submit_locked(ur_ctx *ur) {
 /* An SQE was queued (sq_mu held): a waiting poller needs it now; otherwise
  * the next poll submits everything queued in one system call. */
 static void queued_locked(ur_ctx *ur) {
-  if (ur->poller_waiting) submit_locked(ur);
-  else ur->unsubmitted = true;
+  if (ur->poller_waiting)
+    submit_locked(ur);
+  else
+    ur->unsubmitted = true;
 }
 
 static int fd_of(cp_sock *s) { return (int)s->os; }
