@@ -1,6 +1,7 @@
 /*
- * cport conformance suite: every rule of DESIGN.md §2 that applies to TCP,
- * written once and run per backend and mode:
+ * cport conformance suite: every rule of DESIGN.md §2, and the socket
+ * surface of §3 (UDP, IPv6, AF_UNIX, msg calls, options, registry), written
+ * once and run per backend and mode:
  *
  *   conformance --backend epoll|iocp|auto --mode completion|select
  *
@@ -12,23 +13,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef const struct CMUnitTest *(*conf_part)(size_t *count);
+
 int main(int argc, char **argv) {
-  const struct CMUnitTest *parts[4];
-  size_t counts[4], total = 0, at = 0;
+  static const conf_part parts[] = {
+      conf_api_tests,  conf_io_tests,   conf_cancel_tests, conf_connect_tests, conf_udp_tests,
+      conf_ipv6_tests, conf_unix_tests, conf_msg_tests,    conf_options_tests, conf_registry_tests,
+  };
+  const size_t nparts = sizeof parts / sizeof parts[0];
+  size_t total = 0, at = 0;
   struct CMUnitTest *all;
   int rc = sup_parse_args(argc, argv);
   if (rc != 0) return rc;
 
-  parts[0] = conf_api_tests(&counts[0]);
-  parts[1] = conf_io_tests(&counts[1]);
-  parts[2] = conf_cancel_tests(&counts[2]);
-  parts[3] = conf_connect_tests(&counts[3]);
-  for (int i = 0; i < 4; i++) total += counts[i];
+  for (size_t i = 0; i < nparts; i++) {
+    size_t count = 0;
+    parts[i](&count);
+    total += count;
+  }
   all = (struct CMUnitTest *)calloc(total, sizeof *all);
   if (!all) return 1;
-  for (int i = 0; i < 4; i++) {
-    memcpy(all + at, parts[i], counts[i] * sizeof *all);
-    at += counts[i];
+  for (size_t i = 0; i < nparts; i++) {
+    size_t count = 0;
+    const struct CMUnitTest *t = parts[i](&count);
+    memcpy(all + at, t, count * sizeof *all);
+    at += count;
   }
   rc = _cmocka_run_group_tests(sup_group_name("conformance"), all, total, NULL, NULL);
   free(all);

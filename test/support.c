@@ -14,10 +14,12 @@
 #include <string.h>
 
 #ifdef _WIN32
-#include <process.h>
-#include <windows.h>
+/* winsock2.h must come before windows.h (mingw-w64 warns otherwise). */
 #include <winsock2.h>
 #include <ws2tcpip.h>
+
+#include <process.h>
+#include <windows.h>
 #else
 #include <arpa/inet.h>
 #include <errno.h>
@@ -467,15 +469,20 @@ const char *sup_op_name(int op) {
   case CPORT_OP_CONNECT: return "connect";
   case CPORT_OP_SEND: return "send";
   case CPORT_OP_RECV: return "recv";
+  case CPORT_OP_SENDTO: return "sendto";
+  case CPORT_OP_RECVFROM: return "recvfrom";
+  case CPORT_OP_SENDMSG: return "sendmsg";
+  case CPORT_OP_RECVMSG: return "recvmsg";
   default: return "?op";
   }
 }
 
 const char *sup_msg_str(const cport_msg *m, char *buf, size_t size) {
-  snprintf(buf, size, "{%s %s socket=%#llx handle=%llu status=%s bytes=%zu accepted=%#llx}",
+  snprintf(buf, size,
+           "{%s %s socket=%#llx handle=%llu status=%s bytes=%zu accepted=%#llx flags=%#x}",
            sup_tag_name(m->tag), sup_op_name(m->op), (unsigned long long)m->socket,
            (unsigned long long)m->handle, sup_rc_name(m->status), m->bytes,
-           (unsigned long long)m->accepted);
+           (unsigned long long)m->accepted, m->flags);
   return buf;
 }
 
@@ -798,6 +805,40 @@ cport_socket sup_listener(cport_queue *q, int family, int backlog, unsigned flag
   return l;
 }
 
+cport_socket sup_udp_open(cport_queue *q, int family, unsigned flags) {
+  cport_socket s = CPORT_INVALID_SOCKET;
+  SUP_RC(cport_open(q, family, CPORT_SOCK_DGRAM, sup_mode_flags() | flags, &s), CPORT_OK);
+  SUP_ASSERT(s != CPORT_INVALID_SOCKET, "cport_open returned socket 0");
+  return s;
+}
+
+cport_socket sup_udp(cport_queue *q, int family, unsigned flags, cport_addr *bound) {
+  cport_socket s = sup_udp_open(q, family, flags);
+  cport_addr a = sup_loopback(family, 0), got;
+  SUP_RC(cport_bind(s, &a), CPORT_OK);
+  memset(&got, 0, sizeof got);
+  SUP_RC(cport_sockname(s, &got), CPORT_OK);
+  SUP_EQ(got.family, family);
+  SUP_ASSERT(got.port != 0, "a datagram socket bound to port 0 has a real port");
+  if (bound) *bound = got;
+  return s;
+}
+
+int sup_addr_equal(const cport_addr *a, const cport_addr *b) {
+  if (a->family != b->family) return 0;
+  if (a->family == CPORT_AF_UNIX) return strncmp(a->path, b->path, sizeof a->path) == 0;
+  if (a->port != b->port) return 0;
+  return memcmp(a->ip, b->ip, a->family == CPORT_AF_INET ? 4 : 16) == 0;
+}
+
+const char *sup_addr_str(const cport_addr *a, int slot) {
+  static SUP_TLS char bufs[4][CPORT_PATH_MAX + 16];
+  char *b = bufs[slot & 3];
+  if (cport_addr_format(a, b, sizeof bufs[0]) < 0)
+    snprintf(b, sizeof bufs[0], "(family %d port %u)", a->family, (unsigned)a->port);
+  return b;
+}
+
 void sup_connect_pair(cport_queue *q, cport_socket listener, const cport_addr *addr,
                       unsigned client_flags, cport_socket *client, cport_socket *server) {
   sup_loop l;
@@ -906,6 +947,74 @@ void sup_op_recv(sup_op *op, cport_socket s, void *buf, size_t len, unsigned fla
   op->flags = flags;
 }
 
+void sup_op_sendto(sup_op *op, cport_socket s, const void *buf, size_t len, const cport_addr *to) {
+  op_init(op, CPORT_OP_SENDTO, s);
+  op->buf = (char *)(uintptr_t)buf; /* the library only reads it */
+  op->len = len;
+  op->addr = *to;
+}
+
+void sup_op_recvfrom(sup_op *op, cport_socket s, void *buf, size_t len) {
+  op_init(op, CPORT_OP_RECVFROM, s);
+  op->buf = (char *)buf;
+  op->len = len;
+}
+
+static size_t msg_total(const cport_msghdr *m) {
+  size_t total = 0;
+  if (m->iov)
+    for (int i = 0; i < m->iovcnt && i < CPORT_IOV_MAX; i++) total += m->iov[i].len;
+  return total;
+}
+
+void sup_op_sendmsg(sup_op *op, cport_socket s, cport_msghdr *m) {
+  op_init(op, CPORT_OP_SENDMSG, s);
+  op->msg = m;
+  op->len = msg_total(m);
+}
+
+void sup_op_recvmsg(sup_op *op, cport_socket s, cport_msghdr *m, unsigned flags) {
+  op_init(op, CPORT_OP_RECVMSG, s);
+  op->msg = m;
+  op->len = msg_total(m);
+  op->flags = flags;
+}
+
+static int is_send_kind(int kind) {
+  return kind == CPORT_OP_SEND || kind == CPORT_OP_SENDTO || kind == CPORT_OP_SENDMSG;
+}
+
+static int is_recv_kind(int kind) {
+  return kind == CPORT_OP_RECV || kind == CPORT_OP_RECVFROM || kind == CPORT_OP_RECVMSG;
+}
+
+/* The header a sendmsg call uses: the caller's, or after a partial
+ * select-mode send a copy whose iovecs start past what went. */
+static cport_msghdr *sendmsg_header(sup_op *op) {
+  size_t skip = op->done;
+  int n = 0;
+  if (skip == 0) return op->msg;
+  if (!op->rest) {
+    op->rest = (cport_msghdr *)sup_alloc(sizeof *op->rest);
+    op->rest_iov = (cport_iovec *)sup_alloc(CPORT_IOV_MAX * sizeof *op->rest_iov);
+  }
+  *op->rest = *op->msg;
+  for (int i = 0; i < op->msg->iovcnt; i++) {
+    size_t len = op->msg->iov[i].len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    op->rest_iov[n].base = (char *)op->msg->iov[i].base + skip;
+    op->rest_iov[n].len = len - skip;
+    skip = 0;
+    n++;
+  }
+  op->rest->iov = op->rest_iov;
+  op->rest->iovcnt = n;
+  return op->rest;
+}
+
 static void op_finish(sup_op *op, int status) {
   op->finished = 1;
   op->status = status;
@@ -931,6 +1040,33 @@ static void op_call(sup_op *op) {
     rc = cport_send(op->s, p, op->len - op->done, op->flags, CPORT_NOWAIT, &n, &h);
     break;
   case CPORT_OP_RECV: rc = cport_recv(op->s, p, op->len, op->flags, CPORT_NOWAIT, &n, &h); break;
+  case CPORT_OP_SENDTO:
+    rc = cport_sendto(op->s, p, op->len, 0, &op->addr, CPORT_NOWAIT, &n, &h);
+    break;
+  case CPORT_OP_RECVFROM: {
+    cport_recv_info ri;
+    memset(&ri, 0xa5, sizeof ri); /* the library must fill it */
+    rc = cport_recvfrom(op->s, p, op->len, 0, CPORT_NOWAIT, &ri, &h);
+    n = ri.bytes;
+    if (rc == CPORT_OK) {
+      op->from = ri.from;
+      op->msg_flags = ri.flags;
+    } else if (ri.bytes != 0) {
+      SUP_FAIL("recvfrom returned %s with info.bytes %zu", sup_rc_name(rc), ri.bytes);
+    }
+    break;
+  }
+  case CPORT_OP_SENDMSG: {
+    cport_msghdr *m = sendmsg_header(op);
+    p = (char *)m;
+    rc = cport_sendmsg(op->s, m, 0, CPORT_NOWAIT, &n, &h);
+    break;
+  }
+  case CPORT_OP_RECVMSG:
+    p = (char *)op->msg;
+    rc = cport_recvmsg(op->s, op->msg, op->flags, CPORT_NOWAIT, &n, &h);
+    if (rc == CPORT_OK) op->msg_flags = op->msg->flags;
+    break;
   default: SUP_FAIL("bad op kind %d", op->kind);
   }
   if (op->calls == 0) {
@@ -940,13 +1076,13 @@ static void op_call(sup_op *op) {
   op->calls++;
   switch (rc) {
   case CPORT_OK:
-    if (op->kind == CPORT_OP_SEND) {
+    if (is_send_kind(op->kind)) {
       if (n != op->len - op->done)
-        SUP_FAIL("send returned CPORT_OK having sent %zu of %zu bytes (rule 6)", n,
+        SUP_FAIL("%s returned CPORT_OK having sent %zu of %zu bytes (rule 6)", what, n,
                  op->len - op->done);
       op->done += n;
-    } else if (op->kind == CPORT_OP_RECV) {
-      if (n > op->len) SUP_FAIL("recv returned %zu bytes into a %zu-byte buffer", n, op->len);
+    } else if (is_recv_kind(op->kind)) {
+      if (n > op->len) SUP_FAIL("%s returned %zu bytes into a %zu-byte buffer", what, n, op->len);
       op->done = n;
     } else if (op->kind == CPORT_OP_ACCEPT) {
       if (acc == CPORT_INVALID_SOCKET) SUP_FAIL("accept returned CPORT_OK and socket 0");
@@ -957,12 +1093,14 @@ static void op_call(sup_op *op) {
   case CPORT_SELECT:
     if (!op->select_mode) SUP_FAIL("%s on a completion-mode socket returned CPORT_SELECT", what);
     if (h == 0) SUP_FAIL("%s returned CPORT_SELECT with handle 0", what);
-    if (op->kind == CPORT_OP_SEND) {
+    if (op->kind == CPORT_OP_SENDTO && n != 0) {
+      SUP_FAIL("sendto returned CPORT_SELECT having sent %zu bytes (datagrams go whole)", n);
+    } else if (is_send_kind(op->kind)) {
       if (n >= op->len - op->done)
-        SUP_FAIL("send returned CPORT_SELECT having sent all %zu bytes", n);
+        SUP_FAIL("%s returned CPORT_SELECT having sent all %zu bytes", what, n);
       op->done += n;
-    } else if (op->kind == CPORT_OP_RECV && n != 0) {
-      SUP_FAIL("recv returned CPORT_SELECT and %zu bytes", n);
+    } else if (is_recv_kind(op->kind) && n != 0) {
+      SUP_FAIL("%s returned CPORT_SELECT and %zu bytes", what, n);
     }
     op->pending = CPORT_SELECT;
     op->handle = h;
@@ -976,7 +1114,7 @@ static void op_call(sup_op *op) {
     return;
   default:
     if (rc >= 0) SUP_FAIL("%s returned %d, which is no cport result", what, rc);
-    if (op->kind == CPORT_OP_SEND) op->done += n;
+    if (is_send_kind(op->kind)) op->done += n;
     op_finish(op, rc);
     return;
   }
@@ -1004,27 +1142,33 @@ static void op_on_msg(sup_op *op, const cport_msg *m) {
     if (op->pending != CPORT_COMPLETION)
       SUP_FAIL("completion message for a select handle: %s", sup_msg_str(m, b, sizeof b));
     op->n_completion++;
-    if (op->kind == CPORT_OP_SEND) {
+    if (is_send_kind(op->kind)) {
+      const char *what = sup_op_name(op->kind);
       if (m->buf != op->posted_buf)
-        SUP_FAIL("send completion carries buf %p, the send was posted with %p", m->buf,
+        SUP_FAIL("%s completion carries buf %p, the %s was posted with %p", what, m->buf, what,
                  (void *)op->posted_buf);
       if (m->status == CPORT_OK && m->bytes != op->len - op->done)
-        SUP_FAIL("rule 6: send completion reports %zu bytes, %zu were posted", m->bytes,
+        SUP_FAIL("rule 6: %s completion reports %zu bytes, %zu were posted", what, m->bytes,
                  op->len - op->done);
       if (m->bytes > op->len - op->done)
-        SUP_FAIL("send completion reports %zu bytes, only %zu were posted", m->bytes,
+        SUP_FAIL("%s completion reports %zu bytes, only %zu were posted", what, m->bytes,
                  op->len - op->done);
       op->done += m->bytes;
-    } else if (op->kind == CPORT_OP_RECV) {
+    } else if (is_recv_kind(op->kind)) {
+      const char *what = sup_op_name(op->kind);
       if (m->buf != op->posted_buf)
-        SUP_FAIL("recv completion carries buf %p, the recv was posted with %p", m->buf,
+        SUP_FAIL("%s completion carries buf %p, the %s was posted with %p", what, m->buf, what,
                  (void *)op->posted_buf);
       if (m->bytes > op->len)
-        SUP_FAIL("recv completion reports %zu bytes into a %zu-byte buffer", m->bytes, op->len);
+        SUP_FAIL("%s completion reports %zu bytes into a %zu-byte buffer", what, m->bytes, op->len);
       if (m->status == CPORT_OK && (op->flags & CPORT_WAITALL) && m->bytes != op->len) {
         /* Only EOF may cut a waitall recv short; the caller checks that. */
       }
       op->done = m->bytes;
+      op->msg_flags = m->flags;
+      if (op->kind == CPORT_OP_RECVFROM) op->from = m->addr;
+      if (op->kind == CPORT_OP_RECVMSG && m->status == CPORT_OK && op->msg->flags != m->flags)
+        SUP_FAIL("recvmsg completion has flags %#x, its header %#x", m->flags, op->msg->flags);
     } else if (op->kind == CPORT_OP_ACCEPT && m->status == CPORT_OK) {
       if (m->accepted == CPORT_INVALID_SOCKET)
         SUP_FAIL("accept completion with status OK and no socket: %s", sup_msg_str(m, b, sizeof b));
@@ -1034,9 +1178,9 @@ static void op_on_msg(sup_op *op, const cport_msg *m) {
     return;
   case CPORT_TAG_ABORT:
     op->n_abort++;
-    if (op->kind == CPORT_OP_SEND)
+    if (is_send_kind(op->kind))
       op->done += m->bytes;
-    else if (op->kind == CPORT_OP_RECV)
+    else if (is_recv_kind(op->kind))
       op->done = m->bytes;
     op_finish(op, m->status);
     return;
@@ -1195,6 +1339,44 @@ int sup_connect(cport_queue *q, cport_socket s, const cport_addr *addr) {
   return op.status;
 }
 
+int sup_sendto(cport_queue *q, cport_socket s, const void *buf, size_t len, const cport_addr *to) {
+  sup_op op;
+  sup_op_sendto(&op, s, buf, len, to);
+  run_one(q, &op);
+  if (op.status == CPORT_OK && op.done != len)
+    SUP_FAIL("sendto of %zu bytes reported %zu (datagrams go whole)", len, op.done);
+  return op.status;
+}
+
+int sup_recvfrom(cport_queue *q, cport_socket s, void *buf, size_t len, cport_recv_info *info) {
+  sup_op op;
+  sup_op_recvfrom(&op, s, buf, len);
+  run_one(q, &op);
+  if (info) {
+    memset(info, 0, sizeof *info);
+    info->bytes = op.done;
+    info->from = op.from;
+    info->flags = op.msg_flags;
+  }
+  return op.status;
+}
+
+int sup_sendmsg(cport_queue *q, cport_socket s, cport_msghdr *m, size_t *sent) {
+  sup_op op;
+  sup_op_sendmsg(&op, s, m);
+  run_one(q, &op);
+  if (sent) *sent = op.done;
+  return op.status;
+}
+
+int sup_recvmsg(cport_queue *q, cport_socket s, cport_msghdr *m, size_t *received) {
+  sup_op op;
+  sup_op_recvmsg(&op, s, m, 0);
+  run_one(q, &op);
+  if (received) *received = op.done;
+  return op.status;
+}
+
 void sup_recv_exact(cport_queue *q, cport_socket s, void *buf, size_t len) {
   size_t got = 0;
   while (got < len) {
@@ -1339,6 +1521,59 @@ void sup_raw_reset(sup_raw r) {
 
 void sup_raw_close(sup_raw r) {
   if (r != -1) raw_closesocket(r);
+}
+
+int sup_raw_udp_send(const cport_addr *to, const void *buf, size_t len, cport_addr *from) {
+  struct sockaddr_storage ss;
+  sup_socklen sl;
+  int rc = -1;
+  raw_init();
+  if (to_sockaddr(to, &ss, &sl) != 0) return -1;
+#ifdef _WIN32
+  SOCKET s = socket(ss.ss_family, SOCK_DGRAM, IPPROTO_UDP);
+  if (s == INVALID_SOCKET) return -1;
+  if (sendto(s, (const char *)buf, (int)len, 0, (struct sockaddr *)&ss, sl) == (int)len) rc = 0;
+#else
+  int s = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  if (sendto(s, buf, len, 0, (struct sockaddr *)&ss, sl) == (ssize_t)len) rc = 0;
+#endif
+  if (rc == 0 && from && sup_raw_sockname((sup_raw)s, from) != 0) rc = -1;
+  raw_closesocket((sup_raw)s);
+  return rc;
+}
+
+/* ======================================================================== */
+/* Files                                                                    */
+/* ======================================================================== */
+
+void sup_temp_path(char *buf, size_t size, const char *tag) {
+  static int counter;
+  int n;
+  g_lock_acquire();
+  int k = ++counter;
+  g_lock_release();
+#ifdef _WIN32
+  char dir[MAX_PATH + 1];
+  DWORD len = GetTempPathA((DWORD)sizeof dir, dir);
+  if (len == 0 || len > MAX_PATH) snprintf(dir, sizeof dir, ".\\");
+  n = snprintf(buf, size, "%scport-%s-%lu-%d.sock", dir, tag, (unsigned long)GetCurrentProcessId(),
+               k);
+#else
+  const char *dir = getenv("TMPDIR");
+  if (!dir || !dir[0]) dir = "/tmp";
+  n = snprintf(buf, size, "%s/cport-%s-%ld-%d.sock", dir, tag, (long)getpid(), k);
+#endif
+  if (n < 0 || (size_t)n >= size)
+    SUP_FAIL("temporary path for '%s' does not fit %zu bytes", tag, size);
+}
+
+void sup_remove_file(const char *path) {
+#ifdef _WIN32
+  DeleteFileA(path);
+#else
+  unlink(path);
+#endif
 }
 
 /* ======================================================================== */

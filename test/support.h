@@ -160,6 +160,18 @@ void sup_make_pair(cport_queue *q, int family, sup_pair *p);
 void sup_connect_pair(cport_queue *q, cport_socket listener, const cport_addr *addr,
                       unsigned client_flags, cport_socket *client, cport_socket *server);
 
+/* A datagram socket in the selected mode (plus extra flags), unbound. */
+cport_socket sup_udp_open(cport_queue *q, int family, unsigned flags);
+/* The same, bound to loopback port 0; *bound (optional) receives its
+ * address. */
+cport_socket sup_udp(cport_queue *q, int family, unsigned flags, cport_addr *bound);
+/* Whether two addresses name the same endpoint (family, port, IP bytes;
+ * AF_UNIX: the path). */
+int sup_addr_equal(const cport_addr *a, const cport_addr *b);
+/* An address as text, for failure messages (a static buffer per call
+ * slot: slot 0..3). */
+const char *sup_addr_str(const cport_addr *a, int slot);
+
 /* Every socket call on s (bind, listen, accept, connect, send, recv, in
  * nowait and blocking form, shutdown, sockname, peername, cancel, info,
  * close) must answer CPORT_EBADF; what names s in the failure message. */
@@ -210,22 +222,29 @@ typedef struct sup_op sup_op;
 typedef void (*sup_op_cb)(sup_op *op);
 
 struct sup_op {
-  int kind; /* CPORT_OP_ACCEPT, _CONNECT, _SEND or _RECV */
+  int kind; /* CPORT_OP_ACCEPT, _CONNECT, _SEND, _RECV, _SENDTO, _RECVFROM,
+               _SENDMSG or _RECVMSG */
   cport_socket s;
-  cport_addr addr; /* connect: the target */
-  char *buf;       /* send/recv */
-  size_t len;
-  unsigned flags;  /* send/recv flags */
-  int select_mode; /* the socket's mode, read at init */
+  cport_addr addr;   /* connect, sendto: the target */
+  char *buf;         /* send/recv/sendto/recvfrom */
+  size_t len;        /* sendmsg/recvmsg: the total of the header's iovecs */
+  unsigned flags;    /* send/recv flags */
+  int select_mode;   /* the socket's mode, read at init */
+  cport_msghdr *msg; /* sendmsg/recvmsg: the caller's header */
   /* results */
   int finished;
   int status;  /* final: CPORT_OK or a negative cport_err */
   size_t done; /* bytes sent / received in total */
   cport_socket accepted;
+  cport_addr from;    /* recvfrom: the sender (recvmsg: see msg->addr) */
+  unsigned msg_flags; /* recvfrom/recvmsg: CPORT_MSG_TRUNC, from the info or message */
   /* progress */
   cport_handle handle; /* the pending handle, 0 when none */
   int pending;         /* CPORT_SELECT, CPORT_COMPLETION or 0 */
-  char *posted_buf;    /* buffer pointer of the pending completion */
+  char *posted_buf;    /* buffer pointer of the pending completion (msg ops:
+                          the header) */
+  cport_msghdr *rest;  /* select-mode sendmsg: a header for what is left */
+  cport_iovec *rest_iov;
   /* statistics */
   int calls;         /* nowait calls made */
   int first_rc;      /* what the first call returned */
@@ -244,6 +263,13 @@ void sup_op_accept(sup_op *op, cport_socket listener);
 void sup_op_connect(sup_op *op, cport_socket s, const cport_addr *addr);
 void sup_op_send(sup_op *op, cport_socket s, const void *buf, size_t len);
 void sup_op_recv(sup_op *op, cport_socket s, void *buf, size_t len, unsigned flags);
+void sup_op_sendto(sup_op *op, cport_socket s, const void *buf, size_t len, const cport_addr *to);
+void sup_op_recvfrom(sup_op *op, cport_socket s, void *buf, size_t len);
+/* The header (and its iovecs and buffers) must stay valid until the op is
+ * finished. A select-mode stream sendmsg that goes out in parts continues
+ * with a header for the rest, as cport_sendmsg's contract asks. */
+void sup_op_sendmsg(sup_op *op, cport_socket s, cport_msghdr *m);
+void sup_op_recvmsg(sup_op *op, cport_socket s, cport_msghdr *m, unsigned flags);
 
 /* A set of operations on sockets owned by one queue. */
 typedef struct sup_loop {
@@ -272,6 +298,12 @@ int sup_send(cport_queue *q, cport_socket s, const void *buf, size_t len, size_t
 int sup_recv(cport_queue *q, cport_socket s, void *buf, size_t len, size_t *received);
 int sup_accept(cport_queue *q, cport_socket listener, cport_socket *accepted);
 int sup_connect(cport_queue *q, cport_socket s, const cport_addr *addr);
+/* Datagrams and msg ops, the same way. recvfrom: *info (optional) gets the
+ * bytes, the sender and the flags of the datagram. */
+int sup_sendto(cport_queue *q, cport_socket s, const void *buf, size_t len, const cport_addr *to);
+int sup_recvfrom(cport_queue *q, cport_socket s, void *buf, size_t len, cport_recv_info *info);
+int sup_sendmsg(cport_queue *q, cport_socket s, cport_msghdr *m, size_t *sent);
+int sup_recvmsg(cport_queue *q, cport_socket s, cport_msghdr *m, size_t *received);
 /* Receive exactly len bytes (several recvs); fails the test on EOF, an
  * error or a timeout. */
 void sup_recv_exact(cport_queue *q, cport_socket s, void *buf, size_t len);
@@ -314,6 +346,21 @@ int sup_raw_send(sup_raw r, const void *buf, size_t len);
 /* Abortive close: SO_LINGER {1, 0} then close, so the peer gets an RST. */
 void sup_raw_reset(sup_raw r);
 void sup_raw_close(sup_raw r);
+/* Send one datagram (len may be 0) from a new plain OS UDP socket of
+ * to->family; *from (optional) gets that socket's port (and its family).
+ * 0 on success. */
+int sup_raw_udp_send(const cport_addr *to, const void *buf, size_t len, cport_addr *from);
+
+/* ------------------------------------------------------------------------ */
+/* Files                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* A path in the system's temporary directory that no other process or
+ * earlier call uses (it holds the process id and a counter), for AF_UNIX
+ * sockets. Fails the test if it does not fit size. */
+void sup_temp_path(char *buf, size_t size, const char *tag);
+/* Remove a file if it exists (AF_UNIX socket paths). */
+void sup_remove_file(const char *path);
 
 /* ------------------------------------------------------------------------ */
 /* Threads                                                                  */
