@@ -390,7 +390,7 @@ static int summarize(const client *cl, uint64_t elapsed_ms) {
 }
 
 int main(int argc, char **argv) {
-  options opts;
+  options opts = {0};
   client cl;
   memset(&cl, 0, sizeof cl);
   if (parse_options(argc, argv, &opts) != 0) return usage();

@@ -1,7 +1,7 @@
 /*
  * echo_server: echoes every byte on every connection, with cport.
  *
- *   echo_server --port N [--mode completion|select] [--backend auto|epoll|iocp]
+ *   echo_server --port N [--mode completion|select] [--backend auto|epoll|io_uring|iocp]
  *               [--host 127.0.0.1|::1]
  *
  * One handler loop serves both modes, the way Erlang's socket module is used
@@ -13,6 +13,9 @@
  * all back, receive again. It never reads while its echo is unsent, so a
  * client that does not read its echo stalls only itself, and memory stays
  * at one buffer per connection.
+ *
+ * SIGUSR1 (a key press on Windows) prints the table of open sockets, like
+ * Erlang's socket:i().
  */
 #ifndef _WIN32
 #define _POSIX_C_SOURCE 200809L
@@ -238,6 +241,10 @@ static int serve(server *srv) {
     }
     for (int i = 0; i < n; i++) dispatch(srv, &msgs[i]);
     listener_resume_if_due(srv);
+    if (table_requested()) { /* SIGUSR1, or a key press on Windows */
+      cport_print_sockets(stdout);
+      fflush(stdout);
+    }
   }
   return 0;
 }
@@ -326,9 +333,9 @@ static int open_listener(server *srv, const options *o) {
 }
 
 int main(int argc, char **argv) {
-  options opts;
+  options opts = {0};
   if (parse_options(argc, argv, &opts) != 0) return usage();
-  if (install_stop_handlers() != 0) {
+  if (install_stop_handlers() != 0 || install_table_request() != 0) {
     fprintf(stderr, "echo_server: cannot install signal handlers\n");
     return 1;
   }

@@ -64,6 +64,44 @@ static inline int install_stop_handlers(void) {
 #endif
 
 /* ------------------------------------------------------------------------ */
+/* "Print the socket table" requests: SIGUSR1 on POSIX, a key press on      */
+/* Windows (there is no SIGUSR1), checked by the loop like the stop flag.   */
+/* ------------------------------------------------------------------------ */
+
+#ifdef _WIN32
+#include <conio.h>
+
+static inline int install_table_request(void) { return 0; }
+
+static inline int table_requested(void) {
+  if (!_kbhit()) return 0;
+  (void)_getch();
+  return 1;
+}
+#else
+static volatile sig_atomic_t table_flag;
+
+static void on_table_signal(int signo) {
+  (void)signo;
+  table_flag = 1;
+}
+
+static inline int install_table_request(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_table_signal;
+  sigemptyset(&sa.sa_mask);
+  return sigaction(SIGUSR1, &sa, NULL);
+}
+
+static inline int table_requested(void) {
+  if (!table_flag) return 0;
+  table_flag = 0;
+  return 1;
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
 /* Clock                                                                    */
 /* ------------------------------------------------------------------------ */
 

@@ -104,6 +104,9 @@ echo_load() {
       run_pair "echo load: linux $b $m, 1000 connections" TERM \
         "$dbg/echo_server" --port 0 --mode "$m" --backend "$b" -- \
         "$dbg/echo_client" --port PORT --connections 1000 --bytes 20000 --mode "$m"
+      run_pair "udp echo: linux $b $m, 2000 datagrams" TERM \
+        "$dbg/udp_echo_server" --port 0 --mode "$m" --backend "$b" -- \
+        "$dbg/udp_echo_client" --port PORT --count 2000 --size 1000 --mode "$m"
     done
   done
   [ -f "$win/echo_server.exe" ] || return 0
@@ -113,6 +116,9 @@ echo_load() {
     run_pair "echo load: wine echo_server.exe $m, 200 connections from linux" INT \
       bash cmake/wine-run.sh "$win/echo_server.exe" --port 0 --mode "$m" -- \
       "$dbg/echo_client" --port PORT --connections 200 --bytes 20000 --mode "$m"
+    run_pair "udp echo: wine udp_echo_server.exe $m, 500 datagrams from linux" INT \
+      bash cmake/wine-run.sh "$win/udp_echo_server.exe" --port 0 --mode "$m" -- \
+      "$dbg/udp_echo_client" --port PORT --count 500 --size 1000 --mode "$m"
   done
   cleanup
 }
