@@ -416,6 +416,9 @@ typedef enum cport_option {
   CPORT_OPT_OTP_USE_REGISTRY = 102, /* bool: listed by the registry calls */
   CPORT_OPT_OTP_FD = 103,           /* u64, get: the OS socket (fd or SOCKET) */
   CPORT_OPT_OTP_META = 104,         /* ptr: a user value kept with the socket */
+  CPORT_OPT_OTP_ZERO_READ = 105,    /* bool, TCP: a pending recv gives its buffer to the OS only
+                                       once data is there (IOCP: a zero-byte WSARecv first), so
+                                       idle connections pin no buffers; accepted sockets inherit it */
 
   CPORT_OPT_SOCKET_REUSEADDR = 200,        /* bool */
   CPORT_OPT_SOCKET_REUSEPORT = 201,        /* bool (Linux) */

@@ -33,12 +33,15 @@ typedef struct opt_case {
   int exact; /* getopt returns exactly what was set */
 } opt_case;
 
+static int pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
+
 static const opt_case k_cases[] = {
     {CPORT_LEVEL_OTP, CPORT_OPT_OTP_OWNER, CPORT_VAL_QUEUE, K_ALL, 0, 0, 0, 1},
     {CPORT_LEVEL_OTP, CPORT_OPT_OTP_DEBUG, CPORT_VAL_BOOL, K_ALL, 0, 0, 0, 1},
     {CPORT_LEVEL_OTP, CPORT_OPT_OTP_USE_REGISTRY, CPORT_VAL_BOOL, K_ALL, 0, 0, 0, 1},
     {CPORT_LEVEL_OTP, CPORT_OPT_OTP_FD, CPORT_VAL_U64, K_ALL, 0, 1, 0, 0},
     {CPORT_LEVEL_OTP, CPORT_OPT_OTP_META, CPORT_VAL_PTR, K_ALL, 0, 0, 0, 1},
+    {CPORT_LEVEL_OTP, CPORT_OPT_OTP_ZERO_READ, CPORT_VAL_BOOL, K_TCP, 0, 0, 0, 1},
 
     {CPORT_LEVEL_SOCKET, CPORT_OPT_SOCKET_REUSEADDR, CPORT_VAL_BOOL, K_ALL, 0, 0, 0, 1},
     {CPORT_LEVEL_SOCKET, CPORT_OPT_SOCKET_REUSEPORT, CPORT_VAL_BOOL, K_ALL, 0, 0, 0, 1},
@@ -985,11 +988,70 @@ static void test_otp_meta_registry_debug(void **state) {
   expect_no_msg(e->q, 20);
 }
 
+/* otp.zero_read: idle connections pin no receive buffer in the OS. The recv
+ * contract is unchanged, so this proves the contract with it on: inherited
+ * by accepted sockets, data arrives whole and in order, cancel loses
+ * nothing, and it applies to stream sockets only. */
+static void test_zero_read(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  cport_optval on = {.type = CPORT_VAL_BOOL, .v.b = 1}, got;
+  cport_socket client, server, u;
+  char out[3000], in[3000];
+  size_t n = 0;
+  cport_handle h = 0;
+
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  SUP_RC(cport_setopt(p.listener, CPORT_LEVEL_OTP, CPORT_OPT_OTP_ZERO_READ, &on), CPORT_OK);
+  sup_connect_pair(e->q, p.listener, &p.addr, sup_mode_flags(), &client, &server);
+  SUP_RC(cport_getopt(server, CPORT_LEVEL_OTP, CPORT_OPT_OTP_ZERO_READ, &got), CPORT_OK);
+  SUP_EQ(got.v.b, 1);
+  SUP_RC(cport_getopt(client, CPORT_LEVEL_OTP, CPORT_OPT_OTP_ZERO_READ, &got), CPORT_OK);
+  SUP_EQ(got.v.b, 0);
+
+  /* A recv pending on the idle socket, then data: whole and in order. */
+  sup_loop l;
+  sup_op r;
+  sup_loop_init(&l, e->q);
+  sup_op_recv(&r, server, in, sizeof in, CPORT_WAITALL);
+  sup_loop_start(&l, &r);
+  SUP_RC(r.first_rc, pending_rc());
+  sup_pattern(out, sizeof out, 0, 77);
+  sup_send_all(e->q, client, out, sizeof out);
+  sup_loop_run_op(&l, &r, SUP_TIMEOUT);
+  sup_loop_free(&l);
+  SUP_RC(r.status, CPORT_OK);
+  SUP_EQ(r.done, sizeof in);
+  sup_check_pattern(in, sizeof in, 0, 77, "zero_read recv");
+
+  /* Cancel while idle loses nothing: what comes after is all received. */
+  SUP_RC(cport_recv(server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+  SUP_RC(cport_cancel(server, h), CPORT_OK);
+  if (sup_select_mode()) {
+    sup_mark_ended(server, h);
+  } else {
+    cport_msg m = expect_msg_for(e->q, server, h, SUP_TIMEOUT);
+    SUP_EQ(m.tag, CPORT_TAG_ABORT);
+    SUP_RC(m.status, CPORT_ECANCELED);
+    SUP_EQ(m.bytes, 0);
+  }
+  sup_pattern(out, sizeof out, sizeof out, 77);
+  sup_send_all(e->q, client, out, sizeof out);
+  sup_recv_exact(e->q, server, in, sizeof in);
+  sup_check_pattern(in, sizeof in, sizeof out, 77, "zero_read recv after a cancel");
+
+  /* Datagram sockets: a zero-byte read would consume the datagram. */
+  u = sup_udp_open(e->q, CPORT_AF_INET, 0);
+  SUP_RC(cport_setopt(u, CPORT_LEVEL_OTP, CPORT_OPT_OTP_ZERO_READ, &on), CPORT_EOPNOTSUPP);
+  expect_no_msg(e->q, 50);
+}
+
 static const struct CMUnitTest tests[] = {
     CONF_TEST(test_options_table),     CONF_TEST(test_options_round_trips),
     CONF_TEST(test_options_read_only), CONF_TEST(test_options_bad),
     CONF_TEST(test_linger_reset),      CONF_TEST(test_multicast_membership),
     CONF_TEST(test_owner_from_thread), CONF_TEST(test_otp_meta_registry_debug),
+    CONF_TEST(test_zero_read),
 };
 
 const struct CMUnitTest *conf_options_tests(size_t *count) {

@@ -95,8 +95,9 @@ struct cp_sock {
   uint8_t registered;
   uint8_t bound, listening, connecting, connected;
   uint8_t shut_rd, shut_wr;
-  uint8_t debug;                            /* otp.debug: trace each message to stderr */
-  void *meta;                               /* otp.meta */
+  uint8_t debug;     /* otp.debug: trace each message to stderr */
+  uint8_t zero_read; /* otp.zero_read: receive buffers go to the OS only when readable */
+  void *meta;        /* otp.meta */
   uint32_t keepalive_idle, keepalive_intvl; /* Windows sets both at once */
   cport_socket id;                          /* the handle users hold (kept while a zombie drains) */
   cport_ctx *ctx;

@@ -28,6 +28,8 @@ static const opt_def k_opts[] = {
      ANY},
     {CPORT_OPT_OTP_FD, CPORT_LEVEL_OTP, "otp.fd", CPORT_VAL_U64, NOINT, true, ANY},
     {CPORT_OPT_OTP_META, CPORT_LEVEL_OTP, "otp.meta", CPORT_VAL_PTR, NOINT, false, ANY},
+    {CPORT_OPT_OTP_ZERO_READ, CPORT_LEVEL_OTP, "otp.zero_read", CPORT_VAL_BOOL, NOINT, false,
+     STREAM},
 
     {CPORT_OPT_SOCKET_REUSEADDR, CPORT_LEVEL_SOCKET, "socket.reuseaddr", CPORT_VAL_BOOL, NOINT,
      false, ANY},
@@ -112,7 +114,7 @@ const char *cport_option_name(cport_level level, cport_option opt) {
 
 /* Options the core answers from its own state, alike on every platform. */
 static bool core_answers(cport_option opt) {
-  return (opt >= CPORT_OPT_OTP_OWNER && opt <= CPORT_OPT_OTP_META) ||
+  return (opt >= CPORT_OPT_OTP_OWNER && opt <= CPORT_OPT_OTP_ZERO_READ) ||
          opt == CPORT_OPT_SOCKET_TYPE || opt == CPORT_OPT_SOCKET_PROTOCOL ||
          opt == CPORT_OPT_SOCKET_DOMAIN || opt == CPORT_OPT_SOCKET_ACCEPTCONN;
 }
@@ -170,6 +172,7 @@ static int set_otp(cp_sock *s, cport_option opt, const cport_optval *v) {
     cp_registry_add(s, v->v.b != 0);
     return CPORT_OK;
   case CPORT_OPT_OTP_META: s->meta = v->v.ptr; return CPORT_OK;
+  case CPORT_OPT_OTP_ZERO_READ: s->zero_read = (uint8_t)v->v.b; return CPORT_OK;
   default: return CPORT_EINVAL;
   }
 }
@@ -182,6 +185,7 @@ static bool get_known(cp_sock *s, cport_option opt, cport_optval *v) {
   case CPORT_OPT_OTP_USE_REGISTRY: v->v.b = s->registered; return true;
   case CPORT_OPT_OTP_FD: v->v.u64 = s->os; return true;
   case CPORT_OPT_OTP_META: v->v.ptr = s->meta; return true;
+  case CPORT_OPT_OTP_ZERO_READ: v->v.b = s->zero_read; return true;
   case CPORT_OPT_SOCKET_TYPE: v->v.i = s->type; return true;
   case CPORT_OPT_SOCKET_DOMAIN: v->v.i = s->family; return true;
   case CPORT_OPT_SOCKET_PROTOCOL: v->v.i = s->type == CPORT_SOCK_STREAM ? 6 : 17; return true;

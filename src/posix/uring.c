@@ -90,10 +90,11 @@ static unsigned poll_mask(const cp_op *op) { return op->dir == CP_RD ? POLLIN : 
  * connect (SO_ERROR after POLLOUT), accept (the kernel's native accept
  * was seen to hand out a descriptor past a full RLIMIT_NOFILE table, where
  * accept4 reports EMFILE as the contract wants), datagrams (which need
- * recvmsg's address and truncation flag) and msg ops (control data). */
+ * recvmsg's address and truncation flag), msg ops (control data), and
+ * recvs of otp.zero_read sockets (no buffer in the kernel while idle). */
 static bool by_poll(const cp_sock *s, const cp_op *op) {
   return op->select || (op->kind != CPORT_OP_RECV && op->kind != CPORT_OP_SEND) ||
-         s->type == CPORT_SOCK_DGRAM;
+         s->type == CPORT_SOCK_DGRAM || (op->kind == CPORT_OP_RECV && s->zero_read);
 }
 
 /* Hands the rest of op to the kernel; its CQE comes back to reap(). */
