@@ -42,9 +42,10 @@ enum cp_dir { CP_RD = 0, CP_WR = 1 };
 enum cp_op_state { CP_OP_PENDING = 0, CP_OP_DONE = 1 };
 enum cp_sock_state { CP_SOCK_FREE = 0, CP_SOCK_OPEN = 1, CP_SOCK_ZOMBIE = 2 };
 
-/* Room for a backend's per-operation state (an OVERLAPPED, a WSABUF,
- * AcceptEx's address buffer, an io_uring user_data...). */
-#define CP_BACKEND_OP_SIZE 192
+/* Room for a backend's per-operation state (IOCP: a pointer to its
+ * OVERLAPPED record, which lives in its own allocation because the OS may
+ * hold it after the op ended) and per-socket state. */
+#define CP_BACKEND_OP_SIZE 32
 #define CP_BACKEND_SOCK_SIZE 128
 
 typedef struct cp_sock cp_sock;
