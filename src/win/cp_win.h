@@ -39,6 +39,8 @@ void cp_win_wildcard(int family, struct sockaddr_storage *ss, int *len);
 LPFN_ACCEPTEX cp_win_acceptex(SOCKET s, int family);
 LPFN_CONNECTEX cp_win_connectex(SOCKET s, int family);
 LPFN_WSARECVMSG cp_win_wsarecvmsg(SOCKET s, int family);
+/* Parses the addresses out of an AcceptEx buffer (no system call). */
+LPFN_GETACCEPTEXSOCKADDRS cp_win_getacceptexsockaddrs(SOCKET s, int family);
 
 /* The base provider handle (SIO_BASE_HANDLE), for IOCTL_AFD_POLL. */
 SOCKET cp_win_base_handle(SOCKET s);
@@ -106,6 +108,13 @@ int cp_win_sel_recvmsg(cp_sock *s, cp_op *op);
 
 typedef struct cp_io cp_io;
 
+/* An IPv4 or IPv6 address, as the OS writes it (28 bytes at most). */
+typedef union cp_win_sockaddr {
+  struct sockaddr sa;
+  struct sockaddr_in in;
+  struct sockaddr_in6 in6;
+} cp_win_sockaddr;
+
 /* In cp_sock.be (CP_BACKEND_SOCK_SIZE bytes, zeroed at open/adopt). */
 typedef struct iocp_sock {
   SOCKET base;       /* base provider handle, for AFD polls (select mode) */
@@ -119,6 +128,11 @@ typedef struct iocp_sock {
   uint8_t skip;           /* FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set */
   uint8_t closed;         /* sock_close ran: every error now means "closed" */
   uint8_t accept_failed;  /* listener: the pool could not be refilled */
+  uint8_t has_names;      /* accepted by AcceptEx: names[] hold both ends */
+  /* Accepted by AcceptEx: the local ([0]) and remote ([1]) address, parsed
+   * from the AcceptEx buffer by GetAcceptExSockaddrs, so that sockname and
+   * peername need no system call. Two sockaddr_in6 (56 bytes) fit here. */
+  cp_win_sockaddr names[2];
 } iocp_sock;
 
 /* In cp_op.be (CP_BACKEND_OP_SIZE bytes, NOT zeroed by cp_op_alloc: start

@@ -8,9 +8,9 @@
  * to the OS as AcceptEx, ConnectEx, WSASend and WSARecv (WSASendTo and
  * WSARecvFrom for datagrams; WSASendMsg and WSARecvMsg for datagram
  * sendmsg/recvmsg, gathered WSASend/WSARecv for stream ones: msg.c) with
- * the caller's buffers. A stream recv may first wait with a zero-byte
- * WSARecv, so that no buffer is pinned while the peer is idle (see
- * cm_probe). Every OS operation
+ * the caller's buffers. A stream recv of an otp.zero_read socket first
+ * waits with a zero-byte WSARecv, so that no buffer is pinned while the
+ * peer is idle (see cm_probe). Every OS operation
  * runs on a cp_io, allocated apart from the cp_op: the OS owns it until its
  * packet is dequeued, which may be after the op itself has ended (a success
  * reported at once while the port still gets a packet, a socket closed
@@ -164,7 +164,7 @@ typedef struct iocp_ctx {
   LONG wake_pending;
   LONG in_os; /* cp_io the OS still holds (their packets are due) */
   int accepts_per_listener;
-  bool zero_read;                        /* stream recvs wait with a zero-byte WSARecv first */
+  bool zero_read_all;                    /* test hook: every stream socket acts as otp.zero_read */
   OVERLAPPED_ENTRY entries[MAX_ENTRIES]; /* used by the one poller only */
 } iocp_ctx;
 
@@ -283,11 +283,13 @@ static int iocp_ctx_init(cport_ctx *ctx) {
   st->afd = open_afd(st->port); /* NULL: select mode answers ENOTSUP */
   st->accepts_per_listener = cp_ctx_accepts_per_listener(ctx);
   if (st->accepts_per_listener <= 0) st->accepts_per_listener = 32;
-  /* Zero-byte reads have no public switch yet (see cm_probe): an
-   * environment variable turns them on per context, as CPORT_IOCP_NO_SKIP
-   * turns the skip mode off, so the whole suite can run with them. */
+  /* Zero-byte reads are switched per socket by otp.zero_read (see
+   * wants_probe). CPORT_IOCP_ZERO_READ=1 is only a test hook: it forces them
+   * on for every stream socket of the context, as CPORT_IOCP_NO_SKIP turns
+   * the skip mode off, so that ctest can run the whole suite that way
+   * (conformance.iocp.*.zeroread). Not an API: applications set the option. */
   const char *zr = cp_getenv("CPORT_IOCP_ZERO_READ");
-  st->zero_read = zr && zr[0] && strcmp(zr, "0") != 0;
+  st->zero_read_all = zr && zr[0] && strcmp(zr, "0") != 0;
   cp_ctx_set_backend(ctx, st);
   return CPORT_OK;
 }
@@ -368,8 +370,33 @@ static int iocp_sock_open(cp_sock *s) {
   return CPORT_OK;
 }
 
+/* The addresses of the connection being adopted on this thread (set by
+ * accept_take around cp_sock_adopt, which gives the backend no other way to
+ * reach them), or NULL: then sockname/peername ask the OS. */
+static _Thread_local const cp_win_sockaddr *t_adopt_names;
+
 /* An accepted socket: the caller closes it if this fails. */
-static int iocp_sock_adopt(cp_sock *s) { return attach(s); }
+static int iocp_sock_adopt(cp_sock *s) {
+  int rc = attach(s); /* zeroes BS(s) */
+  if (rc == CPORT_OK && t_adopt_names) {
+    memcpy(BS(s)->names, t_adopt_names, sizeof BS(s)->names);
+    BS(s)->has_names = 1;
+  }
+  return rc;
+}
+
+/* An accepted socket's addresses never change: those AcceptEx gave. */
+static int iocp_sockname(cp_sock *s, cport_addr *addr) {
+  iocp_sock *bs = BS(s);
+  if (bs->has_names) return cp_win_addr_from_os(&bs->names[0].sa, (int)sizeof bs->names[0], addr);
+  return cp_win_sockname(s, addr);
+}
+
+static int iocp_peername(cp_sock *s, cport_addr *addr) {
+  iocp_sock *bs = BS(s);
+  if (bs->has_names) return cp_win_addr_from_os(&bs->names[1].sa, (int)sizeof bs->names[1], addr);
+  return cp_win_peername(s, addr);
+}
 
 /* ======================================================================== */
 /* Select mode: non-blocking calls, AFD polls for readiness                 */
@@ -623,8 +650,9 @@ static void posted_remove(iocp_sock *bs, cp_io *io) {
     }
 }
 
-/* SO_UPDATE_ACCEPT_CONTEXT, so that getpeername, shutdown and the rest
- * work on the accepted socket. */
+/* SO_UPDATE_ACCEPT_CONTEXT, so that shutdown, the socket options and the
+ * rest work on the accepted socket (its sockname and peername come from the
+ * AcceptEx buffer, but other Winsock calls still need the context). */
 static int update_accept(cp_sock *listener, SOCKET a) {
   SOCKET ls = SOCK(listener);
   if (setsockopt(a, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (const char *)&ls, sizeof ls) != 0)
@@ -687,10 +715,37 @@ static cp_op *waiting_accept(cp_sock *s, cp_op *stop) {
   return NULL;
 }
 
+/* Copies one address GetAcceptExSockaddrs pointed at; false if it is not
+ * a whole IPv4 or IPv6 address. */
+static bool copy_name(cp_win_sockaddr *dst, const struct sockaddr *sa, INT len) {
+  if (!sa || len <= 0 || (size_t)len > sizeof *dst) return false;
+  if (!(sa->sa_family == AF_INET && (size_t)len >= sizeof(struct sockaddr_in)) &&
+      !(sa->sa_family == AF_INET6 && (size_t)len >= sizeof(struct sockaddr_in6)))
+    return false;
+  memset(dst, 0, sizeof *dst);
+  memcpy(dst, sa, (size_t)len);
+  return true;
+}
+
+/* The local ([0]) and remote ([1]) addresses of a completed AcceptEx,
+ * parsed from its buffer (issue 3). false: the caller lets sockname and
+ * peername ask the OS instead. */
+static bool accept_names(cp_sock *listener, cp_io *io, cp_win_sockaddr names[2]) {
+  LPFN_GETACCEPTEXSOCKADDRS fn = cp_win_getacceptexsockaddrs(SOCK(listener), listener->family);
+  if (!fn) return false;
+  struct sockaddr *local = NULL, *remote = NULL;
+  INT local_len = 0, remote_len = 0;
+  fn(io->u.addrs, 0, ACCEPT_ADDR_LEN, ACCEPT_ADDR_LEN, &local, &local_len, &remote, &remote_len);
+  return copy_name(&names[0], local, local_len) && copy_name(&names[1], remote, remote_len);
+}
+
 /* Hands a ready connection to an accept op. */
 static int accept_take(cp_sock *s, cp_op *op) {
   cp_io *io = ready_pop(BS(s));
+  cp_win_sockaddr names[2];
+  t_adopt_names = accept_names(s, io, names) ? names : NULL;
   int rc = cp_sock_adopt(s, (uintptr_t)io->accepted, &op->accepted);
+  t_adopt_names = NULL;
   if (rc != CPORT_OK) closesocket(io->accepted);
   io_free(io);
   return rc;
@@ -884,11 +939,13 @@ static int cm_issue(cp_sock *s, cp_op *op, cp_io *io, DWORD *n, int *wsa_err) {
  * otherwise post their real recvs in the wrong order. Datagram sockets never
  * probe: a zero-byte receive would take and truncate the datagram.
  *
- * Turned on per context by CPORT_IOCP_ZERO_READ=1 until the public API has a
- * switch for it. */
+ * Switched per socket by otp.zero_read (s->zero_read, inherited by accepted
+ * sockets), read each time a recv goes to the OS, so setting the option
+ * on a live socket applies from its next recv. CPORT_IOCP_ZERO_READ=1 is a
+ * test hook that forces it for every stream socket (see iocp_ctx_init). */
 
 static bool wants_probe(cp_sock *s, cp_op *op) {
-  return state_of(s->ctx)->zero_read && !is_dgram(s) && is_recv(op) &&
+  return (s->zero_read || state_of(s->ctx)->zero_read_all) && !is_dgram(s) && is_recv(op) &&
          cp_dir_active(s, CP_RD) == op;
 }
 
@@ -1351,6 +1408,6 @@ const cp_backend cp_backend_iocp = {
     .bind = cp_win_bind,
     .listen = iocp_listen,
     .shutdown = iocp_shutdown,
-    .sockname = cp_win_sockname,
-    .peername = cp_win_peername,
+    .sockname = iocp_sockname,
+    .peername = iocp_peername,
 };

@@ -191,6 +191,7 @@ static SRWLOCK g_ext_lock = SRWLOCK_INIT;
 static LPFN_ACCEPTEX g_acceptex[FAMILIES];
 static LPFN_CONNECTEX g_connectex[FAMILIES];
 static LPFN_WSARECVMSG g_wsarecvmsg[FAMILIES];
+static LPFN_GETACCEPTEXSOCKADDRS g_getacceptexsockaddrs[FAMILIES];
 
 static int get_ext(SOCKET s, GUID guid, void *fn, DWORD fn_size) {
   DWORD bytes = 0;
@@ -218,6 +219,19 @@ LPFN_CONNECTEX cp_win_connectex(SOCKET s, int family) {
     if (get_ext(s, (GUID)WSAID_CONNECTEX, &fn, sizeof fn)) g_connectex[i] = fn;
   }
   LPFN_CONNECTEX fn = g_connectex[i];
+  ReleaseSRWLockExclusive(&g_ext_lock);
+  return fn;
+}
+
+LPFN_GETACCEPTEXSOCKADDRS cp_win_getacceptexsockaddrs(SOCKET s, int family) {
+  int i = fam_index(family);
+  AcquireSRWLockExclusive(&g_ext_lock);
+  if (!g_getacceptexsockaddrs[i]) {
+    LPFN_GETACCEPTEXSOCKADDRS fn = NULL;
+    if (get_ext(s, (GUID)WSAID_GETACCEPTEXSOCKADDRS, &fn, sizeof fn))
+      g_getacceptexsockaddrs[i] = fn;
+  }
+  LPFN_GETACCEPTEXSOCKADDRS fn = g_getacceptexsockaddrs[i];
   ReleaseSRWLockExclusive(&g_ext_lock);
   return fn;
 }
