@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
-
 /* Read from s until nothing arrives for quiet_ms; check the pattern from
  * offset; returns the byte count. */
 static size_t drain(cport_socket s, uint64_t offset, uint32_t seed, int quiet_ms) {
@@ -45,7 +43,7 @@ static void test_cancel_race_recv(void **state) {
     size_t k = 1 + (size_t)((it * 37) % 200), n = 0, delivered = 0;
     cport_handle h = 0;
     int cr;
-    SUP_RC(cport_recv(p.server, rbuf, sizeof rbuf, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+    SUP_RC(cport_recv(p.server, rbuf, sizeof rbuf, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
     sup_pattern(out, k, offset, 50);
     n = 0;
     {
@@ -129,7 +127,7 @@ static void test_cancel_pending(void **state) {
   sup_make_pair(e->q, CPORT_AF_INET, &p);
 
   /* recv */
-  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
   SUP_RC(cport_cancel(p.server, h), CPORT_OK);
   if (sup_select_mode()) {
     sup_mark_ended(p.server, h);
@@ -149,7 +147,7 @@ static void test_cancel_pending(void **state) {
   sup_check_pattern(in, sizeof in, 0, 51, "data after a cancelled recv");
 
   /* accept: the listener stays usable. */
-  SUP_RC(cport_accept(p.listener, CPORT_NOWAIT, &acc, &h), pending_rc());
+  SUP_RC(cport_accept(p.listener, CPORT_NOWAIT, &acc, &h), sup_pending_rc());
   SUP_RC(cport_cancel(p.listener, h), CPORT_OK);
   if (sup_select_mode()) {
     sup_mark_ended(p.listener, h);
@@ -211,7 +209,7 @@ static void test_cancel_ended_and_bogus(void **state) {
 
   sup_make_pair(e->q, CPORT_AF_INET, &p);
   /* A handle whose message was delivered. */
-  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
   sup_pattern(out, sizeof out, 0, 53);
   sup_send_all(e->q, p.client, out, 10);
   m = expect_msg_for(e->q, p.server, h, SUP_TIMEOUT);
@@ -228,7 +226,7 @@ static void test_cancel_ended_and_bogus(void **state) {
 
   /* A handle whose message is in the queue, not yet taken: still
    * "not found", and the message is there. */
-  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
   sup_send_all(e->q, p.client, out + 10, 10);
   sup_settle(e->q, 100); /* the message is now stashed (taken from the queue) or queued */
   m = expect_msg_for(e->q, p.server, h, SUP_TIMEOUT);
@@ -244,7 +242,7 @@ static void test_cancel_ended_and_bogus(void **state) {
   SUP_RC(cport_cancel(p.client, 0x7766554433221100ull), CPORT_ENOTFOUND);
   SUP_RC(cport_cancel(p.listener, 0x7766554433221100ull), CPORT_ENOTFOUND);
   SUP_RC2(cport_cancel(p.server, 0), CPORT_ENOTFOUND, CPORT_EINVAL);
-  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
   for (int i = 0; i < 32; i++) {
     cport_handle bogus = sup_rand();
     if (bogus == h || bogus == 0) continue;
@@ -280,10 +278,10 @@ static void test_close_pending_ops(void **state) {
   int rc;
 
   sup_make_pair(e->q, CPORT_AF_INET, &p);
-  SUP_RC(cport_accept(p.listener, CPORT_NOWAIT, &acc, &ha), pending_rc());
+  SUP_RC(cport_accept(p.listener, CPORT_NOWAIT, &acc, &ha), sup_pending_rc());
   for (int i = 0; i < nr; i++) {
     rbuf[i] = (char *)sup_alloc(64);
-    SUP_RC(cport_recv(p.server, rbuf[i], 64, 0, CPORT_NOWAIT, &n, &hr[i]), pending_rc());
+    SUP_RC(cport_recv(p.server, rbuf[i], 64, 0, CPORT_NOWAIT, &n, &hr[i]), sup_pending_rc());
   }
   if (sup_select_mode()) {
     size_t sent = 0;
@@ -372,7 +370,7 @@ static void test_close_idle_and_reopen(void **state) {
     cport_socket l2 = sup_open(e->q, CPORT_AF_INET);
     SUP_RC(cport_bind(l2, &p.addr), CPORT_OK);
     SUP_RC(cport_listen(l2, 0), CPORT_OK);
-    SUP_RC(cport_accept(l2, CPORT_NOWAIT, &p.client, &h), pending_rc());
+    SUP_RC(cport_accept(l2, CPORT_NOWAIT, &p.client, &h), sup_pending_rc());
     SUP_RC(cport_close(l2), CPORT_OK);
     cport_msg m = expect_msg_for(e->q, l2, h, SUP_TIMEOUT);
     SUP_EQ(m.tag, CPORT_TAG_ABORT);

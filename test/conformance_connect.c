@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
-
 /* A loopback port with nothing listening on it. */
 static cport_addr closed_port(sup_env *e, int family) {
   cport_addr a;
@@ -37,7 +35,7 @@ static void test_connect_refused(void **state) {
   sup_loop_start(&l, &op);
   sup_loop_run_op(&l, &op, SUP_TIMEOUT);
   SUP_RC(op.status, CPORT_ECONNREFUSED);
-  if (op.first_rc != CPORT_ECONNREFUSED) SUP_RC(op.first_rc, pending_rc());
+  if (op.first_rc != CPORT_ECONNREFUSED) SUP_RC(op.first_rc, sup_pending_rc());
   SUP_RC(cport_close(c), CPORT_OK);
 
   c = sup_open(e->q, CPORT_AF_INET6);
@@ -97,7 +95,7 @@ static void test_connect_timeout(void **state) {
   sup_loop_init(&lp, e->q);
   sup_op_connect(&op, c, &addr);
   sup_loop_start(&lp, &op);
-  SUP_RC(op.first_rc, pending_rc());
+  SUP_RC(op.first_rc, sup_pending_rc());
   expect_no_msg(e->q, SUP_QUIET);
   SUP_RC(cport_cancel(c, op.handle), CPORT_OK);
   if (sup_select_mode()) {
@@ -145,7 +143,7 @@ static void rst_then_good(sup_env *e, int accept_first) {
   if (accept_first) {
     sup_op_accept(&pre, l);
     sup_loop_start(&lp, &pre);
-    SUP_RC(pre.first_rc, pending_rc());
+    SUP_RC(pre.first_rc, sup_pending_rc());
   }
   for (int i = 0; i < 3; i++) {
     sup_raw r = sup_raw_connect(&addr);
@@ -336,7 +334,7 @@ static int emfile_child(void *arg) {
   /* Attempt 2, still full: reported again, once (at once, or by one
    * message). */
   rc = cport_accept(l, CPORT_NOWAIT, &acc, &h2);
-  if (rc == pending_rc()) {
+  if (rc == sup_pending_rc()) {
     CK(child_wait(q, &m, SUP_TIMEOUT), 20, "no message for attempt 2");
     CK(m.handle == h2, 21, "wrong handle");
     if (sel) {
@@ -356,7 +354,7 @@ static int emfile_child(void *arg) {
   /* With descriptors free again the waiting connection is accepted. */
   sup_release_fds(16);
   rc = cport_accept(l, CPORT_NOWAIT, &acc, &h);
-  if (rc == pending_rc()) {
+  if (rc == sup_pending_rc()) {
     CK(child_wait(q, &m, SUP_TIMEOUT), 30, "no message for attempt 3");
     if (sel)
       rc = cport_accept(l, CPORT_NOWAIT, &acc, &h);

@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
-
 /* ------------------------------------------------------------------------ */
 /* Echo machinery: servers echo whatever they get until EOF; clients send a  */
 /* pattern and check what comes back. All driven by one sup_loop.           */
@@ -514,7 +512,7 @@ static void test_peer_half_close(void **state) {
   sup_loop_init(&l, e->q);
   sup_op_recv(&r, p.client, buf, sizeof buf, 0);
   sup_loop_start(&l, &r);
-  SUP_RC(r.first_rc, pending_rc());
+  SUP_RC(r.first_rc, sup_pending_rc());
   SUP_RC(cport_shutdown(p.server, CPORT_SHUT_WR), CPORT_OK);
   sup_loop_run_op(&l, &r, SUP_TIMEOUT);
   sup_loop_free(&l);
@@ -609,7 +607,7 @@ static void test_peer_reset_pending_recv(void **state) {
   sup_loop_init(&lp, e->q);
   sup_op_recv(&r, s, buf, sizeof buf, 0);
   sup_loop_start(&lp, &r);
-  SUP_RC(r.first_rc, pending_rc());
+  SUP_RC(r.first_rc, sup_pending_rc());
   sup_raw_reset(raw);
   sup_loop_run_op(&lp, &r, SUP_TIMEOUT);
   sup_loop_free(&lp);
@@ -739,7 +737,7 @@ static void test_blocking_keeps_owner_messages(void **state) {
   sup_make_pair(e->q, CPORT_AF_INET, &a);
   sup_make_pair(e->q, CPORT_AF_INET, &b);
   /* A nowait recv pending on a, a user message in the queue. */
-  SUP_RC(cport_recv(a.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+  SUP_RC(cport_recv(a.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
   SUP_RC(cport_post(e->q, 5, &x), CPORT_OK);
   /* Data for a arrives while a blocking call on b waits and times out. */
   sup_pattern(out, sizeof out, 0, 43);

@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
-
 static cport_optval bool_val(int b) {
   cport_optval v;
   memset(&v, 0, sizeof v);
@@ -167,7 +165,7 @@ static void test_v6only_default(void **state) {
   to4 = sup_loopback(CPORT_AF_INET, ua.port);
   SUP_RC(sup_sendto(e->q, u4, buf, sizeof buf, &to4), CPORT_OK);
   sup_settle(e->q, 50);
-  SUP_RC(cport_recvfrom(u, buf, sizeof buf, 0, CPORT_NOWAIT, &ri, &h), pending_rc());
+  SUP_RC(cport_recvfrom(u, buf, sizeof buf, 0, CPORT_NOWAIT, &ri, &h), sup_pending_rc());
   expect_no_msg_for(e->q, u, h, SUP_QUIET);
   SUP_RC(cport_cancel(u, h), CPORT_OK);
   if (sup_select_mode()) {

@@ -8,8 +8,6 @@
 
 #include <string.h>
 
-static int pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
-
 static cport_optval bool_val(int b) {
   cport_optval v;
   memset(&v, 0, sizeof v);
@@ -127,7 +125,7 @@ static void test_msg_gather_scatter_tcp(void **state) {
 
   /* The recvmsg is pending before the data exists. */
   hdr_init(&rm, riov, 2);
-  SUP_RC(cport_recvmsg(p.server, &rm, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+  SUP_RC(cport_recvmsg(p.server, &rm, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
   SUP_EQ(n, 0);
   SUP_RC(sup_sendmsg(e->q, p.client, &sm, &n), CPORT_OK);
   SUP_EQ(n, TOTAL);
@@ -271,7 +269,7 @@ static void pktinfo_family(sup_env *e, int family) {
       SUP_RC(sup_sendto(e->q, a, out, sizeof out, &to), CPORT_OK);
       SUP_RC(sup_recvmsg(e->q, b, &m, &n), CPORT_OK);
     } else {
-      SUP_RC(cport_recvmsg(b, &m, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+      SUP_RC(cport_recvmsg(b, &m, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
       SUP_RC(sup_sendto(e->q, a, out, sizeof out, &to), CPORT_OK);
       n = finish_pending_recvmsg(e->q, b, h, &m);
     }
@@ -383,7 +381,7 @@ static void test_msg_truncation(void **state) {
   /* Pending. */
   sup_pattern(out, sizeof out, 0, 541);
   hdr_init(&m, riov, 2);
-  SUP_RC(cport_recvmsg(b, &m, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+  SUP_RC(cport_recvmsg(b, &m, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
   SUP_RC(sup_sendto(e->q, a, out, sizeof out, &ba), CPORT_OK);
   n = finish_pending_recvmsg(e->q, b, h, &m);
   SUP_EQ(n, 10);

@@ -33,8 +33,6 @@ typedef struct opt_case {
   int exact; /* getopt returns exactly what was set */
 } opt_case;
 
-static int pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
-
 static const opt_case k_cases[] = {
     {CPORT_LEVEL_OTP, CPORT_OPT_OTP_OWNER, CPORT_VAL_QUEUE, K_ALL, 0, 0, 0, 1},
     {CPORT_LEVEL_OTP, CPORT_OPT_OTP_DEBUG, CPORT_VAL_BOOL, K_ALL, 0, 0, 0, 1},
@@ -1015,7 +1013,7 @@ static void test_zero_read(void **state) {
   sup_loop_init(&l, e->q);
   sup_op_recv(&r, server, in, sizeof in, CPORT_WAITALL);
   sup_loop_start(&l, &r);
-  SUP_RC(r.first_rc, pending_rc());
+  SUP_RC(r.first_rc, sup_pending_rc());
   sup_pattern(out, sizeof out, 0, 77);
   sup_send_all(e->q, client, out, sizeof out);
   sup_loop_run_op(&l, &r, SUP_TIMEOUT);
@@ -1025,7 +1023,7 @@ static void test_zero_read(void **state) {
   sup_check_pattern(in, sizeof in, 0, 77, "zero_read recv");
 
   /* Cancel while idle loses nothing: what comes after is all received. */
-  SUP_RC(cport_recv(server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+  SUP_RC(cport_recv(server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
   SUP_RC(cport_cancel(server, h), CPORT_OK);
   if (sup_select_mode()) {
     sup_mark_ended(server, h);

@@ -10,8 +10,6 @@
 
 #include <string.h>
 
-static int pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
-
 static void check_from(const cport_addr *got, const cport_addr *want, const char *what) {
   SUP_ASSERT(sup_addr_equal(got, want), "%s: the sender is %s, expected %s", what,
              sup_addr_str(got, 0), sup_addr_str(want, 1));
@@ -114,7 +112,7 @@ static void pending_recvfrom_family(sup_env *e, int family) {
   cport_recv_info ri;
 
   memset(&ri, 0x5a, sizeof ri);
-  SUP_RC(cport_recvfrom(b, in[0], sizeof in[0], 0, CPORT_NOWAIT, &ri, &h[0]), pending_rc());
+  SUP_RC(cport_recvfrom(b, in[0], sizeof in[0], 0, CPORT_NOWAIT, &ri, &h[0]), sup_pending_rc());
   SUP_EQ(ri.bytes, 0);
   SUP_ASSERT(h[0] != 0, "pending recvfrom has a handle");
   if (sup_select_mode()) {
@@ -285,7 +283,7 @@ static void test_udp_zero_byte_datagram(void **state) {
   SUP_ASSERT(memcmp(ri.from.ip, lo.ip, 4) == 0, "sender %s", sup_addr_str(&ri.from, 0));
 
   /* Pending when it arrives. */
-  SUP_RC(cport_recvfrom(b, in, sizeof in, 0, CPORT_NOWAIT, &ri, &h), pending_rc());
+  SUP_RC(cport_recvfrom(b, in, sizeof in, 0, CPORT_NOWAIT, &ri, &h), sup_pending_rc());
   SUP_ASSERT(sup_raw_udp_send(&ba, "", 0, &from) == 0, "raw 0-byte sendto");
   finish_pending_recvfrom(e->q, b, h, in, sizeof in, &ri);
   SUP_EQ(ri.bytes, 0);
@@ -365,7 +363,7 @@ static void test_udp_truncation(void **state) {
   /* Pending: msg.flags of the completion (select mode: the call made after
    * the select message is done now and says it in the info). */
   sup_pattern(out, sizeof out, 0, 73);
-  SUP_RC(cport_recvfrom(b, in, sizeof in, 0, CPORT_NOWAIT, &ri, &h), pending_rc());
+  SUP_RC(cport_recvfrom(b, in, sizeof in, 0, CPORT_NOWAIT, &ri, &h), sup_pending_rc());
   SUP_RC(sup_sendto(e->q, a, out, 100, &ba), CPORT_OK);
   finish_pending_recvfrom(e->q, b, h, in, sizeof in, &ri);
   SUP_EQ(ri.bytes, 10);
@@ -525,7 +523,7 @@ static void icmp_family(sup_env *e, int family) {
   sup_pattern(out, sizeof out, 0, 95);
 
   /* A recv pending while the ICMP error comes back. */
-  SUP_RC(cport_recvfrom(b, in, sizeof in, 0, CPORT_NOWAIT, &ri, &h), pending_rc());
+  SUP_RC(cport_recvfrom(b, in, sizeof in, 0, CPORT_NOWAIT, &ri, &h), sup_pending_rc());
   SUP_RC(sup_sendto(e->q, b, "x", 1, &closed), CPORT_OK);
   expect_no_msg_for(e->q, b, h, SUP_QUIET);
   SUP_RC(sup_sendto(e->q, c, out, sizeof out, &ba), CPORT_OK);

@@ -12,8 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
-
 static void check_unix_name(const cport_addr *a, const char *path, const char *what) {
   char buf[CPORT_PATH_MAX + 8], want[CPORT_PATH_MAX + 8];
   int n;
@@ -74,7 +72,7 @@ static void unix_echo(sup_env *e) {
   sup_loop_init(&lp, e->q);
   sup_op_recv(&r, s, in, 100, 0);
   sup_loop_start(&lp, &r);
-  SUP_RC(r.first_rc, pending_rc());
+  SUP_RC(r.first_rc, sup_pending_rc());
   sup_pattern(out, 100, 0, 400);
   sup_send_all(e->q, c, out, 100);
   sup_loop_run_op(&lp, &r, SUP_TIMEOUT);

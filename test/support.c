@@ -375,6 +375,8 @@ int sup_parse_args(int argc, char **argv) {
 cport_backend_id sup_backend(void) { return g_backend; }
 int sup_select_mode(void) { return g_select; }
 unsigned sup_mode_flags(void) { return g_select ? CPORT_OPEN_SELECT : 0u; }
+
+int sup_pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
 const char *sup_mode_name(void) { return g_select ? "select" : "completion"; }
 
 const char *sup_group_name(const char *suite) {

@@ -15,8 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
-
 /* ------------------------------------------------------------------------ */
 /* Two threads, each with its own queue on one context, each echoing        */
 /* ------------------------------------------------------------------------ */
@@ -103,7 +101,7 @@ static void test_post_wakes_infinite_waiter(void **state) {
 
   /* An op pending too, so the waiter is deep in the poller, not idle. */
   sup_make_pair(e->q, CPORT_AF_INET, &p);
-  SUP_RC(cport_recv(p.server, buf, sizeof buf, 0, CPORT_NOWAIT, &n, &h), pending_rc());
+  SUP_RC(cport_recv(p.server, buf, sizeof buf, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
 
   job.q = e->q;
   job.count = 200;
@@ -230,7 +228,7 @@ static void test_several_waiters_one_queue(void **state) {
     sup_make_pair(e->q, CPORT_AF_INET, &pairs[j]);
     s->servers[j] = pairs[j].server;
     SUP_RC(cport_recv(pairs[j].server, bufs + j * 64, 64, 0, CPORT_NOWAIT, &n, &s->handles[j]),
-           pending_rc());
+           sup_pending_rc());
   }
   for (int i = 0; i < NWAITERS; i++) t[i] = sup_thread_start(volume_waiter, &w);
   for (int i = 0; i < NUSER; i++) {
@@ -659,7 +657,7 @@ static void test_close_while_other_thread_pumps(void **state) {
     for (int i = 0; i < nr; i++) {
       size_t n = 0;
       rc = cport_recv(sv, bufs + i * 32, 32, 0, CPORT_NOWAIT, &n, &h[i]);
-      if (rc != pending_rc() && !failure[0])
+      if (rc != sup_pending_rc() && !failure[0])
         snprintf(failure, sizeof failure, "round %d: recv %d returned %s", r, i, sup_rc_name(rc));
     }
     rc = cport_close(sv);
