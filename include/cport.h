@@ -215,7 +215,8 @@ typedef enum cport_op {
 } cport_op;
 
 /* Flags in cport_msg.flags and cport_recv_info.flags. */
-#define CPORT_MSG_TRUNC 0x1u /* the datagram was longer than the buffer: the rest is lost */
+#define CPORT_MSG_TRUNC 0x1u     /* the datagram was longer than the buffer: the rest is lost */
+#define CPORT_MSG_ALLOCATED 0x2u /* msg.buf was allocated by cport_recv_alloc: cport_free it */
 
 typedef struct cport_msg {
   cport_tag tag;
@@ -380,6 +381,20 @@ CPORT_API int cport_sendmsg(cport_socket s, const cport_msghdr *m, unsigned flag
 CPORT_API int cport_recvmsg(cport_socket s, cport_msghdr *m, unsigned flags, int timeout,
                             size_t *received, cport_handle *handle);
 
+/* Receive into a buffer the library allocates, otp.rcvbuf bytes (default
+ * 16384), so the caller need not own one while it waits. Done now: *buf
+ * and *received are set. Pending in completion mode: the message carries
+ * the buffer in msg.buf with CPORT_MSG_ALLOCATED in msg.flags, on a
+ * completion and on an abort alike. Select mode: the select message
+ * carries no buffer; call again. A call that returns no bytes (EOF, a
+ * timeout, an error) returns *buf NULL. Every buffer handed out this way is
+ * the caller's to release with cport_free. flags: CPORT_WAITALL or 0. */
+CPORT_API int cport_recv_alloc(cport_socket s, unsigned flags, int timeout, void **buf,
+                               size_t *received, cport_handle *handle);
+
+/* Release a buffer from cport_recv_alloc (NULL is ignored). */
+CPORT_API void cport_free(void *buf);
+
 /* Shut down one or both directions. */
 enum { CPORT_SHUT_RD = 1, CPORT_SHUT_WR = 2, CPORT_SHUT_RDWR = 3 };
 CPORT_API int cport_shutdown(cport_socket s, int how);
@@ -419,6 +434,8 @@ typedef enum cport_option {
   CPORT_OPT_OTP_ZERO_READ = 105,    /* bool, TCP: a pending recv gives its buffer to the OS only
                                        once data is there (IOCP: a zero-byte WSARecv first), so
                                        idle connections pin no buffers; accepted sockets inherit it */
+  CPORT_OPT_OTP_RCVBUF = 106,       /* int 1..64 MiB: the size cport_recv_alloc allocates
+                                       (default 16384); accepted sockets inherit it */
 
   CPORT_OPT_SOCKET_REUSEADDR = 200,        /* bool */
   CPORT_OPT_SOCKET_REUSEPORT = 201,        /* bool (Linux) */

@@ -40,6 +40,7 @@ static const opt_case k_cases[] = {
     {CPORT_LEVEL_OTP, CPORT_OPT_OTP_FD, CPORT_VAL_U64, K_ALL, 0, 1, 0, 0},
     {CPORT_LEVEL_OTP, CPORT_OPT_OTP_META, CPORT_VAL_PTR, K_ALL, 0, 0, 0, 1},
     {CPORT_LEVEL_OTP, CPORT_OPT_OTP_ZERO_READ, CPORT_VAL_BOOL, K_TCP, 0, 0, 0, 1},
+    {CPORT_LEVEL_OTP, CPORT_OPT_OTP_RCVBUF, CPORT_VAL_INT, K_ALL, 0, 0, 4096, 1},
 
     {CPORT_LEVEL_SOCKET, CPORT_OPT_SOCKET_REUSEADDR, CPORT_VAL_BOOL, K_ALL, 0, 0, 0, 1},
     {CPORT_LEVEL_SOCKET, CPORT_OPT_SOCKET_REUSEPORT, CPORT_VAL_BOOL, K_ALL, 0, 0, 0, 1},
@@ -1044,12 +1045,87 @@ static void test_zero_read(void **state) {
   expect_no_msg(e->q, 50);
 }
 
+/* otp.rcvbuf and cport_recv_alloc: the library allocates the receive
+ * buffer, hands it over done-now, in the completion, or in the abort, and
+ * the user frees it (ASan's leak check watches every path). */
+static void test_recv_alloc(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  cport_optval v = {.type = CPORT_VAL_INT, .v.i = 64}, got;
+  char out[100];
+  void *buf = NULL;
+  size_t n = 0;
+  cport_handle h = 0;
+  cport_msg m;
+
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  SUP_RC(cport_getopt(p.server, CPORT_LEVEL_OTP, CPORT_OPT_OTP_RCVBUF, &got), CPORT_OK);
+  SUP_EQ(got.v.i, 16384);
+  SUP_RC(cport_setopt(p.server, CPORT_LEVEL_OTP, CPORT_OPT_OTP_RCVBUF, &v), CPORT_OK);
+  v.v.i = 0;
+  SUP_RC(cport_setopt(p.server, CPORT_LEVEL_OTP, CPORT_OPT_OTP_RCVBUF, &v), CPORT_EINVAL);
+
+  /* Blocking, waitall: a 64-byte buffer, full. Then the rest, done now. */
+  sup_pattern(out, sizeof out, 0, 5);
+  sup_send_all(e->q, p.client, out, sizeof out);
+  SUP_RC(cport_recv_alloc(p.server, CPORT_WAITALL, SUP_TIMEOUT, &buf, &n, &h), CPORT_OK);
+  SUP_EQ(n, 64);
+  SUP_ASSERT(buf != NULL, "no buffer");
+  sup_check_pattern(buf, 64, 0, 5, "recv_alloc, blocking");
+  cport_free(buf);
+  SUP_RC(cport_recv_alloc(p.server, 0, CPORT_NOWAIT, &buf, &n, &h), CPORT_OK);
+  SUP_EQ(n, 36);
+  sup_check_pattern(buf, 36, 64, 5, "recv_alloc, done now");
+  cport_free(buf);
+
+  /* Pending, then data. */
+  SUP_RC(cport_recv_alloc(p.server, 0, CPORT_NOWAIT, &buf, &n, &h), sup_pending_rc());
+  SUP_ASSERT(buf == NULL, "a pending call hands out no buffer");
+  sup_pattern(out, 10, 0, 6);
+  sup_send_all(e->q, p.client, out, 10);
+  m = expect_msg_for(e->q, p.server, h, SUP_TIMEOUT);
+  if (sup_select_mode()) {
+    SUP_EQ(m.tag, CPORT_TAG_SELECT);
+    SUP_ASSERT(m.buf == NULL && !(m.flags & CPORT_MSG_ALLOCATED), "select messages carry none");
+    SUP_RC(cport_recv_alloc(p.server, 0, CPORT_NOWAIT, &buf, &n, &h), CPORT_OK);
+  } else {
+    SUP_EQ(m.tag, CPORT_TAG_COMPLETION);
+    SUP_ASSERT(m.flags & CPORT_MSG_ALLOCATED, "flag");
+    buf = m.buf;
+    n = m.bytes;
+  }
+  SUP_EQ(n, 10);
+  sup_check_pattern(buf, 10, 0, 6, "recv_alloc, pending");
+  cport_free(buf);
+
+  /* A blocking call that times out hands out nothing. */
+  SUP_RC(cport_recv_alloc(p.server, 0, 50, &buf, &n, NULL), CPORT_ETIMEDOUT);
+  SUP_ASSERT(buf == NULL && n == 0, "timeout");
+
+  /* Bad arguments. */
+  SUP_RC(cport_recv_alloc(p.server, 0, CPORT_NOWAIT, NULL, &n, &h), CPORT_EINVAL);
+  SUP_RC(cport_recv_alloc(p.server, 0, CPORT_NOWAIT, &buf, NULL, &h), CPORT_EINVAL);
+  SUP_RC(cport_recv_alloc(p.server, 0x80, CPORT_NOWAIT, &buf, &n, &h), CPORT_EINVAL);
+  SUP_RC(cport_recv_alloc(p.listener, 0, CPORT_NOWAIT, &buf, &n, &h), CPORT_ENOTCONN);
+
+  /* Closing with one pending: the abort carries the buffer (completion). */
+  SUP_RC(cport_recv_alloc(p.server, 0, CPORT_NOWAIT, &buf, &n, &h), sup_pending_rc());
+  SUP_RC(cport_close(p.server), CPORT_OK);
+  m = expect_msg_for(e->q, p.server, h, SUP_TIMEOUT);
+  SUP_EQ(m.tag, CPORT_TAG_ABORT);
+  SUP_RC(m.status, CPORT_ECLOSED);
+  SUP_ASSERT(sup_select_mode() ? m.buf == NULL : (m.flags & CPORT_MSG_ALLOCATED) && m.buf,
+             "abort buffer");
+  cport_free(m.buf);
+  expect_no_msg(e->q, 50);
+}
+
 static const struct CMUnitTest tests[] = {
     CONF_TEST(test_options_table),     CONF_TEST(test_options_round_trips),
     CONF_TEST(test_options_read_only), CONF_TEST(test_options_bad),
     CONF_TEST(test_linger_reset),      CONF_TEST(test_multicast_membership),
     CONF_TEST(test_owner_from_thread), CONF_TEST(test_otp_meta_registry_debug),
-    CONF_TEST(test_zero_read),
+    CONF_TEST(test_zero_read),         CONF_TEST(test_recv_alloc),
 };
 
 const struct CMUnitTest *conf_options_tests(size_t *count) {

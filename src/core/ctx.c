@@ -91,7 +91,11 @@ static void drain(cport_ctx *ctx) {
   if (cp_queue_create(ctx, &q) != CPORT_OK) return;
   uint64_t deadline = cp_now_ms() + DESTROY_DRAIN_MS;
   cport_msg discard[64];
-  while (cp_table_count_ctx(ctx) > 0 && cp_now_ms() < deadline) cport_wait(q, discard, 64, 50);
+  while (cp_table_count_ctx(ctx) > 0 && cp_now_ms() < deadline) {
+    int n = cport_wait(q, discard, 64, 50);
+    for (int i = 0; i < n; i++)
+      if (discard[i].flags & CPORT_MSG_ALLOCATED) free(discard[i].buf);
+  }
   cp_queue_free(q);
 }
 

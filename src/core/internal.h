@@ -35,6 +35,11 @@ const char *cp_getenv(const char *name);
  * through cp_op_done(). Never returned to users. */
 #define CP_PENDING 100
 
+/* otp.rcvbuf: its default and its largest value. */
+#define CP_DEFAULT_RCVBUF 16384u
+#define CP_MAX_RCVBUF (64 * 1024 * 1024)
+#define cp_rcvbuf(s) ((s)->rcvbuf ? (s)->rcvbuf : CP_DEFAULT_RCVBUF)
+
 /* Largest single send or recv, so that every OS accepts the length. */
 #define CP_MAX_IO_LEN 0x7fffffffu
 
@@ -61,6 +66,7 @@ typedef struct cp_op {
   uint8_t cancelled;  /* cport_cancel asked to stop it */
   uint8_t closed;     /* cport_close asked to stop it */
   uint8_t started;    /* the backend has begun it (epoll: head of its dir) */
+  uint8_t owns_buf;   /* buf came from cport_recv_alloc: it goes to the user */
   unsigned flags;     /* CPORT_WAITALL */
   unsigned msg_flags; /* result: CPORT_MSG_TRUNC */
   char *buf;
@@ -98,6 +104,7 @@ struct cp_sock {
   uint8_t shut_rd, shut_wr;
   uint8_t debug;     /* otp.debug: trace each message to stderr */
   uint8_t zero_read; /* otp.zero_read: receive buffers go to the OS only when readable */
+  uint32_t rcvbuf;   /* otp.rcvbuf: what cport_recv_alloc allocates (0: default) */
   void *meta;        /* otp.meta */
   uint32_t keepalive_idle, keepalive_intvl; /* Windows sets both at once */
   cport_socket id;                          /* the handle users hold (kept while a zombie drains) */

@@ -2,10 +2,12 @@
  * a nowait call; blocking calls are the same path with a private queue. */
 #include "core.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct request {
   uint8_t kind;
+  bool alloc; /* cport_recv_alloc: the library allocates buf */
   unsigned flags;
   char *buf;
   size_t len;
@@ -13,11 +15,20 @@ typedef struct request {
 } request;
 
 typedef struct result {
+  void *buf; /* cport_recv_alloc: the buffer handed to the user */
   size_t bytes;
   cport_socket accepted;
   cport_addr addr;
   unsigned flags;
 } result;
+
+/* cport_recv_alloc's buffer: otp.rcvbuf bytes, the op's to hand over. */
+static bool alloc_buffer(cp_sock *s, cp_op *op) {
+  op->len = cp_rcvbuf(s);
+  op->buf = malloc(op->len);
+  op->owns_buf = op->buf != NULL;
+  return op->buf != NULL;
+}
 
 static int dir_of(uint8_t kind) {
   return kind == CPORT_OP_ACCEPT || kind == CPORT_OP_RECV || kind == CPORT_OP_RECVFROM ||
@@ -111,6 +122,11 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
   op->buf = rq->buf;
   op->len = rq->len;
   op->dest = dest;
+  if (rq->alloc && !alloc_buffer(s, op)) {
+    cp_op_free(s, op);
+    cp_sock_unlock(s);
+    return CPORT_ENOMEM;
+  }
   if (rq->addr)
     op->addr = *rq->addr;
   else if (rq->kind == CPORT_OP_RECVFROM)
@@ -131,6 +147,10 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
     if (rc == CPORT_OK && dir == CP_WR) s->bound = 1; /* connect and sends bind */
     if (rq->kind == CPORT_OP_CONNECT) s->connecting = 0;
     cp_count_io(s, op); /* in select mode too: a call that finished now moved data */
+    if (op->owns_buf && rc == CPORT_OK)
+      res->buf = op->buf; /* now the user's */
+    else if (op->owns_buf)
+      free(op->buf);
     cp_list_remove(&s->dirs[dir], op);
     cp_op_free(s, op);
     cp_deliver_ready(s, dir); /* ops behind it may have finished meanwhile */
@@ -138,6 +158,11 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
     *handle = op->handle;
     res->bytes = op->done;
     if (select) s->bytes_out += op->done; /* a partial select-mode send went now */
+    if (select && op->owns_buf) {         /* a readiness wait needs no buffer */
+      free(op->buf);
+      op->buf = NULL;
+      op->owns_buf = 0;
+    }
     rc = select ? CPORT_SELECT : CPORT_COMPLETION;
   }
   cp_sock_unlock(s);
@@ -166,6 +191,7 @@ static int finish_blocking(cport_socket id, cport_queue *q, cport_handle h, int 
   }
   res->bytes = m.bytes;
   res->accepted = m.accepted;
+  if (m.flags & CPORT_MSG_ALLOCATED) res->buf = m.buf;
   res->flags = m.flags;
   if (m.op == CPORT_OP_RECVFROM) res->addr = m.addr;
   if (m.tag == CPORT_TAG_ABORT && m.status == CPORT_ECANCELED && timed_out) return CPORT_ETIMEDOUT;
@@ -173,6 +199,7 @@ static int finish_blocking(cport_socket id, cport_queue *q, cport_handle h, int 
 }
 
 static int run(cport_socket id, const request *rq, int timeout, result *res, cport_handle *handle) {
+  res->buf = NULL;
   res->bytes = 0;
   res->accepted = CPORT_INVALID_SOCKET;
   res->flags = 0;
@@ -300,3 +327,21 @@ int cport_recvmsg(cport_socket s, cport_msghdr *m, unsigned flags, int timeout, 
   *received = res.bytes;
   return rc;
 }
+
+int cport_recv_alloc(cport_socket s, unsigned flags, int timeout, void **buf, size_t *received,
+                     cport_handle *handle) {
+  if (buf) *buf = NULL;
+  if (received) *received = 0;
+  if (!buf || !received || (flags & ~CPORT_WAITALL)) return CPORT_EINVAL;
+  request rq = {.kind = CPORT_OP_RECV, .flags = flags, .alloc = true};
+  result res;
+  int rc = run(s, &rq, timeout, &res, handle);
+  *received = res.bytes;
+  if (res.bytes == 0)
+    cport_free(res.buf); /* no bytes (EOF, timeout, error): no buffer */
+  else
+    *buf = res.buf;
+  return rc;
+}
+
+void cport_free(void *buf) { free(buf); }

@@ -101,7 +101,8 @@ static void deliver(cp_sock *s, cp_op *op) {
       .flags = op->msg_flags,
   };
   if (op->kind == CPORT_OP_RECVFROM) m.addr = op->addr;
-  if (op->select && op->cancelled) return; /* cancel said no message follows */
+  if (op->owns_buf) m.flags |= CPORT_MSG_ALLOCATED; /* the buffer is the user's now */
+  if (op->select && op->cancelled) return;          /* cancel said no message follows */
   if (op->status < 0 && op->closed) {
     m.tag = CPORT_TAG_ABORT;
     m.status = CPORT_ECLOSED;

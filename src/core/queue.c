@@ -50,6 +50,10 @@ void cp_queue_free(cport_queue *q) {
     ctx->queues = q->next;
   if (q->next) q->next->prev = q->prev;
   cp_mutex_unlock(&ctx->mu);
+  for (uint32_t i = 0; i < q->count; i++) { /* undelivered: nobody else will free these */
+    cport_msg *m = &q->ring[(q->head + i) % q->cap];
+    if (m->flags & CPORT_MSG_ALLOCATED) free(m->buf);
+  }
   cp_cond_destroy(&q->cv);
   cp_mutex_destroy(&q->mu);
   free(q->ring);

@@ -51,6 +51,7 @@ int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out) {
   s->type = listener->type;
   s->select_mode = listener->select_mode;
   s->zero_read = listener->zero_read;
+  s->rcvbuf = listener->rcvbuf;
   s->bound = s->connected = 1;
   s->os = os;
   rc = listener->ctx->be->sock_adopt(s);
