@@ -447,7 +447,7 @@ typedef enum cport_option {
   CPORT_OPT_SOCKET_RCVLOWAT = 207,         /* int, bytes (Linux) */
   CPORT_OPT_SOCKET_BROADCAST = 208,        /* bool */
   CPORT_OPT_SOCKET_TYPE = 209,             /* int, get: CPORT_SOCK_* */
-  CPORT_OPT_SOCKET_PROTOCOL = 210,         /* int, get: 6 (TCP) or 17 (UDP) */
+  CPORT_OPT_SOCKET_PROTOCOL = 210,         /* int, get: 6 (TCP), 17 (UDP), 0 (AF_UNIX) */
   CPORT_OPT_SOCKET_DOMAIN = 211,           /* int, get: CPORT_AF_* */
   CPORT_OPT_SOCKET_ACCEPTCONN = 212,       /* bool, get */
   CPORT_OPT_SOCKET_ERROR = 213,            /* int, get: pending error as a cport_err */
@@ -561,6 +561,7 @@ CPORT_API void cport_print_sockets(FILE *f);
 typedef struct cport_info {
   int family;
   int type;
+  int protocol;    /* 6 (TCP) or 17 (UDP); 0 for AF_UNIX */
   int select_mode; /* 1 if opened with CPORT_OPEN_SELECT */
   cport_queue *owner;
   int listening;

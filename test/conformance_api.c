@@ -606,6 +606,7 @@ static void test_info(void **state) {
   SUP_EQ(i.connected, 1);
   SUP_EQ(i.select_mode, sup_select_mode());
   SUP_RC(cport_info_get(p.server, &i), CPORT_OK);
+  SUP_EQ(i.protocol, 6);
   SUP_EQ(i.connected, 1);
   SUP_EQ(i.select_mode, sup_select_mode());
   SUP_ASSERT(i.owner == e->q, "accepted socket owner");

@@ -26,6 +26,11 @@ struct cport_ctx {
   atomic_int waiters;            /* threads blocked in cport_wait, all queues */
 };
 
+/* The IP protocol number of a socket: 6 (TCP), 17 (UDP), 0 for AF_UNIX. */
+static inline int cp_protocol(const cp_sock *s) {
+  return s->family == CPORT_AF_UNIX ? 0 : s->type == CPORT_SOCK_STREAM ? 6 : 17;
+}
+
 /* Queues (queue.c). */
 void cp_queue_push(cport_queue *q, const cport_msg *m);
 int cp_queue_create(cport_ctx *ctx, cport_queue **out);

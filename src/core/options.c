@@ -192,7 +192,7 @@ static bool get_known(cp_sock *s, cport_option opt, cport_optval *v) {
   case CPORT_OPT_OTP_RCVBUF: v->v.i = (int)cp_rcvbuf(s); return true;
   case CPORT_OPT_SOCKET_TYPE: v->v.i = s->type; return true;
   case CPORT_OPT_SOCKET_DOMAIN: v->v.i = s->family; return true;
-  case CPORT_OPT_SOCKET_PROTOCOL: v->v.i = s->type == CPORT_SOCK_STREAM ? 6 : 17; return true;
+  case CPORT_OPT_SOCKET_PROTOCOL: v->v.i = cp_protocol(s); return true;
   case CPORT_OPT_SOCKET_ACCEPTCONN: v->v.b = s->listening; return true;
   default: return false;
   }

@@ -160,6 +160,7 @@ int cport_info_get(cport_socket id, cport_info *info) {
   *info = (cport_info){
       .family = s->family,
       .type = s->type,
+      .protocol = cp_protocol(s),
       .select_mode = s->select_mode,
       .owner = s->owner,
       .listening = s->listening,

@@ -205,9 +205,8 @@ int cport_number_of(void) { return atomic_load(&g_registered); }
 static bool matches(const cp_sock *s, const cport_filter *f) {
   if (s->state != CP_SOCK_OPEN || !s->registered) return false;
   if (!f) return true;
-  int protocol = s->type == CPORT_SOCK_STREAM ? 6 : 17;
   return (!f->family || f->family == s->family) && (!f->type || f->type == s->type) &&
-         (!f->protocol || f->protocol == protocol) && (!f->owner || f->owner == s->owner);
+         (!f->protocol || f->protocol == cp_protocol(s)) && (!f->owner || f->owner == s->owner);
 }
 
 int cport_which_sockets(const cport_filter *filter, cport_socket *out, int max) {
