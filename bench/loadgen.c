@@ -151,7 +151,7 @@ static struct sockaddr_in g_addr;
 static int g_ep = -1;
 static int g_errors;
 static uint64_t g_msgs, g_bytes, g_started;
-static int g_stopping;          /* no new messages/cycles are started */
+static int g_stopping;           /* no new messages/cycles are started */
 static uint64_t g_last_progress; /* ns */
 static int g_holding;            /* idle hold: silence is expected */
 static unsigned char g_rbuf[MAX_IO];
@@ -287,8 +287,8 @@ static ssize_t recv_verify(conn *c) {
       if (memcmp(g_rbuf, want, (size_t)k) != 0) {
         size_t at = 0;
         while (g_rbuf[at] == want[at]) at++;
-        fail("conn %u: byte mismatch at stream offset %" PRIu64 ": got 0x%02x, want 0x%02x",
-             c->idx, c->rcvd + at, g_rbuf[at], want[at]);
+        fail("conn %u: byte mismatch at stream offset %" PRIu64 ": got 0x%02x, want 0x%02x", c->idx,
+             c->rcvd + at, g_rbuf[at], want[at]);
         return -1;
       }
       c->rcvd += (uint64_t)k;
@@ -465,7 +465,8 @@ static int loop(int (*done)(void), uint64_t deadline) {
       return -1;
     }
     int ms = 100;
-    if (deadline && (deadline - t) / 1000000u < (uint64_t)ms) ms = (int)((deadline - t) / 1000000u) + 1;
+    if (deadline && (deadline - t) / 1000000u < (uint64_t)ms)
+      ms = (int)((deadline - t) / 1000000u) + 1;
     int n = epoll_wait(g_ep, evs, MAX_EVENTS, ms);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
@@ -507,10 +508,9 @@ static int never(void) { return 0; }
 /* ------------------------------------------------------------------------ */
 
 static int usage(void) {
-  fprintf(stderr,
-          "usage: loadgen --port N [--host 127.0.0.1] --mode pingpong|stream|connect|idle\n"
-          "               [--conns C] [--size S] [--secs D] [--msgs N] [--window W]\n"
-          "               [--timeout T] [--quickack 0|1]\n");
+  fprintf(stderr, "usage: loadgen --port N [--host 127.0.0.1] --mode pingpong|stream|connect|idle\n"
+                  "               [--conns C] [--size S] [--secs D] [--msgs N] [--window W]\n"
+                  "               [--timeout T] [--quickack 0|1]\n");
   return 2;
 }
 
@@ -521,22 +521,32 @@ static int parse(int argc, char **argv) {
     if (!v) return -1;
     i++;
     char *end = NULL;
-    if (!strcmp(a, "--host")) o.host = v;
-    else if (!strcmp(a, "--port")) o.port = (int)strtol(v, &end, 10);
-    else if (!strcmp(a, "--conns")) o.conns = (int)strtol(v, &end, 10);
-    else if (!strcmp(a, "--size")) o.size = strtoull(v, &end, 10);
-    else if (!strcmp(a, "--secs")) o.secs = strtod(v, &end);
-    else if (!strcmp(a, "--msgs")) o.max_msgs = strtoull(v, &end, 10);
-    else if (!strcmp(a, "--window")) o.window = strtoull(v, &end, 10);
-    else if (!strcmp(a, "--timeout")) o.timeout = strtod(v, &end);
-    else if (!strcmp(a, "--quickack")) o.quickack = (int)strtol(v, &end, 10);
+    if (!strcmp(a, "--host"))
+      o.host = v;
+    else if (!strcmp(a, "--port"))
+      o.port = (int)strtol(v, &end, 10);
+    else if (!strcmp(a, "--conns"))
+      o.conns = (int)strtol(v, &end, 10);
+    else if (!strcmp(a, "--size"))
+      o.size = strtoull(v, &end, 10);
+    else if (!strcmp(a, "--secs"))
+      o.secs = strtod(v, &end);
+    else if (!strcmp(a, "--msgs"))
+      o.max_msgs = strtoull(v, &end, 10);
+    else if (!strcmp(a, "--window"))
+      o.window = strtoull(v, &end, 10);
+    else if (!strcmp(a, "--timeout"))
+      o.timeout = strtod(v, &end);
+    else if (!strcmp(a, "--quickack"))
+      o.quickack = (int)strtol(v, &end, 10);
     else if (!strcmp(a, "--mode")) {
       int m = -1;
       for (int k = 0; k < 4; k++)
         if (!strcmp(v, mode_names[k])) m = k;
       if (m < 0) return -1;
       o.mode = (enum mode)m;
-    } else return -1;
+    } else
+      return -1;
     if (end && *end) return -1;
   }
   if (o.port <= 0 || o.port > 65535 || o.conns < 1 || o.size < 1 || o.secs < 0 || o.timeout <= 0)

@@ -34,8 +34,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
   if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) bufferevent_free(bev);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg) {
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg) {
   (void)sa;
   (void)salen;
   (void)arg;

@@ -30,8 +30,10 @@ static inline int peer_parse(int argc, char **argv, peer_opts *o, const char *na
     if (strcmp(argv[i], "--port") == 0) {
       char *end = NULL;
       long p = strtol(argv[i + 1], &end, 10);
-      if (!end || *end || p < 0 || p > 65535) o->port = -1;
-      else o->port = (int)p;
+      if (!end || *end || p < 0 || p > 65535)
+        o->port = -1;
+      else
+        o->port = (int)p;
     } else if (strcmp(argv[i], "--host") == 0) {
       o->host = argv[i + 1];
     } else {

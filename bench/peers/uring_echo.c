@@ -70,8 +70,8 @@ static void conn_free(conn *c) {
 }
 
 static int setup_ring(void) {
-  static const unsigned flag_sets[] = {
-      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, IORING_SETUP_COOP_TASKRUN, 0};
+  static const unsigned flag_sets[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+                                       IORING_SETUP_COOP_TASKRUN, 0};
   int rc = -EINVAL;
   for (unsigned i = 0; i < sizeof flag_sets / sizeof flag_sets[0]; i++) {
     struct io_uring_params p;
@@ -163,8 +163,10 @@ int main(int argc, char **argv) {
           break;
         }
         c->off += (uint32_t)res;
-        if (c->off < c->len) arm_send(c);
-        else arm_recv(c);
+        if (c->off < c->len)
+          arm_send(c);
+        else
+          arm_recv(c);
         break;
       }
     }
