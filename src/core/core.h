@@ -51,6 +51,7 @@ void cp_op_free(cp_sock *s, cp_op *op);
 void cp_list_append(cp_list *l, cp_op *op);
 void cp_list_remove(cp_list *l, cp_op *op);
 void cp_deliver_ready(cp_sock *s, int dir);
-void cp_count_io(cp_sock *s, const cp_op *op); /* byte and op counters */
+/* An op did its work (ended now, or by cp_op_done unless a select op). */
+void cp_op_effects(cp_sock *s, const cp_op *op);
 
 #endif

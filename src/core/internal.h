@@ -161,16 +161,15 @@ typedef struct cp_backend {
  * Delivers messages in posting order per direction. s->mu held. */
 void cp_op_done(cp_op *op, int status);
 
-/* Lock the socket a handle names; NULL if the handle is stale or forged. */
+/* Lock the socket a handle names; NULL if the handle is stale or forged.
+ * Unlocking a closed socket with nothing left pending (no op, no be_refs)
+ * frees its slot: touch nothing of it after cp_sock_unlock. */
 cp_sock *cp_sock_lock(cport_socket id);
 void cp_sock_unlock(cp_sock *s);
 
 /* Make a socket for an accepted OS socket, inheriting listener's owner,
  * mode and registry flag; calls backend->sock_adopt. listener->mu held. */
 int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out);
-
-/* Free a zombie slot once nothing references it. s->mu held; unlocks. */
-void cp_sock_release(cp_sock *s);
 
 /* The first op of a direction that has not ended yet, or NULL. */
 cp_op *cp_dir_active(cp_sock *s, int dir);

@@ -143,10 +143,7 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
     op->status = rc;
     op->state = CP_OP_DONE;
     fill_result(op, res);
-    if (rc == CPORT_OK && rq->kind == CPORT_OP_CONNECT) s->connected = 1;
-    if (rc == CPORT_OK && dir == CP_WR) s->bound = 1; /* connect and sends bind */
-    if (rq->kind == CPORT_OP_CONNECT) s->connecting = 0;
-    cp_count_io(s, op); /* in select mode too: a call that finished now moved data */
+    cp_op_effects(s, op); /* in select mode too: a call that finished now did its work */
     if (op->owns_buf && rc == CPORT_OK)
       res->buf = op->buf; /* now the user's */
     else if (op->owns_buf)

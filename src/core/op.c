@@ -66,18 +66,7 @@ cp_op *cp_dir_active(cp_sock *s, int dir) {
   return NULL;
 }
 
-/* State changes an ended operation makes to its socket. */
-static void apply_effects(cp_sock *s, cp_op *op) {
-  if (op->select) return;
-  if (op->kind == CPORT_OP_CONNECT) {
-    s->connecting = 0;
-    if (op->status == CPORT_OK) s->connected = 1;
-  }
-  if (op->status == CPORT_OK && op->dir == CP_WR) s->bound = 1; /* the OS bound it */
-  cp_count_io(s, op);
-}
-
-void cp_count_io(cp_sock *s, const cp_op *op) {
+static void count_io(cp_sock *s, const cp_op *op) {
   if (op->kind == CPORT_OP_ACCEPT || op->kind == CPORT_OP_CONNECT || op->status < 0) return;
   if (op->dir == CP_RD) {
     s->bytes_in += op->done;
@@ -86,6 +75,17 @@ void cp_count_io(cp_sock *s, const cp_op *op) {
     s->bytes_out += op->done;
     s->writes++;
   }
+}
+
+/* What an op that did its work changes in its socket: connect state, the
+ * binding the OS made on connect or a first send, the counters. */
+void cp_op_effects(cp_sock *s, const cp_op *op) {
+  if (op->kind == CPORT_OP_CONNECT) {
+    s->connecting = 0;
+    if (op->status == CPORT_OK) s->connected = 1;
+  }
+  if (op->status == CPORT_OK && op->dir == CP_WR) s->bound = 1; /* the OS bound it */
+  count_io(s, op);
 }
 
 static void deliver(cp_sock *s, cp_op *op) {
@@ -142,6 +142,6 @@ void cp_op_done(cp_op *op, int status) {
   cp_sock *s = op->sock;
   op->status = status;
   op->state = CP_OP_DONE;
-  apply_effects(s, op);
+  if (!op->select) cp_op_effects(s, op); /* a select op only waited */
   cp_deliver_ready(s, op->dir);
 }

@@ -119,8 +119,6 @@ void cp_sock_unlock(cp_sock *s) {
   }
 }
 
-void cp_sock_release(cp_sock *s) { cp_sock_unlock(s); }
-
 /* Locks the slot at index whatever its state; NULL past the end. */
 static cp_sock *lock_index(uint32_t index) {
   cp_sock *s = slot_at(index);

@@ -1323,7 +1323,7 @@ static void handle_packet(iocp_ctx *st, cp_io *io, DWORD bytes) {
   case IO_POLL: on_poll(s, io); break;
   default: io_free(io); break;
   }
-  cp_sock_release(s); /* unlocks; frees a drained zombie */
+  cp_sock_unlock(s); /* frees a drained zombie */
 }
 
 static int iocp_poll(cport_ctx *ctx, int timeout_ms) {
