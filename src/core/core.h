@@ -14,6 +14,7 @@ struct cport_queue {
   int waiters;      /* threads blocked on cv */
   atomic_int owned; /* sockets whose owner this is */
   struct cport_queue *next, *prev;
+  struct cport_queue *next_spare; /* ctx->spare list: a blocking call's, idle */
 };
 
 struct cport_ctx {
@@ -22,6 +23,7 @@ struct cport_ctx {
   int accepts_per_listener;
   cp_mutex mu; /* the list of queues */
   cport_queue *queues;
+  cport_queue *spare;            /* idle private queues of blocking calls (under mu) */
   _Atomic(cport_queue *) poller; /* the queue whose thread drives the backend */
   atomic_int waiters;            /* threads blocked in cport_wait, all queues */
 };
@@ -35,6 +37,9 @@ static inline int cp_protocol(const cp_sock *s) {
 void cp_queue_push(cport_queue *q, const cport_msg *m);
 int cp_queue_create(cport_ctx *ctx, cport_queue **out);
 void cp_queue_free(cport_queue *q);
+/* A private queue for one blocking call, and its return once empty. */
+cport_queue *cp_queue_borrow(cport_ctx *ctx);
+void cp_queue_give_back(cport_queue *q);
 
 /* Handle table (table.c). */
 int cp_table_alloc(cport_ctx *ctx, cport_queue *owner, cp_sock **out); /* returns s locked */

@@ -209,13 +209,12 @@ static int run(cport_socket id, const request *rq, int timeout, result *res, cpo
   }
   cport_ctx *ctx = ctx_of(id);
   if (!ctx) return CPORT_EBADF;
-  cport_queue *q;
-  int rc = cp_queue_create(ctx, &q);
-  if (rc != CPORT_OK) return rc;
+  cport_queue *q = cp_queue_borrow(ctx);
+  if (!q) return CPORT_ENOMEM;
   cport_handle h = 0;
-  rc = submit(id, rq, q, res, &h);
+  int rc = submit(id, rq, q, res, &h);
   if (rc == CPORT_COMPLETION) rc = finish_blocking(id, q, h, timeout, res);
-  cp_queue_free(q);
+  cp_queue_give_back(q);
   return rc;
 }
 

@@ -60,6 +60,27 @@ void cp_queue_free(cport_queue *q) {
   free(q);
 }
 
+/* Blocking calls reuse their private queues: a blocking recv in a loop
+ * would otherwise create and destroy a ring, a mutex and a condition
+ * variable per call. Spare queues stay on ctx->queues and die with ctx. */
+cport_queue *cp_queue_borrow(cport_ctx *ctx) {
+  cp_mutex_lock(&ctx->mu);
+  cport_queue *q = ctx->spare;
+  if (q) ctx->spare = q->next_spare;
+  cp_mutex_unlock(&ctx->mu);
+  if (!q && cp_queue_create(ctx, &q) != CPORT_OK) return NULL;
+  return q;
+}
+
+/* q is empty: its one op's one message was taken. */
+void cp_queue_give_back(cport_queue *q) {
+  cport_ctx *ctx = q->ctx;
+  cp_mutex_lock(&ctx->mu);
+  q->next_spare = ctx->spare;
+  ctx->spare = q;
+  cp_mutex_unlock(&ctx->mu);
+}
+
 int cport_queue_create(cport_ctx *ctx, cport_queue **out) {
   if (!ctx || !out) return CPORT_EINVAL;
   return cp_queue_create(ctx, out);
