@@ -214,6 +214,18 @@ static void complete(cp_op *op, int res) {
   cp_sock_unlock(s);
 }
 
+static void reap(ur_ctx *ur, struct io_uring_cqe **batch, unsigned n) {
+  for (unsigned i = 0; i < n; i++) {
+    uint64_t key = io_uring_cqe_get_data64(batch[i]);
+    int res = batch[i]->res;
+    io_uring_cqe_seen(&ur->ring, batch[i]);
+    if (key == WAKE_KEY)
+      atomic_store(&ur->wake_pending, 0);
+    else if (key != IGNORE_KEY)
+      complete((cp_op *)(uintptr_t)key, res);
+  }
+}
+
 static int ur_poll(cport_ctx *ctx, int timeout_ms) {
   ur_ctx *ur = state_of(ctx);
   struct io_uring_cqe *cqe;
@@ -226,29 +238,24 @@ static int ur_poll(cport_ctx *ctx, int timeout_ms) {
   /* With IORING_FEAT_EXT_ARG a timed wait needs no SQE: the SQ stays free
    * for other threads meanwhile. */
   int rc = io_uring_wait_cqe_timeout(&ur->ring, &cqe, timeout_ms < 0 ? NULL : &ts);
+  struct io_uring_cqe *batch[MAX_REAP];
+  unsigned n = rc < 0 ? 0 : io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP);
+  /* Other threads filled in these ops, then submitted them holding sq_mu.
+   * The kernel orders submission before completion, but only a lock taken
+   * after the CQEs were seen orders it for the C11 memory model (and
+   * TSan). The first such lock also ends this poller's wait. */
   cp_mutex_lock(&ur->sq_mu);
   ur->poller_waiting = false;
   cp_mutex_unlock(&ur->sq_mu);
-  if (rc < 0) return rc == -ETIME || rc == -EINTR ? CPORT_OK : cp_errno_to_err(-rc);
-  struct io_uring_cqe *batch[MAX_REAP];
-  unsigned n;
-  while ((n = io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP)) > 0) {
-    /* Other threads filled in these ops, then submitted them holding
-     * sq_mu. The kernel orders submission before completion, but only a
-     * lock taken after the CQEs were seen orders it for the C11 memory
-     * model (and TSan): once per batch. */
-    cp_mutex_lock(&ur->sq_mu);
-    cp_mutex_unlock(&ur->sq_mu);
-    for (unsigned i = 0; i < n; i++) {
-      uint64_t key = io_uring_cqe_get_data64(batch[i]);
-      int res = batch[i]->res;
-      io_uring_cqe_seen(&ur->ring, batch[i]);
-      if (key == WAKE_KEY)
-        atomic_store(&ur->wake_pending, 0);
-      else if (key != IGNORE_KEY)
-        complete((cp_op *)(uintptr_t)key, res);
+  while (n > 0) {
+    reap(ur, batch, n);
+    n = io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP);
+    if (n > 0) {
+      cp_mutex_lock(&ur->sq_mu);
+      cp_mutex_unlock(&ur->sq_mu);
     }
   }
+  if (rc < 0 && rc != -ETIME && rc != -EINTR) return cp_errno_to_err(-rc);
   return CPORT_OK;
 }
 
