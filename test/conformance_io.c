@@ -538,6 +538,42 @@ static void test_peer_half_close(void **state) {
   expect_no_msg(e->q, 50);
 }
 
+/* The last data and the peer's FIN land together, before anyone looks: the
+ * recv that takes the data reads short, and the next one must still see
+ * the EOF at once (a backend that waits for another edge would hang). Then
+ * data that arrives right after a short read, with no poll in between,
+ * must reach the next recv, done now or through the queue. */
+static void test_short_read_then_eof(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  char out[30], in[100];
+  size_t n = 0;
+  cport_handle h = 0;
+
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  sup_pattern(out, sizeof out, 0, 33);
+  sup_send_all(e->q, p.client, out, 10);
+  sup_settle(e->q, 50);
+  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), CPORT_OK);
+  SUP_EQ(n, 10);
+  sup_send_all(e->q, p.client, out + 10, 20);
+  SUP_RC(sup_recv(e->q, p.server, in + 10, sizeof in - 10, &n), CPORT_OK);
+  SUP_ASSERT(n >= 1 && n <= 20, "recv after a short read: %zu bytes", n);
+  if (n < 20) sup_recv_exact(e->q, p.server, in + 10 + n, 20 - n);
+  sup_check_pattern(in, sizeof out, 0, 33, "data after a short read");
+
+  sup_send_all(e->q, p.client, out, 10);
+  SUP_RC(cport_shutdown(p.client, CPORT_SHUT_WR), CPORT_OK);
+  sup_settle(e->q, 50);
+  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), CPORT_OK);
+  SUP_EQ(n, 10);
+  n = 99;
+  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), CPORT_OK);
+  SUP_EQ(n, 0);
+  SUP_EQ(sup_stash_count(e->q), 0);
+  expect_no_msg(e->q, 50);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Rule 7: waitall                                                          */
 /* ------------------------------------------------------------------------ */
@@ -800,6 +836,7 @@ static const struct CMUnitTest tests[] = {
     CONF_TEST(test_send_4mib_whole),
     CONF_TEST(test_many_pending),
     CONF_TEST(test_peer_half_close),
+    CONF_TEST(test_short_read_then_eof),
     CONF_TEST(test_recv_waitall),
     CONF_TEST(test_peer_reset_pending_recv),
     CONF_TEST(test_blocking_recv),

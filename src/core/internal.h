@@ -102,6 +102,10 @@ struct cp_sock {
   uint8_t registered;
   uint8_t bound, listening, connecting, connected;
   uint8_t shut_rd, shut_wr;
+  /* Per cp_dir: the last POSIX attempt found the OS side exhausted (EAGAIN,
+   * or a stream recv that emptied the receive queue). epoll clears it on
+   * the next edge of that direction and makes no attempt before. */
+  uint8_t exhausted[2];
   uint8_t debug;     /* otp.debug: trace each message to stderr */
   uint8_t zero_read; /* otp.zero_read: receive buffers go to the OS only when readable */
   uint32_t rcvbuf;   /* otp.rcvbuf: what cport_recv_alloc allocates (0: default) */

@@ -4,7 +4,15 @@
  * no operation costs an epoll_ctl. An operation is tried when it reaches
  * the head of its direction's FIFO (at once if the FIFO was empty); when it
  * would block it waits for the next edge. Select operations end on the
- * edge itself. An eventfd wakes a poller for cport_post. */
+ * edge itself. An eventfd wakes a poller for cport_post.
+ *
+ * Once an attempt has found a direction exhausted (EAGAIN, or a stream
+ * recv that emptied the queue), the next op of that direction waits for
+ * an edge without asking the kernel: in request-response traffic that
+ * saves the EAGAIN recv a message would otherwise cost (Asio keeps the
+ * same hint). Any data that arrives later raises an edge, so nothing
+ * waits for ever. A hang-up or an error seen on a socket turns the hint
+ * off for good, because its edge may already have been consumed. */
 #define _GNU_SOURCE /* accept4, pthread_condattr_setclock */
 #include "posix.h"
 
@@ -25,6 +33,14 @@ typedef struct ep_ctx {
 } ep_ctx;
 
 static ep_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
+
+/* Per socket, in s->be (zeroed when a slot is reused). */
+typedef struct ep_sock {
+  uint8_t hung_up; /* EPOLLHUP, EPOLLERR or EPOLLRDHUP has been seen */
+} ep_sock;
+_Static_assert(sizeof(ep_sock) <= CP_BACKEND_SOCK_SIZE, "ep_sock fits in cp_sock.be");
+
+static ep_sock *sock_state(cp_sock *s) { return (ep_sock *)s->be; }
 
 static int ep_ctx_init(cport_ctx *ctx) {
   ep_ctx *ep = calloc(1, sizeof *ep);
@@ -62,10 +78,16 @@ static int ep_sock_open(cp_sock *s) {
   return rc;
 }
 
+/* Whether an attempt at op could make progress before the next edge. */
+static bool may_try(cp_sock *s, const cp_op *op) {
+  if (!s->exhausted[op->dir] || sock_state(s)->hung_up) return true;
+  return op->kind == CPORT_OP_CONNECT && !s->connecting; /* starts it: no edge to wait for */
+}
+
 /* Progresses the ops of one direction, in order, until one would block. */
 static void run_dir(cp_sock *s, int dir) {
   cp_op *op;
-  while ((op = cp_dir_active(s, dir)) != NULL) {
+  while ((op = cp_dir_active(s, dir)) != NULL && may_try(s, op)) {
     int rc = op->select ? CPORT_OK : cp_posix_try(s, op);
     if (rc == CP_PENDING) return;
     cp_op_done(op, rc);
@@ -81,7 +103,7 @@ static void ep_sock_close(cp_sock *s) {
 }
 
 static int ep_start(cp_sock *s, cp_op *op) {
-  if (cp_dir_active(s, op->dir) != op) return CP_PENDING; /* behind others: FIFO */
+  if (cp_dir_active(s, op->dir) != op || !may_try(s, op)) return CP_PENDING;
   return cp_posix_try(s, op);
 }
 
@@ -94,8 +116,15 @@ static void ep_cancel(cp_sock *s, cp_op *op) {
 static void handle_event(const struct epoll_event *ev) {
   cp_sock *s = cp_sock_lock(ev->data.u64);
   if (!s) return; /* closed since the event was queued */
-  if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) run_dir(s, CP_RD);
-  if (ev->events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) run_dir(s, CP_WR);
+  if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) sock_state(s)->hung_up = 1;
+  if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    s->exhausted[CP_RD] = 0;
+    run_dir(s, CP_RD);
+  }
+  if (ev->events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+    s->exhausted[CP_WR] = 0;
+    run_dir(s, CP_WR);
+  }
   cp_sock_unlock(s);
 }
 

@@ -74,7 +74,7 @@ int cp_posix_sendmsg(cp_sock *s, cp_op *op) {
       continue;
     }
     if (errno == EINTR) continue;
-    return errno == EAGAIN || errno == EWOULDBLOCK ? CP_PENDING : cp_errno_to_err(errno);
+    return cp_posix_blocked(s, CP_WR, errno) ? CP_PENDING : cp_errno_to_err(errno);
   }
   return CPORT_OK;
 }
@@ -120,6 +120,7 @@ int cp_posix_recvmsg(cp_sock *s, cp_op *op) {
                         .msg_iovlen = (size_t)remaining_iov(m, op->done, iov),
                         .msg_control = dgram ? control : NULL,
                         .msg_controllen = dgram ? sizeof control : 0};
+    size_t want = op->len - op->done;
     ssize_t n = recvmsg((int)s->os, &mh, 0);
     if (n >= 0) {
       op->done += (size_t)n;
@@ -130,11 +131,12 @@ int cp_posix_recvmsg(cp_sock *s, cp_op *op) {
         return CPORT_OK;
       }
       m->flags = 0;
+      if (n > 0 && (size_t)n < want) s->exhausted[CP_RD] = 1; /* emptied the queue */
       if (n == 0 || !(op->flags & CPORT_WAITALL) || op->done == op->len) return CPORT_OK;
       continue;
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
+    if (cp_posix_blocked(s, CP_RD, errno))
       return op->done > 0 && !(op->flags & CPORT_WAITALL) ? CPORT_OK : CP_PENDING;
     return cp_errno_to_err(errno);
   }

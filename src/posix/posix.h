@@ -23,6 +23,10 @@ int cp_posix_shutdown(cp_sock *s, int how);
 int cp_posix_sockname(cp_sock *s, cport_addr *addr);
 int cp_posix_peername(cp_sock *s, cport_addr *addr);
 
+/* Whether errno value e means "would block"; if so, marks direction dir
+ * of s exhausted (see cp_sock.exhausted). */
+bool cp_posix_blocked(cp_sock *s, int dir, int e);
+
 /* One non-blocking attempt to progress op: CPORT_OK when it ended well,
  * CP_PENDING when it would block, or an error. */
 int cp_posix_try(cp_sock *s, cp_op *op);

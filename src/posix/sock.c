@@ -118,6 +118,7 @@ int cp_posix_listen(cp_sock *s, int backlog) {
 }
 
 int cp_posix_shutdown(cp_sock *s, int how) {
+  s->exhausted[CP_RD] = s->exhausted[CP_WR] = 0; /* calls may now end at once */
   int os_how = how == CPORT_SHUT_RD ? SHUT_RD : how == CPORT_SHUT_WR ? SHUT_WR : SHUT_RDWR;
   return shutdown(FD(s), os_how) == 0 ? CPORT_OK : cp_errno_to_err(errno);
 }
@@ -140,31 +141,47 @@ int cp_posix_peername(cp_sock *s, cport_addr *addr) { return name_of(s, addr, tr
 
 static bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
+bool cp_posix_blocked(cp_sock *s, int dir, int e) {
+  if (!would_block(e)) return false;
+  s->exhausted[dir] = 1;
+  return true;
+}
+
 static int try_recv(cp_sock *s, cp_op *op) {
   for (;;) {
-    ssize_t n = recv(FD(s), op->buf + op->done, op->len - op->done, 0);
+    size_t want = op->len - op->done;
+    ssize_t n = recv(FD(s), op->buf + op->done, want, 0);
     if (n > 0) {
       op->done += (size_t)n;
+      if ((size_t)n < want) s->exhausted[CP_RD] = 1; /* a stream recv takes all there is */
       if (!(op->flags & CPORT_WAITALL) || op->done == op->len) return CPORT_OK;
       continue;
     }
     if (n == 0) return CPORT_OK; /* orderly shutdown: done holds what came before */
     if (errno == EINTR) continue;
-    if (would_block(errno))
+    if (cp_posix_blocked(s, CP_RD, errno))
       return op->done > 0 && !(op->flags & CPORT_WAITALL) ? CPORT_OK : CP_PENDING;
     return cp_errno_to_err(errno);
   }
 }
 
+/* A short write means the send buffer is full (Linux then flags the socket
+ * so that freed space raises an edge): wait for it instead of asking the
+ * kernel again only to hear EAGAIN. */
 static int try_send(cp_sock *s, cp_op *op) {
   while (op->done < op->len) {
-    ssize_t n = send(FD(s), op->buf + op->done, op->len - op->done, MSG_NOSIGNAL);
+    size_t want = op->len - op->done;
+    ssize_t n = send(FD(s), op->buf + op->done, want, MSG_NOSIGNAL);
     if (n >= 0) {
       op->done += (size_t)n;
+      if ((size_t)n < want) {
+        s->exhausted[CP_WR] = 1;
+        return CP_PENDING;
+      }
       continue;
     }
     if (errno == EINTR) continue;
-    if (would_block(errno)) return CP_PENDING;
+    if (cp_posix_blocked(s, CP_WR, errno)) return CP_PENDING;
     return cp_errno_to_err(errno);
   }
   return CPORT_OK;
@@ -186,7 +203,7 @@ static int try_sendto(cp_sock *s, cp_op *op) {
       return CPORT_OK;
     }
     if (errno == EINTR) continue;
-    return would_block(errno) ? CP_PENDING : cp_errno_to_err(errno);
+    return cp_posix_blocked(s, CP_WR, errno) ? CP_PENDING : cp_errno_to_err(errno);
   }
 }
 
@@ -206,7 +223,7 @@ static int try_recvfrom(cp_sock *s, cp_op *op) {
       return CPORT_OK;
     }
     if (errno == EINTR) continue;
-    return would_block(errno) ? CP_PENDING : cp_errno_to_err(errno);
+    return cp_posix_blocked(s, CP_RD, errno) ? CP_PENDING : cp_errno_to_err(errno);
   }
 }
 
@@ -224,7 +241,7 @@ static int try_accept(cp_sock *s, cp_op *op) {
       return rc;
     }
     if (retry_accept(errno)) continue;
-    if (would_block(errno)) return CP_PENDING;
+    if (cp_posix_blocked(s, CP_RD, errno)) return CP_PENDING;
     return cp_errno_to_err(errno);
   }
 }
