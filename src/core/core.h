@@ -51,7 +51,9 @@ void cp_registry_remove(cp_sock *s);
 bool cp_registry_default(void);
 
 /* Operations (op.c). */
-cp_op *cp_op_alloc(cp_sock *s);
+/* A zeroed op of kind for s (be[] and addr excepted); only connects and
+ * datagram sockets' ops have room for addr. */
+cp_op *cp_op_alloc(cp_sock *s, uint8_t kind);
 void cp_op_free(cp_sock *s, cp_op *op);
 void cp_list_append(cp_list *l, cp_op *op);
 void cp_list_remove(cp_list *l, cp_op *op);

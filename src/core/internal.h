@@ -49,9 +49,9 @@ enum cp_sock_state { CP_SOCK_FREE = 0, CP_SOCK_OPEN = 1, CP_SOCK_ZOMBIE = 2 };
 
 /* Room for a backend's per-operation state (IOCP: a pointer to its
  * OVERLAPPED record, which lives in its own allocation because the OS may
- * hold it after the op ended) and per-socket state. */
+ * hold it after the op ended). Per-socket room, CP_BACKEND_SOCK_SIZE, is
+ * the platform's (cp_platform.h): IOCP keeps far more than epoll. */
 #define CP_BACKEND_OP_SIZE 32
-#define CP_BACKEND_SOCK_SIZE 128
 
 typedef struct cp_sock cp_sock;
 
@@ -67,6 +67,7 @@ typedef struct cp_op {
   uint8_t closed;     /* cport_close asked to stop it */
   uint8_t started;    /* the backend has begun it (epoll: head of its dir) */
   uint8_t owns_buf;   /* buf came from cport_recv_alloc: it goes to the user */
+  uint8_t has_addr;   /* allocated with room for addr (cp_op_alloc) */
   unsigned flags;     /* CPORT_WAITALL */
   unsigned msg_flags; /* result: CPORT_MSG_TRUNC */
   char *buf;
@@ -75,10 +76,11 @@ typedef struct cp_op {
   int status;  /* result, once state == CP_OP_DONE */
   cport_socket accepted;
   cport_queue *dest; /* where the message goes: NULL means the owner */
-  /* Set only by the kinds that use it (cp_op_alloc leaves it as it was):
-   * connect, sendto: the target; recvfrom: the sender. */
+  _Alignas(16) unsigned char be[CP_BACKEND_OP_SIZE]; /* not zeroed by cp_op_alloc */
+  /* Connects and datagram ops only (the others are allocated without it,
+   * see has_addr): connect, sendto: the target; recvfrom: the sender. Set
+   * only by the kinds that use it. */
   cport_addr addr;
-  _Alignas(16) unsigned char be[CP_BACKEND_OP_SIZE];
 } cp_op;
 
 typedef struct cp_list {
@@ -95,6 +97,7 @@ struct cp_sock {
   uint32_t gen;    /* the handle is valid iff state == OPEN and gen matches */
   cp_op *free_ops; /* cached operations, reused without malloc */
   int free_op_count;
+  uint8_t free_ops_have_addr; /* the size of the cached ones (cp_op.has_addr) */
   uint8_t state;  /* cp_sock_state */
   uint8_t family; /* CPORT_AF_* */
   uint8_t type;   /* CPORT_SOCK_* */

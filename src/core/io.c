@@ -109,13 +109,12 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
   int dir = dir_of(rq->kind);
   int rc = check_state(s, rq, select);
   if (rc == CPORT_OK && select && select_pending(s, dir)) rc = CPORT_EALREADY;
-  cp_op *op = rc == CPORT_OK ? cp_op_alloc(s) : NULL;
+  cp_op *op = rc == CPORT_OK ? cp_op_alloc(s, rq->kind) : NULL;
   if (rc == CPORT_OK && !op) rc = CPORT_ENOMEM;
   if (rc != CPORT_OK) {
     cp_sock_unlock(s);
     return rc;
   }
-  op->kind = rq->kind;
   op->dir = (uint8_t)dir;
   op->select = select;
   op->flags = rq->flags;
@@ -127,7 +126,7 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
     cp_sock_unlock(s);
     return CPORT_ENOMEM;
   }
-  if (rq->addr)
+  if (rq->addr && op->has_addr) /* always: check_state refused the others */
     op->addr = *rq->addr;
   else if (rq->kind == CPORT_OP_RECVFROM)
     op->addr.family = 0; /* no sender yet */

@@ -11,6 +11,9 @@ typedef pthread_cond_t cp_cond;
 #define CP_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
 #define CP_THREAD_LOCAL _Thread_local
 
+/* Bytes of per-socket backend state in each socket slot (epoll: a flag). */
+#define CP_BACKEND_SOCK_SIZE 16
+
 /* The functions on these types are declared in src/core/internal.h. */
 
 #endif

@@ -27,6 +27,10 @@
 typedef SRWLOCK cp_mutex;
 typedef CONDITION_VARIABLE cp_cond;
 
+/* Bytes of per-socket backend state in each socket slot (IOCP: the
+ * accept pool, extension pointers, the names AcceptEx returned). */
+#define CP_BACKEND_SOCK_SIZE 128
+
 /* A statically initialised mutex. */
 #define CP_MUTEX_INIT SRWLOCK_INIT
 
