@@ -270,8 +270,8 @@ CPORT_API int cport_open(cport_queue *owner, int family, int type, unsigned flag
                          cport_socket *out);
 
 /* Whether this system can open sockets of a family (1 or 0), probed at run
- * time. AF_UNIX: 1 on Linux; 0 on Windows for now (Windows 10 has it, Wine
- * 8 does not, and the IOCP backend does not map its paths yet). */
+ * time. AF_UNIX: 1 on Linux; on Windows 1 from Windows 10 1803 on, 0 on
+ * older Windows and under Wine 8. */
 CPORT_API int cport_family_supported(int family);
 
 /* Close a socket. Each pending operation ends with one message: an abort
@@ -280,7 +280,9 @@ CPORT_API int cport_family_supported(int family);
 CPORT_API int cport_close(cport_socket s);
 
 /* Bind to a local address. SO_REUSEADDR is set on POSIX listeners (as libuv
- * does), SO_EXCLUSIVEADDRUSE on Windows. */
+ * does), SO_EXCLUSIVEADDRUSE on Windows; neither on AF_UNIX sockets, whose
+ * path stays as a file after close (remove it before binding it again, or
+ * the bind says CPORT_EADDRINUSE). */
 CPORT_API int cport_bind(cport_socket s, const cport_addr *addr);
 
 /* Listen; backlog <= 0 means the system maximum. Calling it again on a

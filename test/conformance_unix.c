@@ -2,8 +2,9 @@
  * Conformance: AF_UNIX. cport_family_supported(CPORT_AF_UNIX) is the truth
  * the tests check: where it says 1, a stream echo over a filesystem path in
  * both modes; where it says 0, cport_open answers CPORT_EAFNOSUPPORT. Linux
- * always has the family; Wine 8 never does (WINE.md row "AF_UNIX"), so on
- * neither is the answer left to chance and nothing is skipped silently.
+ * always has the family; Windows has it from Windows 10 1803 on; Wine 8
+ * never does (WINE.md row "AF_UNIX"), so neither on Linux nor under Wine is
+ * the answer left to chance, and nothing is skipped silently anywhere.
  * Datagram AF_UNIX sockets are not offered anywhere; cport_addr_unix
  * checks its path.
  */

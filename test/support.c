@@ -1556,11 +1556,18 @@ void sup_temp_path(char *buf, size_t size, const char *tag) {
   int k = ++counter;
   g_lock_release();
 #ifdef _WIN32
+  /* An AF_UNIX path must fit sun_path, and only ASCII reads the same
+   * whether Windows takes sun_path as UTF-8 or in the ANSI code page. A
+   * temporary directory with a long or non-ASCII name (a long or non-Latin
+   * user name) gives way to a bare name, relative to the current directory
+   * (ctest's build directory), which Windows accepts. */
   char dir[MAX_PATH + 1];
+  unsigned long pid = (unsigned long)GetCurrentProcessId();
   DWORD len = GetTempPathA((DWORD)sizeof dir, dir);
-  if (len == 0 || len > MAX_PATH) snprintf(dir, sizeof dir, ".\\");
-  n = snprintf(buf, size, "%scport-%s-%lu-%d.sock", dir, tag, (unsigned long)GetCurrentProcessId(),
-               k);
+  int ascii = len > 0 && len <= MAX_PATH;
+  for (DWORD i = 0; ascii && i < len; i++) ascii = (unsigned char)dir[i] < 0x80;
+  n = ascii ? snprintf(buf, size, "%scport-%s-%lu-%d.sock", dir, tag, pid, k) : -1;
+  if (n < 0 || (size_t)n >= size) n = snprintf(buf, size, "cport-%s-%lu-%d.sock", tag, pid, k);
 #else
   const char *dir = getenv("TMPDIR");
   if (!dir || !dir[0]) dir = "/tmp";

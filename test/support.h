@@ -358,7 +358,9 @@ int sup_raw_udp_send(const cport_addr *to, const void *buf, size_t len, cport_ad
 
 /* A path in the system's temporary directory that no other process or
  * earlier call uses (it holds the process id and a counter), for AF_UNIX
- * sockets. Fails the test if it does not fit size. */
+ * sockets; on Windows a name in the current directory instead when the
+ * temporary directory's would be too long or not ASCII. Fails the test if
+ * it does not fit size. */
 void sup_temp_path(char *buf, size_t size, const char *tag);
 /* Remove a file if it exists (AF_UNIX socket paths). */
 void sup_remove_file(const char *path);

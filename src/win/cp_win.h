@@ -6,6 +6,7 @@
 
 #include "internal.h" /* includes cp_platform.h: winsock2.h, then windows.h */
 
+#include <afunix.h> /* struct sockaddr_un (Windows SDK 17063 and later, mingw-w64) */
 #include <mswsock.h>
 #include <ws2tcpip.h>
 
@@ -31,7 +32,8 @@ int cp_win_nonblock(SOCKET s);
 /* cport_addr <-> sockaddr. */
 int cp_win_addr_to_os(const cport_addr *a, struct sockaddr_storage *ss, int *len);
 int cp_win_addr_from_os(const struct sockaddr *sa, int len, cport_addr *a);
-/* The wildcard address (0.0.0.0:0 or [::]:0) of a cport family. */
+/* The wildcard address of a cport family: 0.0.0.0:0, [::]:0, or for
+ * AF_UNIX the unnamed address (sun_family alone). */
 void cp_win_wildcard(int family, struct sockaddr_storage *ss, int *len);
 
 /* Extension functions, fetched once per address family. NULL on failure

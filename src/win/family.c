@@ -1,6 +1,7 @@
-/* Run-time probe for address families. AF_UNIX is answered 0: Windows 10
- * has it (Wine 8 does not: WINE.md, "AF_UNIX"), but this backend does not
- * map its paths yet, so cport_open refuses it on every Windows. */
+/* Run-time probe for address families: the truth is whether WSASocketW
+ * makes a socket of the family. For AF_UNIX that is Windows 10 1803 and
+ * later; Wine 8 says WSAEAFNOSUPPORT (WINE.md, "AF_UNIX"). cport_open makes
+ * the same call, so it refuses exactly where this answers 0. */
 #include "internal.h"
 
 #include <ws2tcpip.h>
@@ -10,7 +11,6 @@
 #endif
 
 int cp_os_family_supported(int family) {
-  if (family == CPORT_AF_UNIX) return 0;
   int af = family == CPORT_AF_INET6 ? AF_INET6 : family == CPORT_AF_UNIX ? AF_UNIX : AF_INET;
   WSADATA wsa;
   if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) return 0;

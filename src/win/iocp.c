@@ -49,7 +49,12 @@
  * Local close versus peer reset (DESIGN.md rule 3): an op of a socket we
  * closed, or one we cancelled, ends as "closed"/"cancelled" whatever code the
  * OS gives (995, 1236, 64, 676, 6, 0x8000000A...); the same codes without
- * our close are the peer's doing (64 is then ECONNRESET). */
+ * our close are the peer's doing (64 is then ECONNRESET).
+ *
+ * AF_UNIX stream sockets (Windows 10 1803 and later) take the TCP paths
+ * unchanged, AcceptEx and ConnectEx included; only their addresses differ
+ * (sock.c), and they are too large to keep from the AcceptEx buffer, so
+ * their sockname and peername ask the OS. */
 #include "cp_win.h"
 
 #include <stdlib.h>
@@ -137,6 +142,7 @@ enum { IO_ACCEPT = 1, IO_CONNECT, IO_SEND, IO_RECV, IO_POLL };
 
 /* AcceptEx wants room for each address plus 16 bytes. */
 #define ACCEPT_ADDR_LEN ((DWORD)(sizeof(struct sockaddr_storage) + 16u))
+_Static_assert(ACCEPT_ADDR_LEN >= sizeof(struct sockaddr_un) + 16u, "AcceptEx room for AF_UNIX");
 
 struct cp_io {
   OVERLAPPED ov;    /* first: the packet's lpOverlapped, the AFD poll's IO_STATUS_BLOCK */
@@ -716,7 +722,7 @@ static cp_op *waiting_accept(cp_sock *s, cp_op *stop) {
 }
 
 /* Copies one address GetAcceptExSockaddrs pointed at; false if it is not
- * a whole IPv4 or IPv6 address. */
+ * a whole IPv4 or IPv6 address (an AF_UNIX one does not fit names[]). */
 static bool copy_name(cp_win_sockaddr *dst, const struct sockaddr *sa, INT len) {
   if (!sa || len <= 0 || (size_t)len > sizeof *dst) return false;
   if (!(sa->sa_family == AF_INET && (size_t)len >= sizeof(struct sockaddr_in)) &&
@@ -830,7 +836,7 @@ static int cm_connect(cp_sock *s, cp_op *op) {
   if (rc != CPORT_OK) return rc;
   if (is_dgram(s)) /* a datagram connect only sets the peer */
     return connect(SOCK(s), (struct sockaddr *)&ss, len) == 0 ? CPORT_OK : cp_win_last();
-  if (!s->bound) { /* ConnectEx needs a bound socket */
+  if (!s->bound) { /* ConnectEx needs a bound socket (AF_UNIX: unnamed) */
     struct sockaddr_storage any;
     int any_len;
     cp_win_wildcard(s->family, &any, &any_len);

@@ -65,6 +65,14 @@ static const os_opt *find(cport_option opt) {
 
 int cp_os_opt_supported(cport_option opt) { return find(opt) != NULL; }
 
+/* An AF_UNIX socket has no TCP level and no port for SO_EXCLUSIVEADDRUSE to
+ * guard. Linux answers EOPNOTSUPP for its TCP level; so does this, whatever
+ * code the AF_UNIX provider would have given. */
+static bool not_for_unix(const cp_sock *s, const os_opt *o) {
+  return s->family == CPORT_AF_UNIX &&
+         (o->level == IPPROTO_TCP || o->opt == CPORT_OPT_SOCKET_EXCLUSIVEADDRUSE);
+}
+
 static SOCKET sock_of(const cp_sock *s) { return (SOCKET)s->os; }
 
 static int set_raw(cp_sock *s, const os_opt *o, const void *val, int len) {
@@ -114,6 +122,7 @@ static int set_membership(cp_sock *s, const os_opt *o, const cport_optval *v) {
 int cp_os_setopt(cp_sock *s, cport_option opt, const cport_optval *v) {
   const os_opt *o = find(opt);
   if (!o) return CPORT_ENOTSUP;
+  if (not_for_unix(s, o)) return CPORT_EOPNOTSUPP;
   switch (v->type) {
   case CPORT_VAL_BOOL:
   case CPORT_VAL_INT: {
@@ -141,6 +150,7 @@ int cp_os_setopt(cp_sock *s, cport_option opt, const cport_optval *v) {
 int cp_os_getopt(cp_sock *s, cport_option opt, cport_optval *v) {
   const os_opt *o = find(opt);
   if (!o) return CPORT_ENOTSUP;
+  if (not_for_unix(s, o)) return CPORT_EOPNOTSUPP;
   if (opt == CPORT_OPT_TCP_KEEPIDLE || opt == CPORT_OPT_TCP_KEEPINTVL) {
     uint32_t secs = opt == CPORT_OPT_TCP_KEEPIDLE
                         ? (s->keepalive_idle ? s->keepalive_idle : KEEPALIVE_IDLE_DEFAULT_S)

@@ -33,8 +33,8 @@ int cp_win_startup(void) {
 #endif
 
 /* AF_UNIX maps to itself, never to AF_INET: where the system lacks it
- * (Wine 8, Windows before 10) WSASocketW says WSAEAFNOSUPPORT and so does
- * cport_open. */
+ * (Wine 8, Windows before 10 1803) WSASocketW says WSAEAFNOSUPPORT and so
+ * does cport_open, as cport_family_supported foretold (family.c). */
 static int os_family(int family) {
   return family == CPORT_AF_INET6 ? AF_INET6 : family == CPORT_AF_UNIX ? AF_UNIX : AF_INET;
 }
@@ -82,9 +82,6 @@ int cp_win_skip_ok(int family, int type) {
 /* ---- sockets ------------------------------------------------------------- */
 
 int cp_win_socket(int family, int type, SOCKET *out) {
-  /* Windows 10 has AF_UNIX, but this backend does not map paths to
-   * sockaddr_un nor run ConnectEx on them yet: say so rather than half-work. */
-  if (family == CPORT_AF_UNIX) return CPORT_EAFNOSUPPORT;
   int rc = cp_win_startup();
   if (rc != CPORT_OK) return rc;
   DWORD flags = WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT;
@@ -136,6 +133,17 @@ SOCKET cp_win_base_handle(SOCKET s) {
 
 int cp_win_addr_to_os(const cport_addr *a, struct sockaddr_storage *ss, int *len) {
   memset(ss, 0, sizeof *ss);
+  if (a->family == CPORT_AF_UNIX) {
+    struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+    size_t n = strnlen(a->path, sizeof a->path);
+    if (n == 0 || n >= sizeof sun->sun_path) return CPORT_EINVAL;
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, a->path, n);
+    /* The whole structure, NUL-padded, as Microsoft's own samples pass it
+     * (the path ends at its NUL on Windows, as on Linux). */
+    *len = (int)sizeof *sun;
+    return CPORT_OK;
+  }
   if (a->family == CPORT_AF_INET) {
     struct sockaddr_in *sin = (struct sockaddr_in *)ss;
     sin->sin_family = AF_INET;
@@ -175,10 +183,30 @@ int cp_win_addr_from_os(const struct sockaddr *sa, int len, cport_addr *a) {
     a->flowinfo = ntohl(sin6->sin6_flowinfo);
     return CPORT_OK;
   }
+  if (sa->sa_family == AF_UNIX) {
+    /* An unnamed socket comes back as the family alone or with an all-zero
+     * path (Windows pads to the whole structure): both read as "". */
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)(const void *)sa;
+    int room = len - (int)offsetof(struct sockaddr_un, sun_path);
+    a->family = CPORT_AF_UNIX;
+    if (room > 0) {
+      size_t max = (size_t)room < sizeof a->path - 1 ? (size_t)room : sizeof a->path - 1;
+      memcpy(a->path, sun->sun_path, strnlen(sun->sun_path, max));
+    }
+    return CPORT_OK;
+  }
   return CPORT_EAFNOSUPPORT;
 }
 
 void cp_win_wildcard(int family, struct sockaddr_storage *ss, int *len) {
+  if (family == CPORT_AF_UNIX) {
+    /* Unnamed: what ConnectEx needs bound first, and what POSIX reports
+     * as the name of an unbound AF_UNIX socket. */
+    memset(ss, 0, sizeof *ss);
+    ss->ss_family = AF_UNIX;
+    *len = (int)offsetof(struct sockaddr_un, sun_path);
+    return;
+  }
   cport_addr any;
   memset(&any, 0, sizeof any);
   any.family = family == CPORT_AF_INET6 ? CPORT_AF_INET6 : CPORT_AF_INET;
@@ -259,7 +287,8 @@ int cp_win_bind(cp_sock *s, const cport_addr *addr) {
   int len;
   int rc = cp_win_addr_to_os(addr, &ss, &len);
   if (rc != CPORT_OK) return rc;
-  if (s->type == CPORT_SOCK_STREAM) {
+  bool ip = s->family != CPORT_AF_UNIX; /* a path has no port to guard */
+  if (ip && s->type == CPORT_SOCK_STREAM) {
     /* No port stealing: nobody else may bind our port, even with
      * SO_REUSEADDR. Rebinding a port in TIME_WAIT still works. A user who
      * set SO_REUSEADDR asked for sharing: the two cannot be combined
@@ -278,8 +307,10 @@ int cp_win_bind(cp_sock *s, const cport_addr *addr) {
   if (bind(SOCK(s), (struct sockaddr *)&ss, len) == 0) return CPORT_OK;
   int err = WSAGetLastError();
   /* A port held with SO_EXCLUSIVEADDRUSE (or reserved by the system) is
-   * refused with WSAEACCES: for the user it is a port in use, as on POSIX. */
-  if (err == WSAEACCES) return CPORT_EADDRINUSE;
+   * refused with WSAEACCES: for the user it is a port in use, as on POSIX.
+   * For a path it means what it says (no write access to its directory);
+   * a path that exists already is WSAEADDRINUSE. */
+  if (err == WSAEACCES && ip) return CPORT_EADDRINUSE;
   return cp_win_err((uint32_t)err);
 }
 
@@ -310,12 +341,15 @@ static int name_of(cp_sock *s, cport_addr *addr, int peer) {
   if (rc != 0) {
     int err = WSAGetLastError();
     if (!peer && err == WSAEINVAL && !s->bound) {
-      /* Unbound: POSIX answers the wildcard address with port 0. */
+      /* Unbound: POSIX answers the wildcard address with port 0 (AF_UNIX:
+       * the unnamed address). */
       cp_win_wildcard(s->family, &ss, &len);
     } else {
       return cp_win_err((uint32_t)err);
     }
   }
+  /* An unnamed AF_UNIX end may come back with no family filled in. */
+  if (s->family == CPORT_AF_UNIX && ss.ss_family == AF_UNSPEC) ss.ss_family = AF_UNIX;
   return cp_win_addr_from_os((struct sockaddr *)&ss, len, addr);
 }
 
