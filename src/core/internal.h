@@ -47,11 +47,11 @@ enum cp_dir { CP_RD = 0, CP_WR = 1 };
 enum cp_op_state { CP_OP_PENDING = 0, CP_OP_DONE = 1 };
 enum cp_sock_state { CP_SOCK_FREE = 0, CP_SOCK_OPEN = 1, CP_SOCK_ZOMBIE = 2 };
 
-/* Room for a backend's per-operation state (IOCP: a pointer to its
- * OVERLAPPED record, which lives in its own allocation because the OS may
- * hold it after the op ended). Per-socket room, CP_BACKEND_SOCK_SIZE, is
- * the platform's (cp_platform.h): IOCP keeps far more than epoll. */
-#define CP_BACKEND_OP_SIZE 32
+/* Room for a backend's per-operation state (CP_BACKEND_OP_SIZE; IOCP: a
+ * pointer to its OVERLAPPED record, which lives in its own allocation
+ * because the OS may hold it after the op ended) and per-socket state
+ * (CP_BACKEND_SOCK_SIZE) are the platform's (cp_platform.h): IOCP keeps far
+ * more than epoll, and every byte is paid per connection. */
 
 typedef struct cp_sock cp_sock;
 
@@ -76,7 +76,7 @@ typedef struct cp_op {
   int status;  /* result, once state == CP_OP_DONE */
   cport_socket accepted;
   cport_queue *dest; /* where the message goes: NULL means the owner */
-  _Alignas(16) unsigned char be[CP_BACKEND_OP_SIZE]; /* not zeroed by cp_op_alloc */
+  _Alignas(8) unsigned char be[CP_BACKEND_OP_SIZE]; /* not zeroed by cp_op_alloc */
   /* Connects and datagram ops only (the others are allocated without it,
    * see has_addr): connect, sendto: the target; recvfrom: the sender. Set
    * only by the kinds that use it. */
@@ -113,7 +113,6 @@ struct cp_sock {
   uint8_t zero_read; /* otp.zero_read: receive buffers go to the OS only when readable */
   uint32_t rcvbuf;   /* otp.rcvbuf: what cport_recv_alloc allocates (0: default) */
   void *meta;        /* otp.meta */
-  uint32_t keepalive_idle, keepalive_intvl; /* Windows sets both at once */
   cport_socket id;                          /* the handle users hold (kept while a zombie drains) */
   cport_ctx *ctx;
   cport_queue *owner;
@@ -124,7 +123,7 @@ struct cp_sock {
   uint64_t reads, writes;
   uintptr_t os; /* the OS socket: an fd or a SOCKET */
   cp_sock *next_free;
-  _Alignas(16) unsigned char be[CP_BACKEND_SOCK_SIZE];
+  _Alignas(8) unsigned char be[CP_BACKEND_SOCK_SIZE];
 };
 
 /* The backend interface: a handful of functions, each called with the

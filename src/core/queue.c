@@ -160,6 +160,9 @@ static int remaining_ms(uint64_t deadline) {
   return left > 0x7fffffff ? 0x7fffffff : (int)left;
 }
 
+/* With a batch already queued, one cport_wait call in this many polls. */
+#define BACKLOG_POLL_EVERY 4
+
 /* Runs one poll on behalf of q; q->mu held on entry and on return. */
 static void poll_once(cport_queue *q, int timeout) {
   cport_ctx *ctx = q->ctx;
@@ -182,8 +185,12 @@ int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
   cp_mutex_lock(&q->mu);
   /* Messages already queued must not starve the OS: a program that keeps
    * posting itself work would never see its I/O. One poll that does not
-   * wait gives the OS its turn, unless another thread is polling anyway. */
-  if (q->count > 0) {
+   * wait gives the OS its turn, unless another thread is polling anyway.
+   * While the queue holds a whole batch, it gets that turn only every few
+   * calls: polling on top of a backlog only grows the ring (a burst from
+   * 10,000 connections grew it to 8,192 messages, 1.6 MB). */
+  if (q->count > 0 && (q->count < (uint32_t)max || ++q->backlog_skips >= BACKLOG_POLL_EVERY)) {
+    q->backlog_skips = 0;
     cport_queue *none = NULL;
     if (atomic_compare_exchange_strong(&ctx->poller, &none, q)) poll_once(q, 0);
   }

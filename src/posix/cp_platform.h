@@ -11,8 +11,10 @@ typedef pthread_cond_t cp_cond;
 #define CP_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
 #define CP_THREAD_LOCAL _Thread_local
 
-/* Bytes of per-socket backend state in each socket slot (epoll: a flag). */
-#define CP_BACKEND_SOCK_SIZE 16
+/* Bytes of backend state in each socket slot (epoll: a flag) and in each
+ * operation (unused: 8 keeps the array non-empty). */
+#define CP_BACKEND_SOCK_SIZE 8
+#define CP_BACKEND_OP_SIZE 8
 
 /* The functions on these types are declared in src/core/internal.h. */
 

@@ -20,6 +20,7 @@
 
 #define RING_ENTRIES 1024u
 #define MAX_REAP 256u
+#define MAX_BATCHES_PER_POLL 2u
 #define WAKE_KEY 1u   /* user_data of a wake-up NOP */
 #define IGNORE_KEY 2u /* user_data of cancel requests: their own results don't matter */
 
@@ -247,9 +248,11 @@ static int ur_poll(cport_ctx *ctx, int timeout_ms) {
   cp_mutex_lock(&ur->sq_mu);
   ur->poller_waiting = false;
   cp_mutex_unlock(&ur->sq_mu);
-  while (n > 0) {
+  /* At most a few batches per poll: what is left stays in the CQ ring
+   * (the kernel keeps overflow) rather than in the user's queues. */
+  for (unsigned batches = 0; n > 0; batches++) {
     reap(ur, batch, n);
-    n = io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP);
+    n = batches + 1 < MAX_BATCHES_PER_POLL ? io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP) : 0;
     if (n > 0) {
       cp_mutex_lock(&ur->sq_mu);
       cp_mutex_unlock(&ur->sq_mu);

@@ -30,6 +30,8 @@ typedef CONDITION_VARIABLE cp_cond;
 /* Bytes of per-socket backend state in each socket slot (IOCP: the
  * accept pool, extension pointers, the names AcceptEx returned). */
 #define CP_BACKEND_SOCK_SIZE 128
+/* Bytes of backend state in each operation (IOCP: its I/O record). */
+#define CP_BACKEND_OP_SIZE 32
 
 /* A statically initialised mutex. */
 #define CP_MUTEX_INIT SRWLOCK_INIT

@@ -135,6 +135,8 @@ typedef struct iocp_sock {
    * from the AcceptEx buffer by GetAcceptExSockaddrs, so that sockname and
    * peername need no system call. Two sockaddr_in6 (56 bytes) fit here. */
   cp_win_sockaddr names[2];
+  /* tcp.keepidle and tcp.keepintvl: SIO_KEEPALIVE_VALS sets both at once. */
+  uint32_t keepalive_idle, keepalive_intvl;
 } iocp_sock;
 
 /* In cp_op.be (CP_BACKEND_OP_SIZE bytes, NOT zeroed by cp_op_alloc: start

@@ -4,8 +4,8 @@
  * TCP keepalive idle and interval go through SIO_KEEPALIVE_VALS, which
  * sets both at once and cannot be read back, so the socket remembers them
  * (Wine 8 has no TCP_KEEPIDLE/KEEPINTVL: WINE.md, "TCP_NODELAY, ..."). */
+#include "cp_win.h" /* iocp_sock: the keepalive values live there */
 #include "errmap.h"
-#include "internal.h"
 
 #include <mstcpip.h>
 #include <string.h>
@@ -81,8 +81,8 @@ static int set_raw(cp_sock *s, const os_opt *o, const void *val, int len) {
 }
 
 static int set_keepalive_vals(cp_sock *s, cport_option opt, int seconds) {
-  uint32_t idle = s->keepalive_idle ? s->keepalive_idle : KEEPALIVE_IDLE_DEFAULT_S;
-  uint32_t intvl = s->keepalive_intvl ? s->keepalive_intvl : KEEPALIVE_INTVL_DEFAULT_S;
+  uint32_t idle = cp_win_bs(s)->keepalive_idle ? cp_win_bs(s)->keepalive_idle : KEEPALIVE_IDLE_DEFAULT_S;
+  uint32_t intvl = cp_win_bs(s)->keepalive_intvl ? cp_win_bs(s)->keepalive_intvl : KEEPALIVE_INTVL_DEFAULT_S;
   if (opt == CPORT_OPT_TCP_KEEPIDLE)
     idle = (uint32_t)seconds;
   else
@@ -92,8 +92,8 @@ static int set_keepalive_vals(cp_sock *s, cport_option opt, int seconds) {
   DWORD out = 0;
   if (WSAIoctl(sock_of(s), SIO_KEEPALIVE_VALS, &ka, sizeof ka, NULL, 0, &out, NULL, NULL) != 0)
     return cp_win_last();
-  s->keepalive_idle = idle;
-  s->keepalive_intvl = intvl;
+  cp_win_bs(s)->keepalive_idle = idle;
+  cp_win_bs(s)->keepalive_intvl = intvl;
   return CPORT_OK;
 }
 
@@ -153,8 +153,8 @@ int cp_os_getopt(cp_sock *s, cport_option opt, cport_optval *v) {
   if (not_for_unix(s, o)) return CPORT_EOPNOTSUPP;
   if (opt == CPORT_OPT_TCP_KEEPIDLE || opt == CPORT_OPT_TCP_KEEPINTVL) {
     uint32_t secs = opt == CPORT_OPT_TCP_KEEPIDLE
-                        ? (s->keepalive_idle ? s->keepalive_idle : KEEPALIVE_IDLE_DEFAULT_S)
-                        : (s->keepalive_intvl ? s->keepalive_intvl : KEEPALIVE_INTVL_DEFAULT_S);
+                        ? (cp_win_bs(s)->keepalive_idle ? cp_win_bs(s)->keepalive_idle : KEEPALIVE_IDLE_DEFAULT_S)
+                        : (cp_win_bs(s)->keepalive_intvl ? cp_win_bs(s)->keepalive_intvl : KEEPALIVE_INTVL_DEFAULT_S);
     v->v.i = (int)secs;
     return CPORT_OK;
   }
