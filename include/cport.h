@@ -14,7 +14,10 @@
  * call that never consumes messages meant for the owner queue).
  *
  * A nowait call returns exactly one of:
- *   CPORT_OK          done now; results are in the out-parameters;
+ *   CPORT_OK          done now; results are in the out-parameters (epoll:
+ *                     an op that can end with what the poller has seen;
+ *                     after a direction was found empty or full, the next
+ *                     op waits for the poller's next report of it);
  *   CPORT_SELECT      pending in select mode; *handle identifies it;
  *   CPORT_COMPLETION  pending in completion mode; *handle identifies it;
  *   a negative cport_err value.
