@@ -11,9 +11,9 @@ struct cport_queue {
   cp_cond cv;
   cport_msg *ring; /* circular buffer of pending messages */
   uint32_t cap, head, count;
-  int waiters;      /* threads blocked on cv */
+  int waiters;       /* threads blocked on cv */
   int backlog_skips; /* cport_wait calls that skipped polling on a backlog */
-  atomic_int owned; /* sockets whose owner this is */
+  atomic_int owned;  /* sockets whose owner this is */
   struct cport_queue *next, *prev;
   struct cport_queue *next_spare; /* ctx->spare list: a blocking call's, idle */
 };

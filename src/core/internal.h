@@ -98,9 +98,9 @@ struct cp_sock {
   cp_op *free_ops; /* cached operations, reused without malloc */
   int free_op_count;
   uint8_t free_ops_have_addr; /* the size of the cached ones (cp_op.has_addr) */
-  uint8_t state;  /* cp_sock_state */
-  uint8_t family; /* CPORT_AF_* */
-  uint8_t type;   /* CPORT_SOCK_* */
+  uint8_t state;              /* cp_sock_state */
+  uint8_t family;             /* CPORT_AF_* */
+  uint8_t type;               /* CPORT_SOCK_* */
   uint8_t select_mode;
   uint8_t registered;
   uint8_t bound, listening, connecting, connected;
@@ -113,7 +113,7 @@ struct cp_sock {
   uint8_t zero_read; /* otp.zero_read: receive buffers go to the OS only when readable */
   uint32_t rcvbuf;   /* otp.rcvbuf: what cport_recv_alloc allocates (0: default) */
   void *meta;        /* otp.meta */
-  cport_socket id;                          /* the handle users hold (kept while a zombie drains) */
+  cport_socket id;   /* the handle users hold (kept while a zombie drains) */
   cport_ctx *ctx;
   cport_queue *owner;
   cp_list dirs[2]; /* pending operations, FIFO per direction */

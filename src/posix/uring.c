@@ -252,7 +252,8 @@ static int ur_poll(cport_ctx *ctx, int timeout_ms) {
    * (the kernel keeps overflow) rather than in the user's queues. */
   for (unsigned batches = 0; n > 0; batches++) {
     reap(ur, batch, n);
-    n = batches + 1 < MAX_BATCHES_PER_POLL ? io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP) : 0;
+    n = batches + 1 < MAX_BATCHES_PER_POLL ? io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP)
+                                           : 0;
     if (n > 0) {
       cp_mutex_lock(&ur->sq_mu);
       cp_mutex_unlock(&ur->sq_mu);

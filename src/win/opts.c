@@ -81,8 +81,10 @@ static int set_raw(cp_sock *s, const os_opt *o, const void *val, int len) {
 }
 
 static int set_keepalive_vals(cp_sock *s, cport_option opt, int seconds) {
-  uint32_t idle = cp_win_bs(s)->keepalive_idle ? cp_win_bs(s)->keepalive_idle : KEEPALIVE_IDLE_DEFAULT_S;
-  uint32_t intvl = cp_win_bs(s)->keepalive_intvl ? cp_win_bs(s)->keepalive_intvl : KEEPALIVE_INTVL_DEFAULT_S;
+  uint32_t idle =
+      cp_win_bs(s)->keepalive_idle ? cp_win_bs(s)->keepalive_idle : KEEPALIVE_IDLE_DEFAULT_S;
+  uint32_t intvl =
+      cp_win_bs(s)->keepalive_intvl ? cp_win_bs(s)->keepalive_intvl : KEEPALIVE_INTVL_DEFAULT_S;
   if (opt == CPORT_OPT_TCP_KEEPIDLE)
     idle = (uint32_t)seconds;
   else
@@ -153,8 +155,10 @@ int cp_os_getopt(cp_sock *s, cport_option opt, cport_optval *v) {
   if (not_for_unix(s, o)) return CPORT_EOPNOTSUPP;
   if (opt == CPORT_OPT_TCP_KEEPIDLE || opt == CPORT_OPT_TCP_KEEPINTVL) {
     uint32_t secs = opt == CPORT_OPT_TCP_KEEPIDLE
-                        ? (cp_win_bs(s)->keepalive_idle ? cp_win_bs(s)->keepalive_idle : KEEPALIVE_IDLE_DEFAULT_S)
-                        : (cp_win_bs(s)->keepalive_intvl ? cp_win_bs(s)->keepalive_intvl : KEEPALIVE_INTVL_DEFAULT_S);
+                        ? (cp_win_bs(s)->keepalive_idle ? cp_win_bs(s)->keepalive_idle
+                                                        : KEEPALIVE_IDLE_DEFAULT_S)
+                        : (cp_win_bs(s)->keepalive_intvl ? cp_win_bs(s)->keepalive_intvl
+                                                         : KEEPALIVE_INTVL_DEFAULT_S);
     v->v.i = (int)secs;
     return CPORT_OK;
   }
