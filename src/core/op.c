@@ -40,11 +40,8 @@ cp_op *cp_op_alloc(cp_sock *s, uint8_t kind) {
 /* The cache holds one size; a slot reused by another type of socket
  * switches it once the old ones are gone. */
 void cp_op_free(cp_sock *s, cp_op *op) {
-  if (s->free_ops && s->free_ops_have_addr != op->has_addr) {
-    free(op);
-    return;
-  }
-  if (s->free_op_count >= OP_CACHE_MAX) {
+  bool other_size = s->free_ops && s->free_ops_have_addr != op->has_addr;
+  if (other_size || s->free_op_count >= OP_CACHE_MAX) {
     free(op);
     return;
   }

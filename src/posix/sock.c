@@ -13,61 +13,21 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cp_sockaddr.h" /* after the OS headers it relies on */
+
 #define FD(s) ((int)(s)->os)
 
 int cp_addr_to_os(const cport_addr *a, struct sockaddr_storage *ss, socklen_t *len) {
-  memset(ss, 0, sizeof *ss);
-  if (a->family == CPORT_AF_UNIX) {
-    struct sockaddr_un *sun = (struct sockaddr_un *)ss;
-    size_t n = strnlen(a->path, sizeof a->path);
-    if (n == 0 || n >= sizeof sun->sun_path) return CPORT_EINVAL;
-    sun->sun_family = AF_UNIX;
-    memcpy(sun->sun_path, a->path, n);
-    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
-    return CPORT_OK;
-  }
-  if (a->family == CPORT_AF_INET) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(a->port);
-    memcpy(&sin->sin_addr, a->ip, 4);
-    *len = sizeof *sin;
-    return CPORT_OK;
-  }
-  if (a->family == CPORT_AF_INET6) {
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(a->port);
-    memcpy(&sin6->sin6_addr, a->ip, 16);
-    sin6->sin6_scope_id = a->scope_id;
-    sin6->sin6_flowinfo = htonl(a->flowinfo);
-    *len = sizeof *sin6;
-    return CPORT_OK;
-  }
-  return CPORT_EINVAL;
+  size_t n = 0;
+  int rc = cp_sockaddr_from_addr(a, ss, &n);
+  *len = (socklen_t)n;
+  return rc;
 }
 
+/* Callers pass what the OS filled in; Linux ends an AF_UNIX path (or an
+ * unnamed one) with a NUL, so the whole structure may be read. */
 void cp_addr_from_os(const struct sockaddr_storage *ss, cport_addr *a) {
-  memset(a, 0, sizeof *a);
-  if (ss->ss_family == AF_UNIX) {
-    const struct sockaddr_un *sun = (const struct sockaddr_un *)ss;
-    a->family = CPORT_AF_UNIX;
-    memcpy(a->path, sun->sun_path, sizeof a->path - 1); /* unnamed peers: "" */
-    return;
-  }
-  if (ss->ss_family == AF_INET) {
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-    a->family = CPORT_AF_INET;
-    a->port = ntohs(sin->sin_port);
-    memcpy(a->ip, &sin->sin_addr, 4);
-  } else if (ss->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-    a->family = CPORT_AF_INET6;
-    a->port = ntohs(sin6->sin6_port);
-    memcpy(a->ip, &sin6->sin6_addr, 16);
-    a->scope_id = sin6->sin6_scope_id;
-    a->flowinfo = ntohl(sin6->sin6_flowinfo);
-  }
+  (void)cp_sockaddr_to_addr((const struct sockaddr *)ss, sizeof *ss, a);
 }
 
 static int os_domain(int family) {

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "cp_sockaddr.h" /* after the OS headers it relies on (cp_win.h) */
+
 /* ---- WSAStartup, once per process ---------------------------------------- */
 
 static INIT_ONCE g_wsa_once = INIT_ONCE_STATIC_INIT;
@@ -132,70 +134,14 @@ SOCKET cp_win_base_handle(SOCKET s) {
 /* ---- addresses ----------------------------------------------------------- */
 
 int cp_win_addr_to_os(const cport_addr *a, struct sockaddr_storage *ss, int *len) {
-  memset(ss, 0, sizeof *ss);
-  if (a->family == CPORT_AF_UNIX) {
-    struct sockaddr_un *sun = (struct sockaddr_un *)ss;
-    size_t n = strnlen(a->path, sizeof a->path);
-    if (n == 0 || n >= sizeof sun->sun_path) return CPORT_EINVAL;
-    sun->sun_family = AF_UNIX;
-    memcpy(sun->sun_path, a->path, n);
-    /* The whole structure, NUL-padded, as Microsoft's own samples pass it
-     * (the path ends at its NUL on Windows, as on Linux). */
-    *len = (int)sizeof *sun;
-    return CPORT_OK;
-  }
-  if (a->family == CPORT_AF_INET) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(a->port);
-    memcpy(&sin->sin_addr, a->ip, 4);
-    *len = (int)sizeof *sin;
-    return CPORT_OK;
-  }
-  if (a->family == CPORT_AF_INET6) {
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(a->port);
-    memcpy(&sin6->sin6_addr, a->ip, 16);
-    sin6->sin6_scope_id = a->scope_id;
-    sin6->sin6_flowinfo = htonl(a->flowinfo);
-    *len = (int)sizeof *sin6;
-    return CPORT_OK;
-  }
-  return CPORT_EINVAL;
+  size_t n = 0;
+  int rc = cp_sockaddr_from_addr(a, ss, &n);
+  *len = (int)n;
+  return rc;
 }
 
 int cp_win_addr_from_os(const struct sockaddr *sa, int len, cport_addr *a) {
-  memset(a, 0, sizeof *a);
-  if (sa->sa_family == AF_INET && len >= (int)sizeof(struct sockaddr_in)) {
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)sa;
-    a->family = CPORT_AF_INET;
-    a->port = ntohs(sin->sin_port);
-    memcpy(a->ip, &sin->sin_addr, 4);
-    return CPORT_OK;
-  }
-  if (sa->sa_family == AF_INET6 && len >= (int)sizeof(struct sockaddr_in6)) {
-    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)sa;
-    a->family = CPORT_AF_INET6;
-    a->port = ntohs(sin6->sin6_port);
-    memcpy(a->ip, &sin6->sin6_addr, 16);
-    a->scope_id = sin6->sin6_scope_id;
-    a->flowinfo = ntohl(sin6->sin6_flowinfo);
-    return CPORT_OK;
-  }
-  if (sa->sa_family == AF_UNIX) {
-    /* An unnamed socket comes back as the family alone or with an all-zero
-     * path (Windows pads to the whole structure): both read as "". */
-    const struct sockaddr_un *sun = (const struct sockaddr_un *)(const void *)sa;
-    int room = len - (int)offsetof(struct sockaddr_un, sun_path);
-    a->family = CPORT_AF_UNIX;
-    if (room > 0) {
-      size_t max = (size_t)room < sizeof a->path - 1 ? (size_t)room : sizeof a->path - 1;
-      memcpy(a->path, sun->sun_path, strnlen(sun->sun_path, max));
-    }
-    return CPORT_OK;
-  }
-  return CPORT_EAFNOSUPPORT;
+  return cp_sockaddr_to_addr(sa, len > 0 ? (size_t)len : 0u, a);
 }
 
 void cp_win_wildcard(int family, struct sockaddr_storage *ss, int *len) {
