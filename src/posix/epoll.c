@@ -66,10 +66,15 @@ static void ep_ctx_free(cport_ctx *ctx) {
   free(ep);
 }
 
+/* EPOLL_CTL_ADD reports readiness the socket already has as an edge, so
+ * a new socket's first read can wait for that edge like any other: a
+ * freshly accepted connection's first recv then costs no EAGAIN. */
 static int ep_register(cp_sock *s) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = s->id};
-  if (epoll_ctl(state_of(s->ctx)->epfd, EPOLL_CTL_ADD, (int)s->os, &ev) == 0) return CPORT_OK;
-  return cp_errno_to_err(errno);
+  if (epoll_ctl(state_of(s->ctx)->epfd, EPOLL_CTL_ADD, (int)s->os, &ev) != 0)
+    return cp_errno_to_err(errno);
+  s->exhausted[CP_RD] = 1;
+  return CPORT_OK;
 }
 
 static int ep_sock_open(cp_sock *s) {
