@@ -232,7 +232,9 @@ typedef struct cport_msg {
   cport_socket accepted; /* accept completion: the new socket */
   uint64_t user;         /* user messages: the value posted */
   void *user_ptr;        /* user messages: the pointer posted */
-  unsigned flags;        /* CPORT_MSG_TRUNC */
+  void *meta;            /* the socket's otp.meta when the operation ended (NULL for
+                            user messages): find the caller's state without a lookup */
+  unsigned flags;        /* CPORT_MSG_TRUNC, CPORT_MSG_ALLOCATED */
   cport_addr addr;       /* recvfrom completion: the sender */
 } cport_msg;
 

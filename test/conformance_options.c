@@ -987,6 +987,59 @@ static void test_otp_meta_registry_debug(void **state) {
   expect_no_msg(e->q, 20);
 }
 
+static void set_meta(cport_socket s, void *meta) {
+  cport_optval v = {.type = CPORT_VAL_PTR, .v.ptr = meta};
+  SUP_RC(cport_setopt(s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_META, &v), CPORT_OK);
+}
+
+/* Every message of a socket carries its otp.meta as it was when the
+ * operation ended, so a loop finds its state without a lookup; user
+ * messages and sockets without meta carry NULL. */
+static void test_meta_in_messages(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  int first = 0, second = 0, posted = 0;
+  char out[5] = "meta!", in[16];
+  size_t n = 0, sent = 0;
+  cport_handle h = 0;
+  cport_msg m;
+
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  set_meta(p.server, &first);
+  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
+  set_meta(p.server, &second); /* changed while the recv waits */
+  SUP_RC(sup_send(e->q, p.client, out, sizeof out, &sent), CPORT_OK);
+  m = expect_msg_for(e->q, p.server, h, 5000);
+  SUP_ASSERT(m.meta == &second, "meta of a %s message: %p", sup_tag_name(m.tag), m.meta);
+  if (m.tag == CPORT_TAG_SELECT) /* call again: the data is there now */
+    SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), CPORT_OK);
+  else
+    n = m.bytes;
+  SUP_EQ(n, sizeof out);
+
+  /* An abort carries it too: the socket is closed, its meta is not cleared. */
+  SUP_RC(cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
+  SUP_RC(cport_close(p.server), CPORT_OK);
+  m = expect_msg_for(e->q, p.server, h, 5000);
+  SUP_EQ(m.tag, CPORT_TAG_ABORT);
+  SUP_ASSERT(m.meta == &second, "meta of an abort: %p", m.meta);
+
+  /* No meta set: NULL. */
+  cport_socket accepted = CPORT_INVALID_SOCKET;
+  SUP_RC(cport_accept(p.listener, CPORT_NOWAIT, &accepted, &h), sup_pending_rc());
+  SUP_RC(cport_close(p.listener), CPORT_OK);
+  m = expect_msg_for(e->q, p.listener, h, 5000);
+  SUP_ASSERT(m.meta == NULL, "meta of a socket without one: %p", m.meta);
+
+  SUP_RC(cport_post(e->q, 7, &posted), CPORT_OK);
+  m = expect_msg(e->q, 5000);
+  SUP_EQ(m.tag, CPORT_TAG_USER);
+  SUP_ASSERT(m.user_ptr == &posted && m.meta == NULL, "user message: ptr %p meta %p", m.user_ptr,
+             m.meta);
+  SUP_RC(cport_close(p.client), CPORT_OK);
+  expect_no_msg(e->q, 20);
+}
+
 /* otp.zero_read: idle connections pin no receive buffer in the OS. The recv
  * contract is unchanged, so this proves the contract with it on: inherited
  * by accepted sockets, data arrives whole and in order, cancel loses
@@ -1125,7 +1178,8 @@ static const struct CMUnitTest tests[] = {
     CONF_TEST(test_options_read_only), CONF_TEST(test_options_bad),
     CONF_TEST(test_linger_reset),      CONF_TEST(test_multicast_membership),
     CONF_TEST(test_owner_from_thread), CONF_TEST(test_otp_meta_registry_debug),
-    CONF_TEST(test_zero_read),         CONF_TEST(test_recv_alloc),
+    CONF_TEST(test_meta_in_messages),  CONF_TEST(test_zero_read),
+    CONF_TEST(test_recv_alloc),
 };
 
 const struct CMUnitTest *conf_options_tests(size_t *count) {

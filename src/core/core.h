@@ -9,8 +9,8 @@ struct cport_queue {
   cport_ctx *ctx;
   cp_mutex mu;
   cp_cond cv;
-  cport_msg *ring; /* circular buffer of pending messages */
-  uint32_t cap, head, count;
+  cp_op *head, *tail; /* ended ops and user posts: the messages, in order */
+  uint32_t count;
   int waiters;       /* threads blocked on cv */
   int backlog_skips; /* cport_wait calls that skipped polling on a backlog */
   atomic_int owned;  /* sockets whose owner this is */
@@ -35,7 +35,8 @@ static inline int cp_protocol(const cp_sock *s) {
 }
 
 /* Queues (queue.c). */
-void cp_queue_push(cport_queue *q, const cport_msg *m);
+/* Appends an op made a message (cp_op.tag set); the queue owns it now. */
+void cp_queue_push(cport_queue *q, cp_op *op);
 int cp_queue_create(cport_ctx *ctx, cport_queue **out);
 void cp_queue_free(cport_queue *q);
 /* A private queue for one blocking call, and its return once empty. */
@@ -55,7 +56,9 @@ bool cp_registry_default(void);
 /* A zeroed op of kind for s (be[] and addr excepted); only connects and
  * datagram sockets' ops have room for addr. */
 cp_op *cp_op_alloc(cp_sock *s, uint8_t kind);
-void cp_op_free(cp_sock *s, cp_op *op);
+/* A user message for cport_post, as an op: value in handle, ptr in buf. */
+cp_op *cp_op_alloc_user(uint64_t value, void *ptr);
+void cp_op_free(cp_op *op);
 void cp_list_append(cp_list *l, cp_op *op);
 void cp_list_remove(cp_list *l, cp_op *op);
 void cp_deliver_ready(cp_sock *s, int dir);

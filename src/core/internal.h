@@ -25,6 +25,11 @@ void cp_cond_broadcast(cp_cond *c);
  * (UINT64_MAX: no deadline). Spurious wake-ups are allowed. */
 void cp_cond_wait_until(cp_cond *c, cp_mutex *m, uint64_t deadline_ms);
 
+/* Arranges for cp_thread_exit(arg) to run when the calling thread exits;
+ * 0 or -1. The core keeps per-thread caches (op.c) and frees them there. */
+int cp_thread_exit_register(void *arg);
+void cp_thread_exit(void *arg);
+
 /* Milliseconds on a monotonic clock. */
 uint64_t cp_now_ms(void);
 
@@ -56,8 +61,14 @@ enum cp_sock_state { CP_SOCK_FREE = 0, CP_SOCK_OPEN = 1, CP_SOCK_ZOMBIE = 2 };
 typedef struct cp_sock cp_sock;
 
 typedef struct cp_op {
-  struct cp_op *next, *prev; /* in its socket's list for dir */
-  cp_sock *sock;
+  /* In its socket's list for dir while it runs; once it ends, next links it
+   * in its queue, where it waits as a message until cport_wait copies it out
+   * and frees it (no ring, no copy of a cport_msg, no growth to fail). */
+  struct cp_op *next, *prev;
+  union {
+    cp_sock *sock;       /* until delivered */
+    cport_socket socket; /* once delivered: its slot may be reused */
+  };
   cport_handle handle;
   uint8_t kind;       /* cport_op */
   uint8_t dir;        /* cp_dir */
@@ -68,14 +79,18 @@ typedef struct cp_op {
   uint8_t started;    /* the backend has begun it (epoll: head of its dir) */
   uint8_t owns_buf;   /* buf came from cport_recv_alloc: it goes to the user */
   uint8_t has_addr;   /* allocated with room for addr (cp_op_alloc) */
+  uint8_t tag;        /* once delivered: the message's cport_tag */
   unsigned flags;     /* CPORT_WAITALL */
   unsigned msg_flags; /* result: CPORT_MSG_TRUNC */
-  char *buf;
+  char *buf;          /* user messages: the pointer posted */
   size_t len;
   size_t done; /* bytes transferred so far */
   int status;  /* result, once state == CP_OP_DONE */
   cport_socket accepted;
-  cport_queue *dest; /* where the message goes: NULL means the owner */
+  union {
+    cport_queue *dest; /* until delivered: where the message goes (NULL: the owner) */
+    void *meta;        /* once delivered: the socket's otp.meta */
+  };
   _Alignas(8) unsigned char be[CP_BACKEND_OP_SIZE]; /* not zeroed by cp_op_alloc */
   /* Connects and datagram ops only (the others are allocated without it,
    * see has_addr): connect, sendto: the target; recvfrom: the sender. Set
@@ -94,13 +109,10 @@ struct cp_sock {
   /* These survive reuse of the slot; cp_table_alloc clears the rest. */
   cp_mutex mu;
   uint32_t index;
-  uint32_t gen;    /* the handle is valid iff state == OPEN and gen matches */
-  cp_op *free_ops; /* cached operations, reused without malloc */
-  int free_op_count;
-  uint8_t free_ops_have_addr; /* the size of the cached ones (cp_op.has_addr) */
-  uint8_t state;              /* cp_sock_state */
-  uint8_t family;             /* CPORT_AF_* */
-  uint8_t type;               /* CPORT_SOCK_* */
+  uint32_t gen;   /* the handle is valid iff state == OPEN and gen matches */
+  uint8_t state;  /* cp_sock_state */
+  uint8_t family; /* CPORT_AF_* */
+  uint8_t type;   /* CPORT_SOCK_* */
   uint8_t select_mode;
   uint8_t registered;
   uint8_t bound, listening, connecting, connected;

@@ -122,7 +122,7 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
   op->len = rq->len;
   op->dest = dest;
   if (rq->alloc && !alloc_buffer(s, op)) {
-    cp_op_free(s, op);
+    cp_op_free(op);
     cp_sock_unlock(s);
     return CPORT_ENOMEM;
   }
@@ -148,7 +148,7 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
     else if (op->owns_buf)
       free(op->buf);
     cp_list_remove(&s->dirs[dir], op);
-    cp_op_free(s, op);
+    cp_op_free(op);
     cp_deliver_ready(s, dir); /* ops behind it may have finished meanwhile */
   } else {
     *handle = op->handle;

@@ -6,49 +6,97 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Ops kept per socket for reuse, so the hot path does not allocate: a
- * recv and a send in flight, and the ones that replace them. More would
- * cost idle sockets memory (10,000 connections: about 1.3 MB per op). */
-#define OP_CACHE_MAX 4
-
 /* Only connects and datagram ops carry an address; a stream socket's other
  * ops are allocated without that tail, which is half of a cp_op. */
 #define OP_SIZE_NO_ADDR offsetof(cp_op, addr)
+
+/* Ops are recycled through a small cache per thread. An op is freed by the
+ * thread that ends its life (the submitter when it finished at once,
+ * cport_wait once its message is taken) and allocated by the thread that
+ * starts the next, which in an event loop is the same thread. malloc's own
+ * per-thread cache holds 7 chunks of a size, fewer than a batch of
+ * messages; a cache per socket would cost idle sockets memory. */
+#define OP_CACHE_MAX 64
+
+typedef struct op_cache {
+  cp_op *lists[2]; /* indexed by has_addr */
+  int counts[2];
+  uint8_t state; /* enum cache_state */
+} op_cache;
+
+enum cache_state { CACHE_NEW = 0, CACHE_READY, CACHE_OFF /* no exit hook, or exiting */ };
+
+static CP_THREAD_LOCAL op_cache t_cache;
+
+/* The platform calls this when a thread that cached ops exits. */
+void cp_thread_exit(void *arg) {
+  op_cache *c = arg;
+  c->state = CACHE_OFF; /* later frees on this thread go to free() */
+  for (int i = 0; i < 2; i++) {
+    while (c->lists[i]) {
+      cp_op *op = c->lists[i];
+      c->lists[i] = op->next;
+      free(op);
+    }
+    c->counts[i] = 0;
+  }
+}
 
 static bool wants_addr(const cp_sock *s, uint8_t kind) {
   return s->type == CPORT_SOCK_DGRAM || kind == CPORT_OP_CONNECT;
 }
 
-cp_op *cp_op_alloc(cp_sock *s, uint8_t kind) {
-  bool has_addr = wants_addr(s, kind);
-  cp_op *op = s->free_ops;
-  if (op && s->free_ops_have_addr == has_addr) {
-    s->free_ops = op->next;
-    s->free_op_count--;
+/* A zeroed op (be and addr excepted: set by their users). */
+static cp_op *op_get(bool has_addr) {
+  op_cache *c = &t_cache;
+  cp_op *op = c->lists[has_addr];
+  if (op) {
+    c->lists[has_addr] = op->next;
+    c->counts[has_addr]--;
   } else {
     op = malloc(has_addr ? sizeof *op : OP_SIZE_NO_ADDR);
     if (!op) return NULL;
   }
-  memset(op, 0, offsetof(cp_op, be)); /* be and addr: set by their users */
-  op->sock = s;
-  op->handle = s->next_handle++;
-  op->kind = kind;
+  memset(op, 0, offsetof(cp_op, be));
   op->has_addr = has_addr;
   return op;
 }
 
-/* The cache holds one size; a slot reused by another type of socket
- * switches it once the old ones are gone. */
-void cp_op_free(cp_sock *s, cp_op *op) {
-  bool other_size = s->free_ops && s->free_ops_have_addr != op->has_addr;
-  if (other_size || s->free_op_count >= OP_CACHE_MAX) {
+cp_op *cp_op_alloc(cp_sock *s, uint8_t kind) {
+  cp_op *op = op_get(wants_addr(s, kind));
+  if (!op) return NULL;
+  op->sock = s;
+  op->handle = s->next_handle++;
+  op->kind = kind;
+  return op;
+}
+
+/* Whole size: a posted message is rare next to I/O, and gcc's bounds check
+ * refuses member access through a cp_op allocated short at a constant size. */
+cp_op *cp_op_alloc_user(uint64_t value, void *ptr) {
+  cp_op *op = op_get(true);
+  if (!op) return NULL;
+  op->tag = CPORT_TAG_USER;
+  op->handle = value;
+  op->buf = ptr;
+  return op;
+}
+
+static bool cache_usable(op_cache *c) {
+  if (c->state == CACHE_NEW) c->state = cp_thread_exit_register(c) == 0 ? CACHE_READY : CACHE_OFF;
+  return c->state == CACHE_READY;
+}
+
+void cp_op_free(cp_op *op) {
+  op_cache *c = &t_cache;
+  int i = op->has_addr;
+  if (c->counts[i] >= OP_CACHE_MAX || !cache_usable(c)) {
     free(op);
     return;
   }
-  s->free_ops_have_addr = op->has_addr;
-  op->next = s->free_ops;
-  s->free_ops = op;
-  s->free_op_count++;
+  op->next = c->lists[i];
+  c->lists[i] = op;
+  c->counts[i]++;
 }
 
 void cp_list_append(cp_list *l, cp_op *op) {
@@ -103,33 +151,36 @@ void cp_op_effects(cp_sock *s, const cp_op *op) {
   count_io(s, op);
 }
 
-static void deliver(cp_sock *s, cp_op *op) {
-  cport_msg m = {
-      .tag = op->select ? CPORT_TAG_SELECT : CPORT_TAG_COMPLETION,
-      .op = (cport_op)op->kind,
-      .socket = s->id,
-      .handle = op->handle,
-      .status = op->status,
-      .bytes = op->select ? 0 : op->done,
-      .buf = op->buf,
-      .accepted = op->accepted,
-      .flags = op->msg_flags,
-  };
-  if (op->kind == CPORT_OP_RECVFROM) m.addr = op->addr;
-  if (op->owns_buf) m.flags |= CPORT_MSG_ALLOCATED; /* the buffer is the user's now */
-  if (op->select && op->cancelled) return;          /* cancel said no message follows */
+/* The message an ended op makes, and whether it makes one at all. */
+static bool make_message(const cp_sock *s, cp_op *op) {
+  if (op->select && op->cancelled) return false; /* cancel said no message follows */
+  op->tag = op->select ? CPORT_TAG_SELECT : CPORT_TAG_COMPLETION;
   if (op->status < 0 && op->closed) {
-    m.tag = CPORT_TAG_ABORT;
-    m.status = CPORT_ECLOSED;
+    op->tag = CPORT_TAG_ABORT;
+    op->status = CPORT_ECLOSED;
   } else if (op->status < 0 && op->cancelled) {
-    m.tag = CPORT_TAG_ABORT;
-    m.status = CPORT_ECANCELED;
+    op->tag = CPORT_TAG_ABORT;
+    op->status = CPORT_ECANCELED;
   }
+  if (op->select) op->done = 0;
+  if (op->owns_buf) op->msg_flags |= CPORT_MSG_ALLOCATED; /* the buffer is the user's now */
   if (s->debug)
     fprintf(stderr, "cport: socket %llu handle %llu op %d tag %d status %s bytes %zu\n",
-            (unsigned long long)m.socket, (unsigned long long)m.handle, (int)m.op, (int)m.tag,
-            cport_errname(m.status), m.bytes);
-  cp_queue_push(op->dest ? op->dest : s->owner, &m);
+            (unsigned long long)s->id, (unsigned long long)op->handle, (int)op->kind, (int)op->tag,
+            cport_errname(op->status), op->done);
+  return true;
+}
+
+/* Hands op to its queue, which frees it once the message is taken. */
+static void deliver(cp_sock *s, cp_op *op) {
+  if (!make_message(s, op)) {
+    cp_op_free(op);
+    return;
+  }
+  cport_queue *q = op->dest ? op->dest : s->owner;
+  op->socket = s->id;
+  op->meta = s->meta;
+  cp_queue_push(q, op);
 }
 
 static cp_op *pop_head(cp_list *l) {
@@ -149,7 +200,6 @@ void cp_deliver_ready(cp_sock *s, int dir) {
   while (l->head && l->head->state == CP_OP_DONE) {
     cp_op *op = pop_head(l);
     deliver(s, op);
-    cp_op_free(s, op);
   }
 }
 

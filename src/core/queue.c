@@ -13,18 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define INITIAL_CAPACITY 64u
-
 /* The queue (if any) whose thread is running poll on this thread. */
 static CP_THREAD_LOCAL cport_queue *t_polling;
 
 int cp_queue_create(cport_ctx *ctx, cport_queue **out) {
   cport_queue *q = calloc(1, sizeof *q);
   if (!q) return CPORT_ENOMEM;
-  q->ring = malloc(INITIAL_CAPACITY * sizeof *q->ring);
-  if (!q->ring || cp_mutex_init(&q->mu) != 0) goto fail_mutex;
+  if (cp_mutex_init(&q->mu) != 0) goto fail_mutex;
   if (cp_cond_init(&q->cv) != 0) goto fail_cond;
-  q->cap = INITIAL_CAPACITY;
   q->ctx = ctx;
   cp_mutex_lock(&ctx->mu);
   q->next = ctx->queues;
@@ -36,7 +32,6 @@ int cp_queue_create(cport_ctx *ctx, cport_queue **out) {
 fail_cond:
   cp_mutex_destroy(&q->mu);
 fail_mutex:
-  free(q->ring);
   free(q);
   return CPORT_ENOMEM;
 }
@@ -50,19 +45,20 @@ void cp_queue_free(cport_queue *q) {
     ctx->queues = q->next;
   if (q->next) q->next->prev = q->prev;
   cp_mutex_unlock(&ctx->mu);
-  for (uint32_t i = 0; i < q->count; i++) { /* undelivered: nobody else will free these */
-    cport_msg *m = &q->ring[(q->head + i) % q->cap];
-    if (m->flags & CPORT_MSG_ALLOCATED) free(m->buf);
+  while (q->head) { /* undelivered: nobody else will free these */
+    cp_op *op = q->head;
+    q->head = op->next;
+    if (op->msg_flags & CPORT_MSG_ALLOCATED) free(op->buf);
+    cp_op_free(op);
   }
   cp_cond_destroy(&q->cv);
   cp_mutex_destroy(&q->mu);
-  free(q->ring);
   free(q);
 }
 
 /* Blocking calls reuse their private queues: a blocking recv in a loop
- * would otherwise create and destroy a ring, a mutex and a condition
- * variable per call. Spare queues stay on ctx->queues and die with ctx. */
+ * would otherwise create and destroy a mutex and a condition variable per
+ * call. Spare queues stay on ctx->queues and die with ctx. */
 cport_queue *cp_queue_borrow(cport_ctx *ctx) {
   cp_mutex_lock(&ctx->mu);
   cport_queue *q = ctx->spare;
@@ -95,24 +91,15 @@ int cport_queue_destroy(cport_queue *q) {
 
 cport_ctx *cport_queue_ctx(const cport_queue *q) { return q ? q->ctx : NULL; }
 
-/* Doubles the ring; q->mu held. On failure the message cannot be stored,
- * which would break "exactly once", so it is fatal. */
-static void grow_ring(cport_queue *q) {
-  uint32_t cap = q->cap * 2u;
-  cport_msg *ring = malloc(cap * sizeof *ring);
-  if (!ring) abort();
-  for (uint32_t i = 0; i < q->count; i++) ring[i] = q->ring[(q->head + i) % q->cap];
-  free(q->ring);
-  q->ring = ring;
-  q->cap = cap;
-  q->head = 0;
-}
-
-void cp_queue_push(cport_queue *q, const cport_msg *m) {
+void cp_queue_push(cport_queue *q, cp_op *op) {
   cport_ctx *ctx = q->ctx;
+  op->next = NULL;
   cp_mutex_lock(&q->mu);
-  if (q->count == q->cap) grow_ring(q);
-  q->ring[(q->head + q->count) % q->cap] = *m;
+  if (q->tail)
+    q->tail->next = op;
+  else
+    q->head = op;
+  q->tail = op;
   q->count++;
   if (q->waiters > 0) cp_cond_signal(&q->cv);
   /* A thread polling for this queue sleeps in the OS, not on q->cv. */
@@ -121,22 +108,59 @@ void cp_queue_push(cport_queue *q, const cport_msg *m) {
   if (wake) ctx->be->wake(ctx);
 }
 
+/* A user message costs an allocation, which is why it can fail: the queue
+ * holds its messages in the ops themselves and never grows. */
 int cport_post(cport_queue *q, uint64_t value, void *ptr) {
   if (!q) return CPORT_EINVAL;
-  cport_msg m = {.tag = CPORT_TAG_USER, .user = value, .user_ptr = ptr};
-  cp_queue_push(q, &m);
+  cp_op *op = cp_op_alloc_user(value, ptr);
+  if (!op) return CPORT_ENOMEM;
+  cp_queue_push(q, op);
   return CPORT_OK;
 }
 
-/* q->mu held. */
-static int take(cport_queue *q, cport_msg *msgs, int max) {
+static void to_message(const cp_op *op, cport_msg *m) {
+  bool user = op->tag == CPORT_TAG_USER;
+  m->tag = (cport_tag)op->tag;
+  m->op = (cport_op)op->kind;
+  m->socket = user ? 0 : op->socket;
+  m->handle = user ? 0 : op->handle;
+  m->status = op->status;
+  m->bytes = op->done;
+  m->buf = user ? NULL : op->buf;
+  m->accepted = op->accepted;
+  m->user = user ? op->handle : 0;
+  m->user_ptr = user ? op->buf : NULL;
+  m->meta = user ? NULL : op->meta;
+  m->flags = op->msg_flags;
+  if (op->kind == CPORT_OP_RECVFROM && op->has_addr)
+    m->addr = op->addr;
+  else
+    m->addr.family = 0;
+}
+
+/* Moves up to max messages out of q; q->mu held. The ops are returned as
+ * a list for the caller to free once it has let go of the lock. */
+static int take(cport_queue *q, cport_msg *msgs, int max, cp_op **taken) {
   int n = 0;
-  while (n < max && q->count > 0) {
-    msgs[n++] = q->ring[q->head];
-    q->head = (q->head + 1u) % q->cap;
+  *taken = q->head;
+  cp_op *last = NULL;
+  while (n < max && q->head) {
+    last = q->head;
+    to_message(last, &msgs[n++]);
+    q->head = last->next;
     q->count--;
   }
+  if (!q->head) q->tail = NULL;
+  if (last) last->next = NULL;
   return n;
+}
+
+static void free_taken(cp_op *op) {
+  while (op) {
+    cp_op *next = op->next;
+    cp_op_free(op);
+    op = next;
+  }
 }
 
 /* Stops polling and wakes every waiter, so that one takes over. */
@@ -187,8 +211,9 @@ int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
    * posting itself work would never see its I/O. One poll that does not
    * wait gives the OS its turn, unless another thread is polling anyway.
    * While the queue holds a whole batch, it gets that turn only every few
-   * calls: polling on top of a backlog only grows the ring (a burst from
-   * 10,000 connections grew it to 8,192 messages, 1.6 MB). */
+   * calls: polling on top of a backlog costs a system call per batch and
+   * only lengthens the queue (a burst from 10,000 connections once queued
+   * 8,192 messages). */
   if (q->count > 0 && (q->count < (uint32_t)max || ++q->backlog_skips >= BACKLOG_POLL_EVERY)) {
     q->backlog_skips = 0;
     cport_queue *none = NULL;
@@ -214,7 +239,9 @@ int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
     q->waiters--;
     polled_once = true;
   }
-  int n = take(q, msgs, max);
+  cp_op *taken = NULL;
+  int n = take(q, msgs, max, &taken);
   cp_mutex_unlock(&q->mu);
+  free_taken(n > 0 ? taken : NULL);
   return n;
 }

@@ -155,7 +155,7 @@ void cp_table_reap_ctx(cport_ctx *ctx) {
         while ((op = s->dirs[dir].head) != NULL) {
           cp_list_remove(&s->dirs[dir], op);
           if (op->owns_buf) free(op->buf);
-          cp_op_free(s, op);
+          cp_op_free(op);
         }
       }
       s->be_refs = 0;

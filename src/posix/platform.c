@@ -35,6 +35,19 @@ void cp_cond_wait_until(cp_cond *c, cp_mutex *m, uint64_t deadline_ms) {
   pthread_cond_timedwait(c, m, &ts);
 }
 
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static int exit_key_made;
+
+static void make_exit_key(void) {
+  exit_key_made = pthread_key_create(&exit_key, cp_thread_exit) == 0;
+}
+
+int cp_thread_exit_register(void *arg) {
+  pthread_once(&exit_once, make_exit_key);
+  return exit_key_made && pthread_setspecific(exit_key, arg) == 0 ? 0 : -1;
+}
+
 uint64_t cp_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
