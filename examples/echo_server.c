@@ -14,6 +14,9 @@
  * client that does not read its echo stalls only itself, and memory stays
  * at one buffer per connection.
  *
+ * Each connection's state is the socket's otp.meta, so every message
+ * carries it (msg.meta) and the loop needs no socket -> connection map.
+ *
  * SIGUSR1 (a key press on Windows) prints the table of open sockets, like
  * Erlang's socket:i().
  */
@@ -34,6 +37,7 @@
 #define ACCEPT_RETRY_MS 100
 
 typedef struct conn {
+  struct conn *prev, *next; /* the server's connections, for shutting down */
   cport_socket sock;
   cport_handle recv_handle; /* pending recv (select or completion), or 0 */
   cport_handle send_handle; /* pending send, or 0 */
@@ -41,6 +45,7 @@ typedef struct conn {
   size_t sent;              /* of those, bytes already sent */
   int peer_done;            /* the peer shut down its sending side */
   int closed;               /* cport_close called; kept until its messages end */
+  int posted;               /* a user message carrying this conn is queued */
   unsigned char buf[CONN_BUFFER_SIZE];
 } conn;
 
@@ -49,7 +54,7 @@ typedef struct server {
   cport_socket listener;
   cport_handle accept_handle; /* pending accept, or 0 */
   uint64_t accept_retry_at;   /* nonzero: accepting paused until then (ms) */
-  socket_map conns;           /* socket -> conn */
+  conn *conns;                /* every connection not yet freed */
 } server;
 
 static void report(const char *what, int err) {
@@ -60,11 +65,27 @@ static void report(const char *what, int err) {
 /* Connections                                                              */
 /* ------------------------------------------------------------------------ */
 
+static void conn_link(server *srv, conn *c) {
+  c->prev = NULL;
+  c->next = srv->conns;
+  if (srv->conns) srv->conns->prev = c;
+  srv->conns = c;
+}
+
+static void conn_unlink(server *srv, conn *c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+}
+
 /* A closed connection's buffer belongs to the library until each pending op
- * has delivered its message (an abort, or a completion that raced ahead). */
+ * has delivered its message (an abort, or a completion that raced ahead),
+ * and the connection itself lives until every message naming it is seen. */
 static void conn_release_if_idle(server *srv, conn *c) {
-  if (!c->closed || c->recv_handle || c->send_handle) return;
-  socket_map_remove(&srv->conns, c->sock);
+  if (!c->closed || c->recv_handle || c->send_handle || c->posted) return;
+  conn_unlink(srv, c);
   free(c);
 }
 
@@ -113,10 +134,14 @@ static void conn_pump(server *srv, conn *c) {
   for (int round = 0;; round++) {
     if (c->closed || c->recv_handle || c->send_handle) return; /* a message will come */
     if (round == INLINE_ROUNDS) {
-      /* Busy connection: let the others run, then continue via a user message
-       * carrying the socket (looked up again, so a closed one is ignored). */
-      int rc = cport_post(srv->queue, c->sock, NULL);
-      if (rc != CPORT_OK) conn_fail(srv, c, "post", rc);
+      /* Busy connection: let the others run, then continue via a user
+       * message carrying the connection (kept alive until it arrives). */
+      int rc = cport_post(srv->queue, 0, c);
+      if (rc != CPORT_OK) {
+        conn_fail(srv, c, "post", rc);
+        return;
+      }
+      c->posted = 1;
       return;
     }
     if (c->filled == 0 && c->peer_done) {
@@ -158,14 +183,22 @@ static void conn_open(server *srv, cport_socket sock) {
   /* Only the header needs zeroing: clearing the 64 KiB buffer of every new
    * connection was 93% of the server's instructions under connect churn. */
   conn *c = malloc(sizeof *c);
-  if (c != NULL) memset(c, 0, offsetof(conn, buf));
-  if (c == NULL || socket_map_put(&srv->conns, sock, c) != 0) {
-    free(c);
+  if (c == NULL) {
     report("accept", CPORT_ENOMEM);
     cport_close(sock);
     return;
   }
+  memset(c, 0, offsetof(conn, buf));
+  cport_optval meta = {.type = CPORT_VAL_PTR, .v.ptr = c};
+  int rc = cport_setopt(sock, CPORT_LEVEL_OTP, CPORT_OPT_OTP_META, &meta);
+  if (rc != CPORT_OK) {
+    free(c);
+    report("accept", rc);
+    cport_close(sock);
+    return;
+  }
   c->sock = sock;
+  conn_link(srv, c);
   conn_pump(srv, c);
 }
 
@@ -219,13 +252,16 @@ static void listener_resume_if_due(server *srv) {
 
 static void dispatch(server *srv, const cport_msg *m) {
   if (m->tag == CPORT_TAG_USER) { /* a busy connection asked to continue */
-    conn *c = socket_map_get(&srv->conns, (cport_socket)m->user);
-    if (c != NULL) conn_pump(srv, c);
-  } else if (m->socket == srv->listener) {
+    conn *c = m->user_ptr;
+    c->posted = 0;
+    if (c->closed)
+      conn_release_if_idle(srv, c);
+    else
+      conn_pump(srv, c);
+  } else if (m->meta == NULL) { /* the listener has none */
     listener_on_message(srv, m);
   } else {
-    conn *c = socket_map_get(&srv->conns, m->socket);
-    if (c != NULL) conn_on_message(srv, c, m);
+    conn_on_message(srv, m->meta, m);
   }
 }
 
@@ -252,18 +288,19 @@ static int serve(server *srv) {
 /* Close every socket, destroy the context (which discards the aborts and
  * waits for the OS to let go of our buffers), then free the buffers. */
 static void shut_down(server *srv, cport_ctx *ctx) {
-  socket_map *map = &srv->conns;
-  for (size_t i = 0; i < map->capacity; i++) {
-    conn *c = map->values[i];
-    if (c != NULL && !c->closed) {
+  for (conn *c = srv->conns; c != NULL; c = c->next) {
+    if (!c->closed) {
       c->closed = 1;
       cport_close(c->sock);
     }
   }
   if (srv->listener != CPORT_INVALID_SOCKET) cport_close(srv->listener);
   cport_ctx_destroy(ctx);
-  for (size_t i = 0; i < map->capacity; i++) free(map->values[i]);
-  socket_map_free(map);
+  while (srv->conns != NULL) {
+    conn *c = srv->conns;
+    srv->conns = c->next;
+    free(c);
+  }
 }
 
 /* ------------------------------------------------------------------------ */
