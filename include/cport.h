@@ -15,9 +15,10 @@
  *
  * A nowait call returns exactly one of:
  *   CPORT_OK          done now; results are in the out-parameters (epoll:
- *                     an op that can end with what the poller has seen;
- *                     after a direction was found empty or full, the next
- *                     op waits for the poller's next report of it);
+ *                     an op that can end with what the poller has seen; a
+ *                     new socket's first read, and the next op of a
+ *                     direction found empty or full, wait for the poller's
+ *                     next report of it);
  *   CPORT_SELECT      pending in select mode; *handle identifies it;
  *   CPORT_COMPLETION  pending in completion mode; *handle identifies it;
  *   a negative cport_err value.
@@ -254,7 +255,8 @@ CPORT_API cport_ctx *cport_queue_ctx(const cport_queue *q);
  * thread hop. */
 CPORT_API int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout);
 
-/* Post a user message (tag CPORT_TAG_USER) from any thread; wakes a waiter. */
+/* Post a user message (tag CPORT_TAG_USER) from any thread; wakes a waiter.
+ * CPORT_ENOMEM if the message cannot be allocated (nothing is posted). */
 CPORT_API int cport_post(cport_queue *q, uint64_t value, void *ptr);
 
 /* ------------------------------------------------------------------------ */

@@ -11,6 +11,8 @@ struct cport_queue {
   cp_cond cv;
   cp_op *head, *tail; /* ended ops and user posts: the messages, in order */
   uint32_t count;
+  cp_op *free_ops[2]; /* taken messages' ops, for reuse (op.c); by has_addr */
+  int free_op_count[2];
   int waiters;       /* threads blocked on cv */
   int backlog_skips; /* cport_wait calls that skipped polling on a backlog */
   atomic_int owned;  /* sockets whose owner this is */
@@ -53,12 +55,16 @@ void cp_registry_remove(cp_sock *s);
 bool cp_registry_default(void);
 
 /* Operations (op.c). */
-/* A zeroed op of kind for s (be[] and addr excepted); only connects and
- * datagram sockets' ops have room for addr. */
-cp_op *cp_op_alloc(cp_sock *s, uint8_t kind);
+/* A zeroed op of kind for s (be[] and addr excepted) whose message goes to
+ * dest (NULL: the owner); only connects and datagram sockets' ops have room
+ * for addr. */
+cp_op *cp_op_alloc(cp_sock *s, cport_queue *dest, uint8_t kind);
 /* A user message for cport_post, as an op: value in handle, ptr in buf. */
-cp_op *cp_op_alloc_user(uint64_t value, void *ptr);
-void cp_op_free(cp_op *op);
+cp_op *cp_op_alloc_user(cport_queue *q, uint64_t value, void *ptr);
+/* An op of s that made no message: kept as the socket's spare. s->mu held. */
+void cp_op_free(cp_sock *s, cp_op *op);
+/* An op done with: into q's cache (q->mu held), or freed if q is NULL. */
+void cp_op_free_cached(cport_queue *q, cp_op *op);
 void cp_list_append(cp_list *l, cp_op *op);
 void cp_list_remove(cp_list *l, cp_op *op);
 void cp_deliver_ready(cp_sock *s, int dir);

@@ -14,8 +14,8 @@
  * these on the types its cp_platform.h defines. */
 int cp_mutex_init(cp_mutex *m);
 void cp_mutex_destroy(cp_mutex *m);
-void cp_mutex_lock(cp_mutex *m);
-void cp_mutex_unlock(cp_mutex *m);
+/* cp_mutex_lock and cp_mutex_unlock are inline in cp_platform.h: the core
+ * takes a socket's mutex several times per message. */
 
 int cp_cond_init(cp_cond *c);
 void cp_cond_destroy(cp_cond *c);
@@ -24,11 +24,6 @@ void cp_cond_broadcast(cp_cond *c);
 /* Wait until signalled or until the monotonic clock reaches deadline_ms
  * (UINT64_MAX: no deadline). Spurious wake-ups are allowed. */
 void cp_cond_wait_until(cp_cond *c, cp_mutex *m, uint64_t deadline_ms);
-
-/* Arranges for cp_thread_exit(arg) to run when the calling thread exits;
- * 0 or -1. The core keeps per-thread caches (op.c) and frees them there. */
-int cp_thread_exit_register(void *arg);
-void cp_thread_exit(void *arg);
 
 /* Milliseconds on a monotonic clock. */
 uint64_t cp_now_ms(void);
@@ -133,7 +128,8 @@ struct cp_sock {
   uint64_t next_handle;
   uint64_t bytes_in, bytes_out;
   uint64_t reads, writes;
-  uintptr_t os; /* the OS socket: an fd or a SOCKET */
+  uintptr_t os;    /* the OS socket: an fd or a SOCKET */
+  cp_op *spare_op; /* the op of a call that finished at once, for the next (op.c) */
   cp_sock *next_free;
   _Alignas(8) unsigned char be[CP_BACKEND_SOCK_SIZE];
 };

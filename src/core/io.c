@@ -109,7 +109,7 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
   int dir = dir_of(rq->kind);
   int rc = check_state(s, rq, select);
   if (rc == CPORT_OK && select && select_pending(s, dir)) rc = CPORT_EALREADY;
-  cp_op *op = rc == CPORT_OK ? cp_op_alloc(s, rq->kind) : NULL;
+  cp_op *op = rc == CPORT_OK ? cp_op_alloc(s, dest, rq->kind) : NULL;
   if (rc == CPORT_OK && !op) rc = CPORT_ENOMEM;
   if (rc != CPORT_OK) {
     cp_sock_unlock(s);
@@ -120,9 +120,8 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
   op->flags = rq->flags;
   op->buf = rq->buf;
   op->len = rq->len;
-  op->dest = dest;
   if (rq->alloc && !alloc_buffer(s, op)) {
-    cp_op_free(op);
+    cp_op_free(s, op);
     cp_sock_unlock(s);
     return CPORT_ENOMEM;
   }
@@ -148,7 +147,7 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
     else if (op->owns_buf)
       free(op->buf);
     cp_list_remove(&s->dirs[dir], op);
-    cp_op_free(op);
+    cp_op_free(s, op);
     cp_deliver_ready(s, dir); /* ops behind it may have finished meanwhile */
   } else {
     *handle = op->handle;

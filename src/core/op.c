@@ -10,71 +10,58 @@
  * ops are allocated without that tail, which is half of a cp_op. */
 #define OP_SIZE_NO_ADDR offsetof(cp_op, addr)
 
-/* Ops are recycled through a small cache per thread. An op is freed by the
- * thread that ends its life (the submitter when it finished at once,
- * cport_wait once its message is taken) and allocated by the thread that
- * starts the next, which in an event loop is the same thread. malloc's own
- * per-thread cache holds 7 chunks of a size, fewer than a batch of
- * messages; a cache per socket would cost idle sockets memory. */
-#define OP_CACHE_MAX 64
-
-typedef struct op_cache {
-  cp_op *lists[2]; /* indexed by has_addr */
-  int counts[2];
-  uint8_t state; /* enum cache_state */
-} op_cache;
-
-enum cache_state { CACHE_NEW = 0, CACHE_READY, CACHE_OFF /* no exit hook, or exiting */ };
-
-static CP_THREAD_LOCAL op_cache t_cache;
-
-/* The platform calls this when a thread that cached ops exits. */
-void cp_thread_exit(void *arg) {
-  op_cache *c = arg;
-  c->state = CACHE_OFF; /* later frees on this thread go to free() */
-  for (int i = 0; i < 2; i++) {
-    while (c->lists[i]) {
-      cp_op *op = c->lists[i];
-      c->lists[i] = op->next;
-      free(op);
-    }
-    c->counts[i] = 0;
-  }
-}
+/* Ops recycle without malloc in two places. Each socket keeps one spare,
+ * under its own lock: the op of a call that finished at once serves the
+ * socket's next call. Each queue keeps the ops whose messages cport_wait
+ * took, under the queue's lock, which cport_wait holds anyway; a socket
+ * whose spare is gone takes one from the queue its message will go to.
+ * malloc's own per-thread cache holds 7 chunks of a size, fewer than one
+ * batch of messages; a per-thread cache would need a hook at thread exit,
+ * which a library that may be unloaded cannot leave behind. */
+#define QUEUE_CACHE_MAX 64
 
 static bool wants_addr(const cp_sock *s, uint8_t kind) {
   return s->type == CPORT_SOCK_DGRAM || kind == CPORT_OP_CONNECT;
 }
 
-/* A zeroed op (be and addr excepted: set by their users). */
-static cp_op *op_get(bool has_addr) {
-  op_cache *c = &t_cache;
-  cp_op *op = c->lists[has_addr];
+static cp_op *pop_cached(cport_queue *q, bool has_addr) {
+  cp_mutex_lock(&q->mu);
+  cp_op *op = q->free_ops[has_addr];
   if (op) {
-    c->lists[has_addr] = op->next;
-    c->counts[has_addr]--;
-  } else {
-    op = malloc(has_addr ? sizeof *op : OP_SIZE_NO_ADDR);
-    if (!op) return NULL;
+    q->free_ops[has_addr] = op->next;
+    q->free_op_count[has_addr]--;
   }
+  cp_mutex_unlock(&q->mu);
+  return op;
+}
+
+/* A zeroed op (be and addr excepted: set by their users). */
+static cp_op *op_get(cp_sock *s, cport_queue *q, bool has_addr) {
+  cp_op *op = s ? s->spare_op : NULL;
+  if (op && op->has_addr == has_addr)
+    s->spare_op = NULL;
+  else if ((op = pop_cached(q, has_addr)) == NULL &&
+           (op = malloc(has_addr ? sizeof *op : OP_SIZE_NO_ADDR)) == NULL)
+    return NULL;
   memset(op, 0, offsetof(cp_op, be));
   op->has_addr = has_addr;
   return op;
 }
 
-cp_op *cp_op_alloc(cp_sock *s, uint8_t kind) {
-  cp_op *op = op_get(wants_addr(s, kind));
+cp_op *cp_op_alloc(cp_sock *s, cport_queue *dest, uint8_t kind) {
+  cp_op *op = op_get(s, dest ? dest : s->owner, wants_addr(s, kind));
   if (!op) return NULL;
   op->sock = s;
   op->handle = s->next_handle++;
   op->kind = kind;
+  op->dest = dest;
   return op;
 }
 
 /* Whole size: a posted message is rare next to I/O, and gcc's bounds check
  * refuses member access through a cp_op allocated short at a constant size. */
-cp_op *cp_op_alloc_user(uint64_t value, void *ptr) {
-  cp_op *op = op_get(true);
+cp_op *cp_op_alloc_user(cport_queue *q, uint64_t value, void *ptr) {
+  cp_op *op = op_get(NULL, q, true);
   if (!op) return NULL;
   op->tag = CPORT_TAG_USER;
   op->handle = value;
@@ -82,21 +69,21 @@ cp_op *cp_op_alloc_user(uint64_t value, void *ptr) {
   return op;
 }
 
-static bool cache_usable(op_cache *c) {
-  if (c->state == CACHE_NEW) c->state = cp_thread_exit_register(c) == 0 ? CACHE_READY : CACHE_OFF;
-  return c->state == CACHE_READY;
+void cp_op_free(cp_sock *s, cp_op *op) {
+  if (s->spare_op) cp_op_free_cached(NULL, s->spare_op);
+  s->spare_op = op;
 }
 
-void cp_op_free(cp_op *op) {
-  op_cache *c = &t_cache;
+void cp_op_free_cached(cport_queue *q, cp_op *op) {
+  if (!op) return;
   int i = op->has_addr;
-  if (c->counts[i] >= OP_CACHE_MAX || !cache_usable(c)) {
+  if (!q || q->free_op_count[i] >= QUEUE_CACHE_MAX) {
     free(op);
     return;
   }
-  op->next = c->lists[i];
-  c->lists[i] = op;
-  c->counts[i]++;
+  op->next = q->free_ops[i];
+  q->free_ops[i] = op;
+  q->free_op_count[i]++;
 }
 
 void cp_list_append(cp_list *l, cp_op *op) {
@@ -174,7 +161,7 @@ static bool make_message(const cp_sock *s, cp_op *op) {
 /* Hands op to its queue, which frees it once the message is taken. */
 static void deliver(cp_sock *s, cp_op *op) {
   if (!make_message(s, op)) {
-    cp_op_free(op);
+    cp_op_free(s, op);
     return;
   }
   cport_queue *q = op->dest ? op->dest : s->owner;

@@ -49,7 +49,14 @@ void cp_queue_free(cport_queue *q) {
     cp_op *op = q->head;
     q->head = op->next;
     if (op->msg_flags & CPORT_MSG_ALLOCATED) free(op->buf);
-    cp_op_free(op);
+    cp_op_free_cached(NULL, op);
+  }
+  for (int i = 0; i < 2; i++) {
+    while (q->free_ops[i]) {
+      cp_op *op = q->free_ops[i];
+      q->free_ops[i] = op->next;
+      cp_op_free_cached(NULL, op);
+    }
   }
   cp_cond_destroy(&q->cv);
   cp_mutex_destroy(&q->mu);
@@ -112,7 +119,7 @@ void cp_queue_push(cport_queue *q, cp_op *op) {
  * holds its messages in the ops themselves and never grows. */
 int cport_post(cport_queue *q, uint64_t value, void *ptr) {
   if (!q) return CPORT_EINVAL;
-  cp_op *op = cp_op_alloc_user(value, ptr);
+  cp_op *op = cp_op_alloc_user(q, value, ptr);
   if (!op) return CPORT_ENOMEM;
   cp_queue_push(q, op);
   return CPORT_OK;
@@ -135,32 +142,21 @@ static void to_message(const cp_op *op, cport_msg *m) {
   if (op->kind == CPORT_OP_RECVFROM && op->has_addr)
     m->addr = op->addr;
   else
-    m->addr.family = 0;
+    memset(&m->addr, 0, sizeof m->addr);
 }
 
-/* Moves up to max messages out of q; q->mu held. The ops are returned as
- * a list for the caller to free once it has let go of the lock. */
-static int take(cport_queue *q, cport_msg *msgs, int max, cp_op **taken) {
+/* Moves up to max messages out of q; q->mu held. Their ops go to q's cache. */
+static int take(cport_queue *q, cport_msg *msgs, int max) {
   int n = 0;
-  *taken = q->head;
-  cp_op *last = NULL;
   while (n < max && q->head) {
-    last = q->head;
-    to_message(last, &msgs[n++]);
-    q->head = last->next;
+    cp_op *op = q->head;
+    to_message(op, &msgs[n++]);
+    q->head = op->next;
     q->count--;
+    cp_op_free_cached(q, op);
   }
   if (!q->head) q->tail = NULL;
-  if (last) last->next = NULL;
   return n;
-}
-
-static void free_taken(cp_op *op) {
-  while (op) {
-    cp_op *next = op->next;
-    cp_op_free(op);
-    op = next;
-  }
 }
 
 /* Stops polling and wakes every waiter, so that one takes over. */
@@ -239,9 +235,7 @@ int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
     q->waiters--;
     polled_once = true;
   }
-  cp_op *taken = NULL;
-  int n = take(q, msgs, max, &taken);
+  int n = take(q, msgs, max);
   cp_mutex_unlock(&q->mu);
-  free_taken(n > 0 ? taken : NULL);
   return n;
 }

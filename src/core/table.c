@@ -111,9 +111,14 @@ void cp_sock_unlock(cp_sock *s) {
   bool drained =
       s->state == CP_SOCK_ZOMBIE && !s->dirs[CP_RD].head && !s->dirs[CP_WR].head && s->be_refs == 0;
   cport_queue *owner = s->owner;
-  if (drained) s->state = CP_SOCK_FREE;
+  cp_op *spare = drained ? s->spare_op : NULL;
+  if (drained) {
+    s->state = CP_SOCK_FREE;
+    s->spare_op = NULL;
+  }
   cp_mutex_unlock(&s->mu);
   if (drained) {
+    cp_op_free_cached(NULL, spare);
     atomic_fetch_sub(&owner->owned, 1);
     put_free_slot(s);
   }
@@ -155,7 +160,7 @@ void cp_table_reap_ctx(cport_ctx *ctx) {
         while ((op = s->dirs[dir].head) != NULL) {
           cp_list_remove(&s->dirs[dir], op);
           if (op->owns_buf) free(op->buf);
-          cp_op_free(op);
+          cp_op_free(s, op);
         }
       }
       s->be_refs = 0;

@@ -1,51 +1,72 @@
-/* POSIX implementation of cp_platform.h. Failures of these calls mean
- * memory corruption, so they are not reported. */
-#define _GNU_SOURCE   /* accept4, pthread_condattr_setclock */
+/* POSIX implementation of cp_platform.h: the futex slow paths of the mutex,
+ * a futex condition variable, the clock, and the thread-exit hook. */
+#define _GNU_SOURCE   /* syscall */
 #include "internal.h" /* the prototypes this file implements */
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
-int cp_mutex_init(cp_mutex *m) { return pthread_mutex_init(m, NULL) == 0 ? 0 : -1; }
-void cp_mutex_destroy(cp_mutex *m) { pthread_mutex_destroy(m); }
-void cp_mutex_lock(cp_mutex *m) { pthread_mutex_lock(m); }
-void cp_mutex_unlock(cp_mutex *m) { pthread_mutex_unlock(m); }
+/* Errors are the protocol's (EAGAIN: the word changed; EINTR; ETIMEDOUT):
+ * every caller re-checks its word after a wait. */
+static void futex_wait(void *word, unsigned expected, const struct timespec *deadline) {
+  syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, expected, deadline, NULL,
+          FUTEX_BITSET_MATCH_ANY); /* deadline: absolute, CLOCK_MONOTONIC */
+}
+
+static void futex_wake(void *word, int count) {
+  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+}
+
+int cp_mutex_init(cp_mutex *m) {
+  atomic_init(&m->word, 0);
+  return 0;
+}
+void cp_mutex_destroy(cp_mutex *m) { (void)m; }
+
+/* Mark the word contended (2) and sleep until a release hands it over; a
+ * thread that takes it this way also wakes the next sleeper on release. */
+void cp_mutex_wait(cp_mutex *m) {
+  while (atomic_exchange_explicit(&m->word, 2, memory_order_acquire) != 0)
+    futex_wait(&m->word, 2u, NULL);
+}
+
+void cp_mutex_wake(cp_mutex *m) { futex_wake(&m->word, 1); }
 
 int cp_cond_init(cp_cond *c) {
-  pthread_condattr_t attr;
-  if (pthread_condattr_init(&attr) != 0) return -1;
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  int rc = pthread_cond_init(c, &attr);
-  pthread_condattr_destroy(&attr);
-  return rc == 0 ? 0 : -1;
+  atomic_init(&c->seq, 0u);
+  return 0;
+}
+void cp_cond_destroy(cp_cond *c) { (void)c; }
+
+/* Signallers hold the mutex, so a signal sent between reading seq and
+ * sleeping changes seq and the sleep returns at once: none is lost. */
+void cp_cond_signal(cp_cond *c) {
+  atomic_fetch_add_explicit(&c->seq, 1u, memory_order_relaxed);
+  futex_wake(&c->seq, 1);
 }
 
-void cp_cond_destroy(cp_cond *c) { pthread_cond_destroy(c); }
-void cp_cond_signal(cp_cond *c) { pthread_cond_signal(c); }
-void cp_cond_broadcast(cp_cond *c) { pthread_cond_broadcast(c); }
+void cp_cond_broadcast(cp_cond *c) {
+  atomic_fetch_add_explicit(&c->seq, 1u, memory_order_relaxed);
+  futex_wake(&c->seq, INT_MAX);
+}
 
 void cp_cond_wait_until(cp_cond *c, cp_mutex *m, uint64_t deadline_ms) {
-  if (deadline_ms == UINT64_MAX) {
-    pthread_cond_wait(c, m);
-    return;
+  unsigned seq = atomic_load_explicit(&c->seq, memory_order_relaxed);
+  struct timespec ts, *deadline = NULL;
+  if (deadline_ms != UINT64_MAX) {
+    ts.tv_sec = (time_t)(deadline_ms / 1000u);
+    ts.tv_nsec = (long)(deadline_ms % 1000u) * 1000000L;
+    deadline = &ts;
   }
-  struct timespec ts;
-  ts.tv_sec = (time_t)(deadline_ms / 1000u);
-  ts.tv_nsec = (long)(deadline_ms % 1000u) * 1000000L;
-  pthread_cond_timedwait(c, m, &ts);
-}
-
-static pthread_key_t exit_key;
-static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
-static int exit_key_made;
-
-static void make_exit_key(void) {
-  exit_key_made = pthread_key_create(&exit_key, cp_thread_exit) == 0;
-}
-
-int cp_thread_exit_register(void *arg) {
-  pthread_once(&exit_once, make_exit_key);
-  return exit_key_made && pthread_setspecific(exit_key, arg) == 0 ? 0 : -1;
+  cp_mutex_unlock(m);
+  futex_wait(&c->seq, seq, deadline);
+  /* Others woken with this thread may be asleep on the mutex: take it as
+   * contended so that its release wakes them in turn. */
+  cp_mutex_wait(m);
 }
 
 uint64_t cp_now_ms(void) {

@@ -43,6 +43,9 @@ typedef CONDITION_VARIABLE cp_cond;
 #define CP_THREAD_LOCAL _Thread_local
 #endif
 
-/* The functions on these types are declared in src/core/internal.h. */
+static inline void cp_mutex_lock(cp_mutex *m) { AcquireSRWLockExclusive(m); }
+static inline void cp_mutex_unlock(cp_mutex *m) { ReleaseSRWLockExclusive(m); }
+
+/* The other functions on these types are declared in src/core/internal.h. */
 
 #endif

@@ -10,8 +10,6 @@ int cp_mutex_init(cp_mutex *m) {
   return 0;
 }
 void cp_mutex_destroy(cp_mutex *m) { (void)m; /* SRW locks need no clean-up */ }
-void cp_mutex_lock(cp_mutex *m) { AcquireSRWLockExclusive(m); }
-void cp_mutex_unlock(cp_mutex *m) { ReleaseSRWLockExclusive(m); }
 
 int cp_cond_init(cp_cond *c) {
   InitializeConditionVariable(c);
@@ -35,27 +33,6 @@ void cp_cond_wait_until(cp_cond *c, cp_mutex *m, uint64_t deadline_ms) {
   }
   /* FALSE with ERROR_TIMEOUT is the normal timeout; the caller re-checks. */
   (void)SleepConditionVariableSRW(c, m, wait, 0);
-}
-
-/* A fiber-local slot whose callback runs when a thread exits (FLS, unlike
- * TLS, has one), which is where the core frees its per-thread caches. */
-static DWORD exit_slot = FLS_OUT_OF_INDEXES;
-static INIT_ONCE exit_once = INIT_ONCE_STATIC_INIT;
-
-static VOID WINAPI on_fls_exit(PVOID arg) {
-  if (arg) cp_thread_exit(arg);
-}
-
-static BOOL CALLBACK make_exit_slot(PINIT_ONCE once, PVOID param, PVOID *ctx) {
-  (void)once, (void)param, (void)ctx;
-  exit_slot = FlsAlloc(on_fls_exit);
-  return TRUE;
-}
-
-int cp_thread_exit_register(void *arg) {
-  InitOnceExecuteOnce(&exit_once, make_exit_slot, NULL, NULL);
-  if (exit_slot == FLS_OUT_OF_INDEXES) return -1;
-  return FlsSetValue(exit_slot, arg) ? 0 : -1;
 }
 
 /* GetTickCount64 has the resolution of the system timer (about 15.6 ms on
