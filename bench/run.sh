@@ -8,7 +8,9 @@
 # load generator exited, divided by the messages the load generator counted
 # -> server CPU ns per message; peak RSS (VmHWM). Rounds are interleaved
 # (every scenario and server once, then again), and the table shows the
-# median over rounds with each figure's ratio to raw_epoll's median.
+# median over rounds with each figure's ratio to raw_epoll's median, and for
+# CPU also the median of the per-round ratios ("paired"), which drift of the
+# machine between rounds does not move.
 #
 # It never asserts a time: it reports. Exit status: 0; 1 if any load
 # generator run failed (byte mismatch, failed connection, stall) or a
@@ -324,6 +326,16 @@ function median(list,    a, n, i, j, t) {
   return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 function ratio(x, base) { return (base > 0 && x != "") ? sprintf("%.2f", x / base) : "-" }
+# The median over rounds of (server / raw_epoll in the same round): each
+# ratio pairs two cells run minutes apart at most, so drift of the machine
+# between rounds cancels, which the ratio of the two medians does not do.
+function paired_ratio(k, b,    r, list) {
+  list = ""
+  for (r in rounds)
+    if ((k, r) in round_cpu && (b, r) in round_cpu && round_cpu[b, r] > 0)
+      list = list " " round_cpu[k, r] / round_cpu[b, r]
+  return list == "" ? "-" : sprintf("%.2f", median(list))
+}
 NR == 1 { next }
 {
   k = $2 SUBSEP $3
@@ -331,14 +343,15 @@ NR == 1 { next }
   if ($21 != 1) fails[k]++
   if ($6 != "" && $6 > 0) {
     cpu[k] = cpu[k] " " $15; tput[k] = tput[k] " " $9
+    round_cpu[k, $1] = $15; rounds[$1] = 1
     p50[k] = p50[k] " " $10; p99[k] = p99[k] " " $11; rss[k] = rss[k] " " $16
   }
 }
 END {
   ns = split(scen, S, " "); nv = split(servers, V, " ")
-  print "scenario,server,runs,fails,cpu_ns_per_msg,cpu_x_raw,msgs_per_sec,msgs_x_raw,p50_us,p50_x_raw,p99_us,p99_x_raw,peak_rss_kb,rss_x_raw" > summary
-  printf "%-10s %-22s %10s %6s %11s %6s %9s %6s %9s %6s %10s %6s %5s\n", \
-    "scenario", "server", "cpu ns/msg", "x raw", "msgs/s", "x raw", "p50 us", "x raw", \
+  print "scenario,server,runs,fails,cpu_ns_per_msg,cpu_x_raw,cpu_x_raw_paired,msgs_per_sec,msgs_x_raw,p50_us,p50_x_raw,p99_us,p99_x_raw,peak_rss_kb,rss_x_raw" > summary
+  printf "%-10s %-22s %10s %6s %6s %11s %6s %9s %6s %9s %6s %10s %6s %5s\n", \
+    "scenario", "server", "cpu ns/msg", "x raw", "paired", "msgs/s", "x raw", "p50 us", "x raw", \
     "p99 us", "x raw", "RSS MiB", "x raw", "fails"
   for (i = 1; i <= ns; i++) {
     b = S[i] SUBSEP "raw_epoll"
@@ -347,11 +360,11 @@ END {
       k = S[i] SUBSEP V[j]
       if (!(k in runs)) continue
       c = median(cpu[k]); t = median(tput[k]); m5 = median(p50[k]); m9 = median(p99[k]); r = median(rss[k])
-      f = fails[k] + 0
-      printf "%s,%s,%d,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", S[i], V[j], runs[k], f, \
-        c, ratio(c, bc), t, ratio(t, bt), m5, ratio(m5, b5), m9, ratio(m9, b9), r, ratio(r, br) > summary
-      printf "%-10s %-22s %10.0f %6s %9.0f %6s %9.1f %6s %10.1f %6s %7.1f %6s %5d\n", \
-        S[i], V[j], c, ratio(c, bc), t, ratio(t, bt), m5, ratio(m5, b5), m9, ratio(m9, b9), \
+      f = fails[k] + 0; pr = paired_ratio(k, b)
+      printf "%s,%s,%d,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", S[i], V[j], runs[k], f, \
+        c, ratio(c, bc), pr, t, ratio(t, bt), m5, ratio(m5, b5), m9, ratio(m9, b9), r, ratio(r, br) > summary
+      printf "%-10s %-22s %10.0f %6s %6s %9.0f %6s %9.1f %6s %10.1f %6s %7.1f %6s %5d\n", \
+        S[i], V[j], c, ratio(c, bc), pr, t, ratio(t, bt), m5, ratio(m5, b5), m9, ratio(m9, b9), \
         r / 1024, ratio(r, br), f
     }
   }
@@ -361,7 +374,8 @@ END {
   echo "cport bench: $(date -u '+%Y-%m-%d %H:%M UTC'), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$([ -z "$(git -C "$ROOT" status --porcelain -- src include examples 2>/dev/null)" ] || echo ' (+ uncommitted changes in src/include/examples)')"
   echo "kernel $(uname -r), $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), server on CPU $SERVER_CPU, loadgen on CPU $CLIENT_CPU"
   echo "rounds $ROUNDS (median shown), ${SECS} s per cell, idle: $IDLE_CONNS conns held ${IDLE_SECS} s; wall ${ELAPSED} s"
-  echo "cpu ns/msg: server CPU (all threads, user+sys) / messages; x raw: ratio to raw_epoll's median"
+  echo "cpu ns/msg: server CPU (all threads, user+sys) / messages; x raw: ratio to raw_epoll's median;"
+  echo "            paired: median over rounds of the ratio to raw_epoll in the same round"
   echo "messages: pp*/connect: one 64-byte round trip (connect: a whole connect-echo-close cycle);"
   echo "          stream10: one 16 KiB chunk echoed; idle10k: one connection (accept, hold, 1-byte echo, close)"
   echo
