@@ -37,8 +37,9 @@ static inline int cp_protocol(const cp_sock *s) {
 }
 
 /* Queues (queue.c). */
-/* Appends an op made a message (cp_op.tag set); the queue owns it now. */
-void cp_queue_push(cport_queue *q, cp_op *op);
+/* Appends an op made a message (cp_op.tag set); the queue owns it now. A
+ * non-NULL refill gets an op from q's cache, if it has one (op.c). */
+void cp_queue_push(cport_queue *q, cp_op *op, cp_op **refill);
 int cp_queue_create(cport_ctx *ctx, cport_queue **out);
 void cp_queue_free(cport_queue *q);
 /* A private queue for one blocking call, and its return once empty. */
@@ -65,6 +66,8 @@ cp_op *cp_op_alloc_user(cport_queue *q, uint64_t value, void *ptr);
 void cp_op_free(cp_sock *s, cp_op *op);
 /* An op done with: into q's cache (q->mu held), or freed if q is NULL. */
 void cp_op_free_cached(cport_queue *q, cp_op *op);
+/* An op from q's cache of that size, or NULL; q->mu held. */
+cp_op *cp_op_take_cached(cport_queue *q, bool has_addr);
 void cp_list_append(cp_list *l, cp_op *op);
 void cp_list_remove(cp_list *l, cp_op *op);
 void cp_deliver_ready(cp_sock *s, int dir);

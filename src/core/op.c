@@ -13,8 +13,10 @@
 /* Ops recycle without malloc in two places. Each socket keeps one spare,
  * under its own lock: the op of a call that finished at once serves the
  * socket's next call. Each queue keeps the ops whose messages cport_wait
- * took, under the queue's lock, which cport_wait holds anyway; a socket
- * whose spare is gone takes one from the queue its message will go to.
+ * took, under the queue's lock, which cport_wait holds anyway. Delivering
+ * a message refills its socket's spare from that cache in the same locked
+ * step, since a socket that gets a message usually makes its next call; a
+ * socket without a spare takes one from the queue (a lock) or malloc.
  * malloc's own per-thread cache holds 7 chunks of a size, fewer than one
  * batch of messages; a per-thread cache would need a hook at thread exit,
  * which a library that may be unloaded cannot leave behind. */
@@ -24,13 +26,18 @@ static bool wants_addr(const cp_sock *s, uint8_t kind) {
   return s->type == CPORT_SOCK_DGRAM || kind == CPORT_OP_CONNECT;
 }
 
-static cp_op *pop_cached(cport_queue *q, bool has_addr) {
-  cp_mutex_lock(&q->mu);
+cp_op *cp_op_take_cached(cport_queue *q, bool has_addr) {
   cp_op *op = q->free_ops[has_addr];
   if (op) {
     q->free_ops[has_addr] = op->next;
     q->free_op_count[has_addr]--;
   }
+  return op;
+}
+
+static cp_op *pop_cached(cport_queue *q, bool has_addr) {
+  cp_mutex_lock(&q->mu);
+  cp_op *op = cp_op_take_cached(q, has_addr);
   cp_mutex_unlock(&q->mu);
   return op;
 }
@@ -167,25 +174,14 @@ static void deliver(cp_sock *s, cp_op *op) {
   cport_queue *q = op->dest ? op->dest : s->owner;
   op->socket = s->id;
   op->meta = s->meta;
-  cp_queue_push(q, op);
-}
-
-static cp_op *pop_head(cp_list *l) {
-  cp_op *op = l->head;
-  l->head = op->next;
-  if (l->head)
-    l->head->prev = NULL;
-  else
-    l->tail = NULL;
-  op->next = NULL;
-  l->count--;
-  return op;
+  cp_queue_push(q, op, s->spare_op ? NULL : &s->spare_op);
 }
 
 void cp_deliver_ready(cp_sock *s, int dir) {
   cp_list *l = &s->dirs[dir];
   while (l->head && l->head->state == CP_OP_DONE) {
-    cp_op *op = pop_head(l);
+    cp_op *op = l->head;
+    cp_list_remove(l, op);
     deliver(s, op);
   }
 }

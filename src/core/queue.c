@@ -98,10 +98,11 @@ int cport_queue_destroy(cport_queue *q) {
 
 cport_ctx *cport_queue_ctx(const cport_queue *q) { return q ? q->ctx : NULL; }
 
-void cp_queue_push(cport_queue *q, cp_op *op) {
+void cp_queue_push(cport_queue *q, cp_op *op, cp_op **refill) {
   cport_ctx *ctx = q->ctx;
   op->next = NULL;
   cp_mutex_lock(&q->mu);
+  if (refill) *refill = cp_op_take_cached(q, op->has_addr);
   if (q->tail)
     q->tail->next = op;
   else
@@ -121,7 +122,7 @@ int cport_post(cport_queue *q, uint64_t value, void *ptr) {
   if (!q) return CPORT_EINVAL;
   cp_op *op = cp_op_alloc_user(q, value, ptr);
   if (!op) return CPORT_ENOMEM;
-  cp_queue_push(q, op);
+  cp_queue_push(q, op, NULL);
   return CPORT_OK;
 }
 
