@@ -56,10 +56,10 @@ void cp_registry_remove(cp_sock *s);
 bool cp_registry_default(void);
 
 /* Operations (op.c). */
-/* A zeroed op of kind for s (be[] and addr excepted) whose message goes to
- * dest (NULL: the owner); only connects and datagram sockets' ops have room
- * for addr. */
-cp_op *cp_op_alloc(cp_sock *s, cport_queue *dest, uint8_t kind);
+/* The record of an op of s prepared on the stack (proto: its kind, dest
+ * and the fields after them set, be[] excepted), with a new handle. Only
+ * connects and datagram sockets' ops have room for addr. */
+cp_op *cp_op_record(cp_sock *s, const cp_op *proto);
 /* A user message for cport_post, as an op: value in handle, ptr in buf. */
 cp_op *cp_op_alloc_user(cport_queue *q, uint64_t value, void *ptr);
 /* An op of s that made no message: kept as the socket's spare. s->mu held. */

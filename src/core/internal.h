@@ -71,9 +71,10 @@ typedef struct cp_op {
   uint8_t state;      /* cp_op_state */
   uint8_t cancelled;  /* cport_cancel asked to stop it */
   uint8_t closed;     /* cport_close asked to stop it */
-  uint8_t started;    /* the backend has begun it (epoll: head of its dir) */
+  uint8_t started;    /* the backend has begun it (io_uring: in the kernel) */
+  uint8_t tried;      /* try_now found that it must wait: start must not try again */
   uint8_t owns_buf;   /* buf came from cport_recv_alloc: it goes to the user */
-  uint8_t has_addr;   /* allocated with room for addr (cp_op_alloc) */
+  uint8_t has_addr;   /* allocated with room for addr (cp_op_record) */
   uint8_t tag;        /* once delivered: the message's cport_tag */
   unsigned flags;     /* CPORT_WAITALL */
   unsigned msg_flags; /* result: CPORT_MSG_TRUNC */
@@ -86,7 +87,7 @@ typedef struct cp_op {
     cport_queue *dest; /* until delivered: where the message goes (NULL: the owner) */
     void *meta;        /* once delivered: the socket's otp.meta */
   };
-  _Alignas(8) unsigned char be[CP_BACKEND_OP_SIZE]; /* not zeroed by cp_op_alloc */
+  _Alignas(8) unsigned char be[CP_BACKEND_OP_SIZE]; /* not zeroed by cp_op_record */
   /* Connects and datagram ops only (the others are allocated without it,
    * see has_addr): connect, sendto: the target; recvfrom: the sender. Set
    * only by the kinds that use it. */
@@ -150,6 +151,13 @@ typedef struct cp_backend {
   /* Close the OS socket. Every pending op must end through cp_op_done,
    * now or later from poll (op->closed is set on each). */
   void (*sock_close)(cp_sock *s);
+  /* Optional (NULL: every op goes to start). Attempt op, the first of its
+   * direction, and keep nothing of it: op lives on the caller's stack, out
+   * of any list. CPORT_OK or a negative error if it ended now (as start);
+   * CP_PENDING if it must wait (op->done may hold progress): the core then
+   * makes it a record, sets op->tried and passes it to start. Saves the
+   * record of every call that finishes at once. */
+  int (*try_now)(cp_sock *s, cp_op *op);
   /* Start op: CPORT_OK if it finished now (op->status/done/accepted set),
    * CP_PENDING if the backend will report it, or a negative error. */
   int (*start)(cp_sock *s, cp_op *op);

@@ -98,6 +98,91 @@ static void fill_result(const cp_op *op, result *res) {
   if (op->kind == CPORT_OP_RECVFROM) res->addr = op->addr;
 }
 
+/* The op a request describes, built on the caller's stack: a call that
+ * ends at once never needs a record (see cp_backend.try_now). */
+static int prepare(cp_sock *s, const request *rq, cport_queue *dest, bool select, cp_op *op) {
+  memset(op, 0, offsetof(cp_op, be));
+  op->sock = s;
+  op->kind = rq->kind;
+  op->dir = (uint8_t)dir_of(rq->kind);
+  op->select = select;
+  op->flags = rq->flags;
+  op->buf = rq->buf;
+  op->len = rq->len;
+  op->dest = dest;
+  if (rq->addr)
+    op->addr = *rq->addr; /* check_state allows one only where the op keeps it */
+  else if (rq->kind == CPORT_OP_RECVFROM)
+    op->addr.family = 0; /* no sender yet */
+  return rq->alloc && !alloc_buffer(s, op) ? CPORT_ENOMEM : CPORT_OK;
+}
+
+/* A call that ended now, rc its status: its result and its effects. Bytes
+ * it moved are reported even with an error, and a cport_recv_alloc buffer
+ * that holds any goes to the user. */
+static void finish_now(cp_sock *s, cp_op *op, int rc, result *res) {
+  op->status = rc;
+  op->state = CP_OP_DONE;
+  fill_result(op, res);
+  cp_op_effects(s, op); /* in select mode too: a call that finished now did its work */
+  if (op->owns_buf && op->done > 0)
+    res->buf = op->buf;
+  else if (op->owns_buf)
+    free(op->buf);
+}
+
+/* Gives the op a record, queues it behind its direction's others and
+ * starts it. Returns as submit does. */
+static int start_record(cp_sock *s, cp_op *proto, result *res, cport_handle *handle) {
+  cp_op *op = cp_op_record(s, proto);
+  if (!op) {
+    finish_now(s, proto, CPORT_ENOMEM, res); /* a partial try's bytes are reported */
+    return CPORT_ENOMEM;
+  }
+  int dir = op->dir;
+  bool first = s->dirs[dir].head == NULL;
+  cp_list_append(&s->dirs[dir], op);
+  int rc = s->ctx->be->start(s, op);
+  if (rc == CPORT_OK && !first) {
+    /* Finished, but ops posted before it have not: it waits its turn. */
+    *handle = op->handle;
+    cp_op_done(op, CPORT_OK);
+    return CPORT_COMPLETION;
+  }
+  if (rc == CPORT_OK || rc < 0) {
+    cp_list_remove(&s->dirs[dir], op);
+    finish_now(s, op, rc, res);
+    cp_op_free(s, op);
+    cp_deliver_ready(s, dir); /* ops behind it may have finished meanwhile */
+    return rc;
+  }
+  *handle = op->handle;
+  res->bytes = op->done;
+  if (op->select) s->bytes_out += op->done; /* a partial select-mode send went now */
+  if (op->select && op->owns_buf) {         /* a readiness wait needs no buffer */
+    free(op->buf);
+    op->buf = NULL;
+    op->owns_buf = 0;
+  }
+  return op->select ? CPORT_SELECT : CPORT_COMPLETION;
+}
+
+/* A connect is left out: it nearly always waits, and a socket must not be
+ * left connecting with no op should its record fail to allocate. */
+static bool can_try_now(const cp_sock *s, const cp_op *op) {
+  return s->ctx->be->try_now && !s->dirs[op->dir].head && op->kind != CPORT_OP_CONNECT;
+}
+
+static int try_first(cp_sock *s, cp_op *proto, result *res, cport_handle *handle) {
+  int rc = s->ctx->be->try_now(s, proto);
+  if (rc != CP_PENDING) {
+    finish_now(s, proto, rc, res);
+    return rc;
+  }
+  proto->tried = 1;
+  return start_record(s, proto, res, handle);
+}
+
 /* Starts an op. Returns CPORT_OK (res filled), CPORT_SELECT or
  * CPORT_COMPLETION (*handle set; res->bytes holds a select-mode partial
  * count), or an error. dest: the queue for its message (NULL: owner). */
@@ -106,60 +191,13 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
   cp_sock *s = cp_sock_lock(id);
   if (!s) return CPORT_EBADF;
   bool select = s->select_mode && !dest;
-  int dir = dir_of(rq->kind);
   int rc = check_state(s, rq, select);
-  if (rc == CPORT_OK && select && select_pending(s, dir)) rc = CPORT_EALREADY;
-  cp_op *op = rc == CPORT_OK ? cp_op_alloc(s, dest, rq->kind) : NULL;
-  if (rc == CPORT_OK && !op) rc = CPORT_ENOMEM;
-  if (rc != CPORT_OK) {
-    cp_sock_unlock(s);
-    return rc;
-  }
-  op->dir = (uint8_t)dir;
-  op->select = select;
-  op->flags = rq->flags;
-  op->buf = rq->buf;
-  op->len = rq->len;
-  if (rq->alloc && !alloc_buffer(s, op)) {
-    cp_op_free(s, op);
-    cp_sock_unlock(s);
-    return CPORT_ENOMEM;
-  }
-  if (rq->addr && op->has_addr) /* always: check_state refused the others */
-    op->addr = *rq->addr;
-  else if (rq->kind == CPORT_OP_RECVFROM)
-    op->addr.family = 0; /* no sender yet */
-  bool first = s->dirs[dir].head == NULL;
-  cp_list_append(&s->dirs[dir], op);
-  rc = s->ctx->be->start(s, op);
-  if (rc == CPORT_OK && !first) {
-    /* Finished, but ops posted before it have not: it waits its turn. */
-    *handle = op->handle;
-    cp_op_done(op, CPORT_OK);
-    rc = CPORT_COMPLETION;
-  } else if (rc == CPORT_OK || rc < 0) {
-    op->status = rc;
-    op->state = CP_OP_DONE;
-    fill_result(op, res);
-    cp_op_effects(s, op); /* in select mode too: a call that finished now did its work */
-    if (op->owns_buf && rc == CPORT_OK)
-      res->buf = op->buf; /* now the user's */
-    else if (op->owns_buf)
-      free(op->buf);
-    cp_list_remove(&s->dirs[dir], op);
-    cp_op_free(s, op);
-    cp_deliver_ready(s, dir); /* ops behind it may have finished meanwhile */
-  } else {
-    *handle = op->handle;
-    res->bytes = op->done;
-    if (select) s->bytes_out += op->done; /* a partial select-mode send went now */
-    if (select && op->owns_buf) {         /* a readiness wait needs no buffer */
-      free(op->buf);
-      op->buf = NULL;
-      op->owns_buf = 0;
-    }
-    rc = select ? CPORT_SELECT : CPORT_COMPLETION;
-  }
+  if (rc == CPORT_OK && select && select_pending(s, dir_of(rq->kind))) rc = CPORT_EALREADY;
+  cp_op proto;
+  if (rc == CPORT_OK) rc = prepare(s, rq, dest, select, &proto);
+  if (rc == CPORT_OK)
+    rc = can_try_now(s, &proto) ? try_first(s, &proto, res, handle)
+                                : start_record(s, &proto, res, handle);
   cp_sock_unlock(s);
   return rc;
 }

@@ -42,7 +42,7 @@ static cp_op *pop_cached(cport_queue *q, bool has_addr) {
   return op;
 }
 
-/* A zeroed op (be and addr excepted: set by their users). */
+/* Memory for an op: the socket's spare, q's cache, or malloc. */
 static cp_op *op_get(cp_sock *s, cport_queue *q, bool has_addr) {
   cp_op *op = s ? s->spare_op : NULL;
   if (op && op->has_addr == has_addr)
@@ -50,18 +50,25 @@ static cp_op *op_get(cp_sock *s, cport_queue *q, bool has_addr) {
   else if ((op = pop_cached(q, has_addr)) == NULL &&
            (op = malloc(has_addr ? sizeof *op : OP_SIZE_NO_ADDR)) == NULL)
     return NULL;
-  memset(op, 0, offsetof(cp_op, be));
-  op->has_addr = has_addr;
   return op;
 }
 
-cp_op *cp_op_alloc(cp_sock *s, cport_queue *dest, uint8_t kind) {
-  cp_op *op = op_get(s, dest ? dest : s->owner, wants_addr(s, kind));
+/* Everything a prepared op carries, from kind up to be: the fields a
+ * record copies from its stack-built prototype. */
+#define OP_BODY_START offsetof(cp_op, kind)
+#define OP_BODY_LEN (offsetof(cp_op, be) - OP_BODY_START)
+_Static_assert(offsetof(cp_op, handle) < OP_BODY_START && offsetof(cp_op, socket) < OP_BODY_START,
+               "links and identity come before an op's body");
+
+cp_op *cp_op_record(cp_sock *s, const cp_op *proto) {
+  bool has_addr = wants_addr(s, proto->kind);
+  cp_op *op = op_get(s, proto->dest ? proto->dest : s->owner, has_addr);
   if (!op) return NULL;
+  memcpy((char *)op + OP_BODY_START, (const char *)proto + OP_BODY_START, OP_BODY_LEN);
+  op->has_addr = has_addr;
   op->sock = s;
   op->handle = s->next_handle++;
-  op->kind = kind;
-  op->dest = dest;
+  if (has_addr) op->addr = proto->addr;
   return op;
 }
 
@@ -70,6 +77,8 @@ cp_op *cp_op_alloc(cp_sock *s, cport_queue *dest, uint8_t kind) {
 cp_op *cp_op_alloc_user(cport_queue *q, uint64_t value, void *ptr) {
   cp_op *op = op_get(NULL, q, true);
   if (!op) return NULL;
+  memset(op, 0, offsetof(cp_op, be));
+  op->has_addr = 1;
   op->tag = CPORT_TAG_USER;
   op->handle = value;
   op->buf = ptr;

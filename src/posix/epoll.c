@@ -107,9 +107,15 @@ static void ep_sock_close(cp_sock *s) {
   close((int)s->os); /* also removes it from the epoll set */
 }
 
+static int ep_try_now(cp_sock *s, cp_op *op) {
+  return may_try(s, op) ? cp_posix_try(s, op) : CP_PENDING;
+}
+
+/* An op that try_now found blocked waits for the edge its EAGAIN (or its
+ * exhausted direction) guarantees. */
 static int ep_start(cp_sock *s, cp_op *op) {
-  if (cp_dir_active(s, op->dir) != op || !may_try(s, op)) return CP_PENDING;
-  return cp_posix_try(s, op);
+  if (op->tried || cp_dir_active(s, op->dir) != op) return CP_PENDING;
+  return ep_try_now(s, op);
 }
 
 static void ep_cancel(cp_sock *s, cp_op *op) {
@@ -173,6 +179,7 @@ const cp_backend cp_backend_epoll = {
     .sock_open = ep_sock_open,
     .sock_adopt = ep_register,
     .sock_close = ep_sock_close,
+    .try_now = ep_try_now,
     .start = ep_start,
     .cancel = ep_cancel,
     .poll = ep_poll,

@@ -150,7 +150,7 @@ static int ur_sock_adopt(cp_sock *s) {
 
 static int ur_start(cp_sock *s, cp_op *op) {
   if (cp_dir_active(s, op->dir) != op) return CP_PENDING; /* behind others: FIFO */
-  int rc = cp_posix_try(s, op);
+  int rc = op->tried ? CP_PENDING : cp_posix_try(s, op);
   if (rc == CP_PENDING) submit_op(s, op);
   return rc;
 }
@@ -282,6 +282,7 @@ const cp_backend cp_backend_io_uring = {
     .sock_open = ur_sock_open,
     .sock_adopt = ur_sock_adopt,
     .sock_close = ur_sock_close,
+    .try_now = cp_posix_try,
     .start = ur_start,
     .cancel = ur_cancel,
     .poll = ur_poll,

@@ -139,7 +139,7 @@ typedef struct iocp_sock {
   uint32_t keepalive_idle, keepalive_intvl;
 } iocp_sock;
 
-/* In cp_op.be (CP_BACKEND_OP_SIZE bytes, NOT zeroed by cp_op_alloc: start
+/* In cp_op.be (CP_BACKEND_OP_SIZE bytes, NOT zeroed by cp_op_record: start
  * initialises it). */
 typedef struct iocp_op {
   cp_io *io;        /* the overlapped I/O in flight for this op, or NULL */

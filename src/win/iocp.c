@@ -1226,7 +1226,7 @@ static int cm_start(cp_sock *s, cp_op *op) {
 /* ======================================================================== */
 
 static int iocp_start(cp_sock *s, cp_op *op) {
-  memset(BO(op), 0, sizeof(iocp_op)); /* cp_op_alloc leaves be[] as it was */
+  memset(BO(op), 0, sizeof(iocp_op)); /* cp_op_record leaves be[] as it was */
   return s->select_mode ? sel_start(s, op) : cm_start(s, op);
 }
 
