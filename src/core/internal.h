@@ -130,7 +130,7 @@ struct cp_sock {
   uint64_t bytes_in, bytes_out;
   uint64_t reads, writes;
   uintptr_t os;    /* the OS socket: an fd or a SOCKET */
-  cp_op *spare_op; /* the op of a call that finished at once, for the next (op.c) */
+  cp_op *spare_op; /* a free op record for the socket's next call (op.c) */
   cp_sock *next_free;
   _Alignas(8) unsigned char be[CP_BACKEND_SOCK_SIZE];
 };

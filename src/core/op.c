@@ -10,9 +10,11 @@
  * ops are allocated without that tail, which is half of a cp_op. */
 #define OP_SIZE_NO_ADDR offsetof(cp_op, addr)
 
-/* Ops recycle without malloc in two places. Each socket keeps one spare,
- * under its own lock: the op of a call that finished at once serves the
- * socket's next call. Each queue keeps the ops whose messages cport_wait
+/* A call that finishes at once needs no record on a backend with try_now
+ * (io.c); records of the others recycle without malloc in two places. Each
+ * socket keeps one spare, under its own lock: the record of an op that
+ * made no message (IOCP's calls that finished at once, cancelled select
+ * waits) serves the socket's next call. Each queue keeps the ops whose messages cport_wait
  * took, under the queue's lock, which cport_wait holds anyway. Delivering
  * a message refills its socket's spare from that cache in the same locked
  * step, since a socket that gets a message usually makes its next call; a

@@ -1,5 +1,5 @@
 /* POSIX implementation of cp_platform.h: the futex slow paths of the mutex,
- * a futex condition variable, the clock, and the thread-exit hook. */
+ * a futex condition variable, and the clock. */
 #define _GNU_SOURCE   /* syscall */
 #include "internal.h" /* the prototypes this file implements */
 

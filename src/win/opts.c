@@ -80,11 +80,18 @@ static int set_raw(cp_sock *s, const os_opt *o, const void *val, int len) {
                                                                                 : cp_win_last();
 }
 
+/* The keepalive idle time and interval in force, in seconds: what was set,
+ * or the system's defaults (SIO_KEEPALIVE_VALS cannot be read back). */
+static uint32_t keepalive_secs(cp_sock *s, cport_option opt) {
+  const iocp_sock *bs = cp_win_bs(s);
+  if (opt == CPORT_OPT_TCP_KEEPIDLE)
+    return bs->keepalive_idle ? bs->keepalive_idle : KEEPALIVE_IDLE_DEFAULT_S;
+  return bs->keepalive_intvl ? bs->keepalive_intvl : KEEPALIVE_INTVL_DEFAULT_S;
+}
+
 static int set_keepalive_vals(cp_sock *s, cport_option opt, int seconds) {
-  uint32_t idle =
-      cp_win_bs(s)->keepalive_idle ? cp_win_bs(s)->keepalive_idle : KEEPALIVE_IDLE_DEFAULT_S;
-  uint32_t intvl =
-      cp_win_bs(s)->keepalive_intvl ? cp_win_bs(s)->keepalive_intvl : KEEPALIVE_INTVL_DEFAULT_S;
+  uint32_t idle = keepalive_secs(s, CPORT_OPT_TCP_KEEPIDLE);
+  uint32_t intvl = keepalive_secs(s, CPORT_OPT_TCP_KEEPINTVL);
   if (opt == CPORT_OPT_TCP_KEEPIDLE)
     idle = (uint32_t)seconds;
   else
@@ -154,12 +161,7 @@ int cp_os_getopt(cp_sock *s, cport_option opt, cport_optval *v) {
   if (!o) return CPORT_ENOTSUP;
   if (not_for_unix(s, o)) return CPORT_EOPNOTSUPP;
   if (opt == CPORT_OPT_TCP_KEEPIDLE || opt == CPORT_OPT_TCP_KEEPINTVL) {
-    uint32_t secs = opt == CPORT_OPT_TCP_KEEPIDLE
-                        ? (cp_win_bs(s)->keepalive_idle ? cp_win_bs(s)->keepalive_idle
-                                                        : KEEPALIVE_IDLE_DEFAULT_S)
-                        : (cp_win_bs(s)->keepalive_intvl ? cp_win_bs(s)->keepalive_intvl
-                                                         : KEEPALIVE_INTVL_DEFAULT_S);
-    v->v.i = (int)secs;
+    v->v.i = (int)keepalive_secs(s, opt);
     return CPORT_OK;
   }
   union {
