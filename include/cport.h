@@ -23,11 +23,19 @@
  *   CPORT_COMPLETION  pending in completion mode; *handle identifies it;
  *   a negative cport_err value.
  *
- * Every pending handle ends with exactly one message in the owner queue: its
- * select or completion message, or a CPORT_TAG_ABORT message whose status is
- * CPORT_ECANCELED (cport_cancel) or CPORT_ECLOSED (cport_close). The one
- * exception: cport_cancel returning CPORT_OK for a select handle (select
- * operations carry no data, so nothing is lost).
+ * Every pending handle ends with exactly one final message in the owner
+ * queue: its select or completion message, or a CPORT_TAG_ABORT message
+ * whose status is CPORT_ECANCELED (cport_cancel), CPORT_ETIMEDOUT (a
+ * deadline passed) or CPORT_ECLOSED (cport_close). The one exception:
+ * cport_cancel returning CPORT_OK for a select handle (select operations
+ * carry no data, so nothing is lost). A handle that delivers several
+ * messages (a repeating timer) flags every one but the last with
+ * CPORT_MSG_MORE.
+ *
+ * Messages that carry data arrive in posting order per direction. An
+ * operation that ends by cancel, deadline or close before it moved a byte
+ * carries nothing, so its abort arrives at once, even while operations
+ * posted before it are still pending.
  *
  * Buffers passed to a pending completion operation belong to the library
  * until that operation's message has been delivered; after that the library
@@ -215,12 +223,15 @@ typedef enum cport_op {
   CPORT_OP_SENDTO = 5,
   CPORT_OP_RECVFROM = 6,
   CPORT_OP_SENDMSG = 7,
-  CPORT_OP_RECVMSG = 8
+  CPORT_OP_RECVMSG = 8,
+  CPORT_OP_TIMER = 9, /* cport_timer_start: msg.user and msg.user_ptr as given */
+  CPORT_OP_CLOSE = 10 /* cport_close_async: the socket's last message */
 } cport_op;
 
 /* Flags in cport_msg.flags and cport_recv_info.flags. */
 #define CPORT_MSG_TRUNC 0x1u     /* the datagram was longer than the buffer: the rest is lost */
 #define CPORT_MSG_ALLOCATED 0x2u /* msg.buf was allocated by cport_recv_alloc: cport_free it */
+#define CPORT_MSG_MORE 0x4u      /* the handle goes on: more messages follow for it */
 
 typedef struct cport_msg {
   cport_tag tag;
@@ -231,8 +242,8 @@ typedef struct cport_msg {
   size_t bytes;          /* bytes sent or received (a partial count on abort) */
   void *buf;             /* the buffer of a send or recv */
   cport_socket accepted; /* accept completion: the new socket */
-  uint64_t user;         /* user messages: the value posted */
-  void *user_ptr;        /* user messages: the pointer posted */
+  uint64_t user;         /* user and timer messages: the value given */
+  void *user_ptr;        /* user and timer messages: the pointer given */
   void *meta;            /* the socket's otp.meta when the operation ended (NULL for
                             user messages): find the caller's state without a lookup */
   unsigned flags;        /* CPORT_MSG_TRUNC, CPORT_MSG_ALLOCATED */
@@ -242,7 +253,8 @@ typedef struct cport_msg {
 /* Create a queue in ctx. */
 CPORT_API int cport_queue_create(cport_ctx *ctx, cport_queue **out);
 
-/* Destroy a queue. CPORT_EBUSY while a socket still has it as owner. */
+/* Destroy a queue. CPORT_EBUSY while a socket still has it as owner. Its
+ * timers still armed are dropped with it, with no message. */
 CPORT_API int cport_queue_destroy(cport_queue *q);
 
 /* The context of a queue. */
@@ -258,6 +270,34 @@ CPORT_API int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout);
 /* Post a user message (tag CPORT_TAG_USER) from any thread; wakes a waiter.
  * CPORT_ENOMEM if the message cannot be allocated (nothing is posted). */
 CPORT_API int cport_post(cport_queue *q, uint64_t value, void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* Timers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The largest after_ms and repeat_ms a timer takes (about 34 years). */
+#define CPORT_TIMER_MAX_MS ((uint64_t)1 << 40)
+
+/* Start a timer of q: after after_ms milliseconds a CPORT_TAG_COMPLETION
+ * message, op CPORT_OP_TIMER, socket 0, status CPORT_OK, carrying user and
+ * user_ptr, arrives in q. repeat_ms 0: that message is the timer's only
+ * one. repeat_ms > 0: one message per period, each flagged CPORT_MSG_MORE,
+ * until cport_queue_cancel ends it with its one final message. A timer
+ * never fires early; one that is late (nobody waited on the context) fires
+ * once and keeps its period from then, never a burst of missed periods.
+ * Timers fire in the thread that drives the poller (any cport_wait on a
+ * queue of the context); any thread may start or cancel them. Returns
+ * CPORT_OK with *handle set, CPORT_EINVAL for a NULL argument or a value
+ * above CPORT_TIMER_MAX_MS, CPORT_ENOMEM. */
+CPORT_API int cport_timer_start(cport_queue *q, uint64_t after_ms, uint64_t repeat_ms,
+                                uint64_t user, void *user_ptr, cport_handle *handle);
+
+/* Cancel a handle that belongs to the queue itself (a timer). CPORT_OK: its
+ * one final message follows, a CPORT_TAG_ABORT with CPORT_ECANCELED (for a
+ * repeating timer, after every CPORT_MSG_MORE message already queued).
+ * CPORT_ENOTFOUND when the handle has ended (its final message is, or will
+ * be, in the queue) or is not one of q's. CPORT_EINVAL for a NULL queue. */
+CPORT_API int cport_queue_cancel(cport_queue *q, cport_handle handle);
 
 /* ------------------------------------------------------------------------ */
 /* Sockets                                                                  */
@@ -285,6 +325,16 @@ CPORT_API int cport_family_supported(int family);
  * with status CPORT_ECLOSED, or its completion if that raced ahead. The
  * socket is invalid when this returns. */
 CPORT_API int cport_close(cport_socket s);
+
+/* Close a socket as cport_close does, and deliver one more message to its
+ * owner after every other message about it (its completions and aborts):
+ * a CPORT_TAG_COMPLETION, op CPORT_OP_CLOSE, status CPORT_OK, carrying the
+ * socket's otp.meta in msg.meta and *handle in msg.handle. Nothing about
+ * the socket arrives after it, so that is where per-connection state is
+ * freed (as in libuv's close callback). Returns CPORT_OK (the socket is
+ * closed and the message will follow), CPORT_EBADF, CPORT_EINVAL for a
+ * NULL handle, or CPORT_ENOMEM (the socket is then left open). */
+CPORT_API int cport_close_async(cport_socket s, cport_handle *handle);
 
 /* Bind to a local address. SO_REUSEADDR is set on POSIX listeners (as libuv
  * does), SO_EXCLUSIVEADDRUSE on Windows; neither on AF_UNIX sockets, whose
@@ -415,9 +465,21 @@ CPORT_API int cport_peername(cport_socket s, cport_addr *addr);
 /* Cancel a pending operation. Select handle: CPORT_OK, and no message for
  * it follows. Completion handle: CPORT_OK, and exactly one message follows:
  * its completion if it won the race, else an abort with CPORT_ECANCELED.
- * CPORT_ENOTFOUND when the handle already ended (its message is, or will
- * be, in the queue). */
+ * An operation that had moved no byte aborts at once, whatever is pending
+ * before it. CPORT_ENOTFOUND when the handle already ended (its message
+ * is, or will be, in the queue), or is being stopped by its deadline. */
 CPORT_API int cport_cancel(cport_socket s, cport_handle handle);
+
+/* Give a pending operation of s (any kind, either mode) a deadline ms
+ * milliseconds from now, replacing any it had; CPORT_INFINITY removes it.
+ * When it passes, the operation is cancelled as by cport_cancel, and its
+ * final message is a CPORT_TAG_ABORT with status CPORT_ETIMEDOUT and the
+ * bytes that had moved, unless its completion (or select message) won the
+ * race. A select handle that times out does get that message. Returns
+ * CPORT_OK, CPORT_ENOTFOUND (the handle has ended), CPORT_EBADF, CPORT_EINVAL
+ * (ms below CPORT_INFINITY), CPORT_ENOMEM. otp.recv_timeout and
+ * otp.send_timeout give every recv or send such a deadline when posted. */
+CPORT_API int cport_deadline(cport_socket s, cport_handle handle, int ms);
 
 /* ------------------------------------------------------------------------ */
 /* Options                                                                  */
@@ -445,6 +507,11 @@ typedef enum cport_option {
                                        idle connections pin no buffers; accepted sockets inherit it */
   CPORT_OPT_OTP_RCVBUF = 106,       /* int 1..64 MiB: the size cport_recv_alloc allocates
                                        (default 16384); accepted sockets inherit it */
+  CPORT_OPT_OTP_RECV_TIMEOUT = 107, /* int ms, 0 = none (default): every recv, recvfrom, recvmsg
+                                       and recv_alloc posted afterwards (pending or blocking) gets
+                                       this deadline (cport_deadline): an idle timeout. Accepted
+                                       sockets inherit it; a listener's accepts do not use it */
+  CPORT_OPT_OTP_SEND_TIMEOUT = 108, /* int ms, 0 = none (default): the same for sends */
 
   CPORT_OPT_SOCKET_REUSEADDR = 200,        /* bool */
   CPORT_OPT_SOCKET_REUSEPORT = 201,        /* bool (Linux) */

@@ -20,8 +20,11 @@ struct cport_queue {
   struct cport_queue *next_spare; /* ctx->spare list: a blocking call's, idle */
 };
 
+typedef struct cp_timers cp_timers;
+
 struct cport_ctx {
   const cp_backend *be;
+  cp_timers *timers; /* timer.c */
   void *be_state;
   int accepts_per_listener;
   cp_mutex mu; /* the list of queues */
@@ -60,8 +63,9 @@ bool cp_registry_default(void);
  * and the fields after them set, be[] excepted), with a new handle. Only
  * connects and datagram sockets' ops have room for addr. */
 cp_op *cp_op_record(cp_sock *s, const cp_op *proto);
-/* A user message for cport_post, as an op: value in handle, ptr in buf. */
-cp_op *cp_op_alloc_user(cport_queue *q, uint64_t value, void *ptr);
+/* A message of q itself, as an op of that kind (CPORT_OP_NONE: a user
+ * post, CPORT_OP_TIMER): value in user, ptr in buf, tag to be set. */
+cp_op *cp_op_alloc_queue(cport_queue *q, uint8_t kind, uint64_t value, void *ptr);
 /* An op of s that made no message: kept as the socket's spare. s->mu held. */
 void cp_op_free(cp_sock *s, cp_op *op);
 /* An op done with: into q's cache (q->mu held), or freed if q is NULL. */
@@ -73,5 +77,17 @@ void cp_list_remove(cp_list *l, cp_op *op);
 void cp_deliver_ready(cp_sock *s, int dir);
 /* An op did its work (ended now, or by cp_op_done unless a select op). */
 void cp_op_effects(cp_sock *s, const cp_op *op);
+
+/* Timers (timer.c). */
+int cp_timers_create(cp_timers **out);
+void cp_timers_free(cp_timers *t);
+void cp_timers_drop_queue(cp_timers *t, cport_queue *q);
+/* The poller's wait: timeout_ms (-1: none) cut to the earliest deadline. */
+int cp_timers_timeout(cp_timers *t, int timeout_ms);
+/* Fires what is due; the poller's thread, no lock held. */
+void cp_timers_run(cp_timers *t);
+/* Give op (pending, s->mu held) a deadline ms from now, replacing its own. */
+int cp_deadline_arm(cp_sock *s, cp_op *op, int ms);
+void cp_deadline_disarm(cp_sock *s, cp_op *op);
 
 #endif

@@ -71,13 +71,19 @@ int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts) {
   ctx->be = be;
   ctx->accepts_per_listener =
       opts->accepts_per_listener ? opts->accepts_per_listener : DEFAULT_ACCEPTS_PER_LISTENER;
+  if (cp_timers_create(&ctx->timers) != CPORT_OK) {
+    free(ctx);
+    return CPORT_ENOMEM;
+  }
   if (cp_mutex_init(&ctx->mu) != 0) {
+    cp_timers_free(ctx->timers);
     free(ctx);
     return CPORT_ENOMEM;
   }
   int rc = be->ctx_init(ctx);
   if (rc != CPORT_OK) {
     cp_mutex_destroy(&ctx->mu);
+    cp_timers_free(ctx->timers);
     free(ctx);
     return rc;
   }
@@ -105,6 +111,7 @@ void cport_ctx_destroy(cport_ctx *ctx) {
   drain(ctx);
   ctx->be->ctx_free(ctx);
   cp_table_reap_ctx(ctx);
+  cp_timers_free(ctx->timers); /* armed timers' messages go nowhere now */
   while (ctx->queues) cp_queue_free(ctx->queues);
   cp_mutex_destroy(&ctx->mu);
   free(ctx);

@@ -25,8 +25,10 @@ void cp_cond_broadcast(cp_cond *c);
  * (UINT64_MAX: no deadline). Spurious wake-ups are allowed. */
 void cp_cond_wait_until(cp_cond *c, cp_mutex *m, uint64_t deadline_ms);
 
-/* Milliseconds on a monotonic clock. */
+/* Milliseconds, and nanoseconds (timers: never early), on one monotonic
+ * clock. */
 uint64_t cp_now_ms(void);
+uint64_t cp_now_ns(void);
 
 /* The value of an environment variable, or NULL. */
 const char *cp_getenv(const char *name);
@@ -69,7 +71,8 @@ typedef struct cp_op {
   uint8_t dir;        /* cp_dir */
   uint8_t select;     /* a readiness wait: ends with a select message */
   uint8_t state;      /* cp_op_state */
-  uint8_t cancelled;  /* cport_cancel asked to stop it */
+  uint8_t cancelled;  /* cport_cancel (or its deadline) asked to stop it */
+  uint8_t timed_out;  /* its deadline stopped it: the abort says ETIMEDOUT */
   uint8_t closed;     /* cport_close asked to stop it */
   uint8_t started;    /* the backend has begun it (io_uring: in the kernel) */
   uint8_t tried;      /* try_now found that it must wait: start must not try again */
@@ -82,7 +85,11 @@ typedef struct cp_op {
   size_t len;
   size_t done; /* bytes transferred so far */
   int status;  /* result, once state == CP_OP_DONE */
-  cport_socket accepted;
+  union {
+    cport_socket accepted; /* accept */
+    uint64_t user;         /* user and timer messages: the value given */
+  };
+  cport_handle deadline; /* its deadline's timer (timer.c), 0 = none */
   union {
     cport_queue *dest; /* until delivered: where the message goes (NULL: the owner) */
     void *meta;        /* once delivered: the socket's otp.meta */
@@ -120,6 +127,9 @@ struct cp_sock {
   uint8_t debug;     /* otp.debug: trace each message to stderr */
   uint8_t zero_read; /* otp.zero_read: receive buffers go to the OS only when readable */
   uint32_t rcvbuf;   /* otp.rcvbuf: what cport_recv_alloc allocates (0: default) */
+  int recv_timeout;  /* otp.recv_timeout, ms (0: none) */
+  int send_timeout;  /* otp.send_timeout, ms (0: none) */
+  cp_op *close_op;   /* cport_close_async: the last message, sent once drained */
   void *meta;        /* otp.meta */
   cport_socket id;   /* the handle users hold (kept while a zombie drains) */
   cport_ctx *ctx;
@@ -195,6 +205,9 @@ int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out);
 
 /* The first op of a direction that has not ended yet, or NULL. */
 cp_op *cp_dir_active(cp_sock *s, int dir);
+
+/* The pending op a handle names, or NULL (ended, or never one of s). */
+cp_op *cp_op_find(cp_sock *s, cport_handle handle);
 
 /* The backend's per-context state: ctx->be is owned by the backend. */
 void *cp_ctx_backend(cport_ctx *ctx);

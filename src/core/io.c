@@ -131,10 +131,23 @@ static void finish_now(cp_sock *s, cp_op *op, int rc, result *res) {
     free(op->buf);
 }
 
-/* Gives the op a record, queues it behind its direction's others and
- * starts it. Returns as submit does. */
+/* otp.recv_timeout or otp.send_timeout, for the sends and recvs they
+ * cover (accept and connect take cport_deadline only). */
+static int default_deadline(const cp_sock *s, const cp_op *op) {
+  if (op->kind == CPORT_OP_ACCEPT || op->kind == CPORT_OP_CONNECT) return 0;
+  return op->dir == CP_RD ? s->recv_timeout : s->send_timeout;
+}
+
+/* Gives the op a record (and its default deadline, armed before the OS
+ * sees the op so that failing to arm it leaves nothing to undo), queues it
+ * behind its direction's others and starts it. Returns as submit does. */
 static int start_record(cp_sock *s, cp_op *proto, result *res, cport_handle *handle) {
   cp_op *op = cp_op_record(s, proto);
+  int ms = default_deadline(s, proto);
+  if (op && ms > 0 && cp_deadline_arm(s, op, ms) != CPORT_OK) {
+    cp_op_free(s, op);
+    op = NULL;
+  }
   if (!op) {
     finish_now(s, proto, CPORT_ENOMEM, res); /* a partial try's bytes are reported */
     return CPORT_ENOMEM;
@@ -151,6 +164,7 @@ static int start_record(cp_sock *s, cp_op *proto, result *res, cport_handle *han
   }
   if (rc == CPORT_OK || rc < 0) {
     cp_list_remove(&s->dirs[dir], op);
+    if (op->deadline) cp_deadline_disarm(s, op);
     finish_now(s, op, rc, res);
     cp_op_free(s, op);
     cp_deliver_ready(s, dir); /* ops behind it may have finished meanwhile */

@@ -76,13 +76,14 @@ cp_op *cp_op_record(cp_sock *s, const cp_op *proto) {
 
 /* Whole size: a posted message is rare next to I/O, and gcc's bounds check
  * refuses member access through a cp_op allocated short at a constant size. */
-cp_op *cp_op_alloc_user(cport_queue *q, uint64_t value, void *ptr) {
+cp_op *cp_op_alloc_queue(cport_queue *q, uint8_t kind, uint64_t value, void *ptr) {
   cp_op *op = op_get(NULL, q, true);
   if (!op) return NULL;
   memset(op, 0, offsetof(cp_op, be));
   op->has_addr = 1;
+  op->kind = kind;
   op->tag = CPORT_TAG_USER;
-  op->handle = value;
+  op->user = value;
   op->buf = ptr;
   return op;
 }
@@ -134,6 +135,13 @@ cp_op *cp_dir_active(cp_sock *s, int dir) {
   return NULL;
 }
 
+cp_op *cp_op_find(cp_sock *s, cport_handle handle) {
+  for (int dir = CP_RD; dir <= CP_WR; dir++)
+    for (cp_op *op = s->dirs[dir].head; op; op = op->next)
+      if (op->handle == handle && op->state == CP_OP_PENDING) return op;
+  return NULL;
+}
+
 static void count_io(cp_sock *s, const cp_op *op) {
   if (op->kind == CPORT_OP_ACCEPT || op->kind == CPORT_OP_CONNECT || op->status < 0) return;
   if (op->dir == CP_RD) {
@@ -158,14 +166,15 @@ void cp_op_effects(cp_sock *s, const cp_op *op) {
 
 /* The message an ended op makes, and whether it makes one at all. */
 static bool make_message(const cp_sock *s, cp_op *op) {
-  if (op->select && op->cancelled) return false; /* cancel said no message follows */
+  /* cport_cancel said no message follows; a deadline never did. */
+  if (op->select && op->cancelled && !op->timed_out) return false;
   op->tag = op->select ? CPORT_TAG_SELECT : CPORT_TAG_COMPLETION;
   if (op->status < 0 && op->closed) {
     op->tag = CPORT_TAG_ABORT;
     op->status = CPORT_ECLOSED;
   } else if (op->status < 0 && op->cancelled) {
     op->tag = CPORT_TAG_ABORT;
-    op->status = CPORT_ECANCELED;
+    op->status = op->timed_out ? CPORT_ETIMEDOUT : CPORT_ECANCELED;
   }
   if (op->select) op->done = 0;
   if (op->owns_buf) op->msg_flags |= CPORT_MSG_ALLOCATED; /* the buffer is the user's now */
@@ -178,6 +187,7 @@ static bool make_message(const cp_sock *s, cp_op *op) {
 
 /* Hands op to its queue, which frees it once the message is taken. */
 static void deliver(cp_sock *s, cp_op *op) {
+  if (op->deadline) cp_deadline_disarm(s, op);
   if (!make_message(s, op)) {
     cp_op_free(s, op);
     return;
@@ -197,10 +207,25 @@ void cp_deliver_ready(cp_sock *s, int dir) {
   }
 }
 
+/* An op cancelled before it moved a byte carries nothing whose order could
+ * matter, so its message need not wait for the ops posted before it
+ * (rule 16): a blocking call's timeout, or a deadline, then ends it at
+ * once. An op that moved bytes keeps its place, and so do the aborts of a
+ * close, which end every op of the socket anyway. */
+static bool carries_nothing(const cp_op *op) {
+  return op->status < 0 && op->cancelled && !op->closed && op->done == 0;
+}
+
 void cp_op_done(cp_op *op, int status) {
   cp_sock *s = op->sock;
   op->status = status;
   op->state = CP_OP_DONE;
   if (!op->select) cp_op_effects(s, op); /* a select op only waited */
+  cp_list *l = &s->dirs[op->dir];
+  if (l->head != op && carries_nothing(op)) {
+    cp_list_remove(l, op);
+    deliver(s, op);
+    return;
+  }
   cp_deliver_ready(s, op->dir);
 }

@@ -32,6 +32,10 @@ static const opt_def k_opts[] = {
      STREAM},
     {CPORT_OPT_OTP_RCVBUF, CPORT_LEVEL_OTP, "otp.rcvbuf", CPORT_VAL_INT, 1, CP_MAX_RCVBUF, false,
      ANY},
+    {CPORT_OPT_OTP_RECV_TIMEOUT, CPORT_LEVEL_OTP, "otp.recv_timeout", CPORT_VAL_INT, 0, 0x7fffffff,
+     false, ANY},
+    {CPORT_OPT_OTP_SEND_TIMEOUT, CPORT_LEVEL_OTP, "otp.send_timeout", CPORT_VAL_INT, 0, 0x7fffffff,
+     false, ANY},
 
     {CPORT_OPT_SOCKET_REUSEADDR, CPORT_LEVEL_SOCKET, "socket.reuseaddr", CPORT_VAL_BOOL, NOINT,
      false, ANY},
@@ -116,7 +120,7 @@ const char *cport_option_name(cport_level level, cport_option opt) {
 
 /* Options the core answers from its own state, alike on every platform. */
 static bool core_answers(cport_option opt) {
-  return (opt >= CPORT_OPT_OTP_OWNER && opt <= CPORT_OPT_OTP_RCVBUF) ||
+  return (opt >= CPORT_OPT_OTP_OWNER && opt <= CPORT_OPT_OTP_SEND_TIMEOUT) ||
          opt == CPORT_OPT_SOCKET_TYPE || opt == CPORT_OPT_SOCKET_PROTOCOL ||
          opt == CPORT_OPT_SOCKET_DOMAIN || opt == CPORT_OPT_SOCKET_ACCEPTCONN;
 }
@@ -176,6 +180,8 @@ static int set_otp(cp_sock *s, cport_option opt, const cport_optval *v) {
   case CPORT_OPT_OTP_META: s->meta = v->v.ptr; return CPORT_OK;
   case CPORT_OPT_OTP_ZERO_READ: s->zero_read = (uint8_t)v->v.b; return CPORT_OK;
   case CPORT_OPT_OTP_RCVBUF: s->rcvbuf = (uint32_t)v->v.i; return CPORT_OK;
+  case CPORT_OPT_OTP_RECV_TIMEOUT: s->recv_timeout = v->v.i; return CPORT_OK;
+  case CPORT_OPT_OTP_SEND_TIMEOUT: s->send_timeout = v->v.i; return CPORT_OK;
   default: return CPORT_EINVAL;
   }
 }
@@ -190,6 +196,8 @@ static bool get_known(cp_sock *s, cport_option opt, cport_optval *v) {
   case CPORT_OPT_OTP_META: v->v.ptr = s->meta; return true;
   case CPORT_OPT_OTP_ZERO_READ: v->v.b = s->zero_read; return true;
   case CPORT_OPT_OTP_RCVBUF: v->v.i = (int)cp_rcvbuf(s); return true;
+  case CPORT_OPT_OTP_RECV_TIMEOUT: v->v.i = s->recv_timeout; return true;
+  case CPORT_OPT_OTP_SEND_TIMEOUT: v->v.i = s->send_timeout; return true;
   case CPORT_OPT_SOCKET_TYPE: v->v.i = s->type; return true;
   case CPORT_OPT_SOCKET_DOMAIN: v->v.i = s->family; return true;
   case CPORT_OPT_SOCKET_PROTOCOL: v->v.i = cp_protocol(s); return true;

@@ -92,6 +92,7 @@ int cport_queue_create(cport_ctx *ctx, cport_queue **out) {
 int cport_queue_destroy(cport_queue *q) {
   if (!q) return CPORT_EINVAL;
   if (atomic_load(&q->owned) > 0) return CPORT_EBUSY;
+  cp_timers_drop_queue(q->ctx->timers, q);
   cp_queue_free(q);
   return CPORT_OK;
 }
@@ -120,25 +121,26 @@ void cp_queue_push(cport_queue *q, cp_op *op, cp_op **refill) {
  * holds its messages in the ops themselves and never grows. */
 int cport_post(cport_queue *q, uint64_t value, void *ptr) {
   if (!q) return CPORT_EINVAL;
-  cp_op *op = cp_op_alloc_user(q, value, ptr);
+  cp_op *op = cp_op_alloc_queue(q, CPORT_OP_NONE, value, ptr);
   if (!op) return CPORT_ENOMEM;
   cp_queue_push(q, op, NULL);
   return CPORT_OK;
 }
 
 static void to_message(const cp_op *op, cport_msg *m) {
-  bool user = op->tag == CPORT_TAG_USER;
+  /* The queue's own messages (posts, timers) are about no socket. */
+  bool own = op->kind == CPORT_OP_NONE || op->kind == CPORT_OP_TIMER;
   m->tag = (cport_tag)op->tag;
   m->op = (cport_op)op->kind;
-  m->socket = user ? 0 : op->socket;
-  m->handle = user ? 0 : op->handle;
+  m->socket = own ? 0 : op->socket;
+  m->handle = op->handle;
   m->status = op->status;
   m->bytes = op->done;
-  m->buf = user ? NULL : op->buf;
-  m->accepted = op->accepted;
-  m->user = user ? op->handle : 0;
-  m->user_ptr = user ? op->buf : NULL;
-  m->meta = user ? NULL : op->meta;
+  m->buf = own ? NULL : op->buf;
+  m->accepted = own ? 0 : op->accepted;
+  m->user = own ? op->user : 0;
+  m->user_ptr = own ? op->buf : NULL;
+  m->meta = own ? NULL : op->meta;
   m->flags = op->msg_flags;
   if (op->kind == CPORT_OP_RECVFROM && op->has_addr)
     m->addr = op->addr;
@@ -184,13 +186,15 @@ static int remaining_ms(uint64_t deadline) {
 /* With a batch already queued, one cport_wait call in this many polls. */
 #define BACKLOG_POLL_EVERY 4
 
-/* Runs one poll on behalf of q; q->mu held on entry and on return. */
+/* Runs one poll on behalf of q, and the timers that are due, which bound
+ * its wait; q->mu held on entry and on return. */
 static void poll_once(cport_queue *q, int timeout) {
   cport_ctx *ctx = q->ctx;
   cp_mutex_unlock(&q->mu);
   cport_queue *outer = t_polling;
   t_polling = q;
-  ctx->be->poll(ctx, timeout);
+  ctx->be->poll(ctx, cp_timers_timeout(ctx->timers, timeout));
+  cp_timers_run(ctx->timers);
   t_polling = outer;
   stop_polling(ctx);
   cp_mutex_lock(&q->mu);

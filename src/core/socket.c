@@ -52,6 +52,8 @@ int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out) {
   s->select_mode = listener->select_mode;
   s->zero_read = listener->zero_read;
   s->rcvbuf = listener->rcvbuf;
+  s->recv_timeout = listener->recv_timeout;
+  s->send_timeout = listener->send_timeout;
   s->bound = s->connected = 1;
   s->os = os;
   rc = listener->ctx->be->sock_adopt(s);
@@ -67,14 +69,40 @@ int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out) {
   return CPORT_OK;
 }
 
-int cport_close(cport_socket id) {
-  cp_sock *s = cp_sock_lock(id);
-  if (!s) return CPORT_EBADF;
+/* s->mu held; the caller's unlock frees the slot once nothing is pending
+ * (and sends the close_async message first). */
+static void close_locked(cp_sock *s) {
   s->state = CP_SOCK_ZOMBIE;
   cp_registry_remove(s);
   for (int dir = CP_RD; dir <= CP_WR; dir++)
     for (cp_op *op = s->dirs[dir].head; op; op = op->next) op->closed = 1;
   s->ctx->be->sock_close(s);
+}
+
+int cport_close(cport_socket id) {
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return CPORT_EBADF;
+  close_locked(s);
+  cp_sock_unlock(s);
+  return CPORT_OK;
+}
+
+/* The close message is allocated before anything is closed, so that the
+ * one failure close_async has leaves the socket as it was. */
+int cport_close_async(cport_socket id, cport_handle *handle) {
+  if (!handle) return CPORT_EINVAL;
+  *handle = 0;
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return CPORT_EBADF;
+  cp_op *op = cp_op_alloc_queue(s->owner, CPORT_OP_CLOSE, 0, NULL);
+  if (!op) {
+    cp_sock_unlock(s);
+    return CPORT_ENOMEM;
+  }
+  op->tag = CPORT_TAG_COMPLETION;
+  op->handle = *handle = s->next_handle++;
+  s->close_op = op;
+  close_locked(s);
   cp_sock_unlock(s);
   return CPORT_OK;
 }
@@ -149,7 +177,8 @@ int cport_peername(cport_socket id, cport_addr *addr) { return name_call(id, add
  * for the OS to let go of it, but for the user it has ended. */
 static int live_ops(const cp_list *l) {
   int n = 0;
-  for (const cp_op *op = l->head; op; op = op->next) n += !(op->select && op->cancelled);
+  for (const cp_op *op = l->head; op; op = op->next)
+    n += !(op->select && op->cancelled && !op->timed_out);
   return n;
 }
 
@@ -180,14 +209,30 @@ int cport_info_get(cport_socket id, cport_info *info) {
 int cport_cancel(cport_socket id, cport_handle handle) {
   cp_sock *s = cp_sock_lock(id);
   if (!s) return CPORT_EBADF;
-  cp_op *found = NULL;
-  for (int dir = CP_RD; dir <= CP_WR && !found; dir++)
-    for (cp_op *op = s->dirs[dir].head; op && !found; op = op->next)
-      if (op->handle == handle && op->state == CP_OP_PENDING && !op->cancelled) found = op;
+  cp_op *found = cp_op_find(s, handle);
+  if (found && found->cancelled) found = NULL; /* its end is on the way */
   if (found) {
     found->cancelled = 1;
     s->ctx->be->cancel(s, found);
   }
   cp_sock_unlock(s);
   return found ? CPORT_OK : CPORT_ENOTFOUND;
+}
+
+int cport_deadline(cport_socket id, cport_handle handle, int ms) {
+  if (ms < CPORT_INFINITY) return CPORT_EINVAL;
+  cp_sock *s = cp_sock_lock(id);
+  if (!s) return CPORT_EBADF;
+  cp_op *op = cp_op_find(s, handle);
+  int rc = CPORT_ENOTFOUND;
+  if (op && op->cancelled) {
+    rc = CPORT_OK; /* already stopping: its message comes, with no deadline to change it */
+  } else if (op && ms == CPORT_INFINITY) {
+    if (op->deadline) cp_deadline_disarm(s, op);
+    rc = CPORT_OK;
+  } else if (op) {
+    rc = cp_deadline_arm(s, op, ms);
+  }
+  cp_sock_unlock(s);
+  return rc;
 }

@@ -106,10 +106,21 @@ cp_sock *cp_sock_lock(cport_socket id) {
   return s;
 }
 
+/* A closed socket's last message (cport_close_async), once no other can
+ * come: nothing of it is pending any more. */
+static void send_close_message(cp_sock *s) {
+  cp_op *op = s->close_op;
+  s->close_op = NULL;
+  op->socket = s->id;
+  op->meta = s->meta;
+  cp_queue_push(s->owner, op, NULL);
+}
+
 /* A zombie with nothing pending goes back to the free list. */
 void cp_sock_unlock(cp_sock *s) {
-  bool drained =
-      s->state == CP_SOCK_ZOMBIE && !s->dirs[CP_RD].head && !s->dirs[CP_WR].head && s->be_refs == 0;
+  bool idle = !s->dirs[CP_RD].head && !s->dirs[CP_WR].head;
+  if (s->state == CP_SOCK_ZOMBIE && idle && s->close_op) send_close_message(s);
+  bool drained = s->state == CP_SOCK_ZOMBIE && idle && s->be_refs == 0;
   cport_queue *owner = s->owner;
   cp_op *spare = drained ? s->spare_op : NULL;
   if (drained) {
@@ -163,6 +174,8 @@ void cp_table_reap_ctx(cport_ctx *ctx) {
           cp_op_free(s, op);
         }
       }
+      cp_op_free_cached(NULL, s->close_op); /* its queue dies with ctx */
+      s->close_op = NULL;
       s->be_refs = 0;
     }
     cp_sock_unlock(s);

@@ -69,10 +69,12 @@ void cp_cond_wait_until(cp_cond *c, cp_mutex *m, uint64_t deadline_ms) {
   cp_mutex_wait(m);
 }
 
-uint64_t cp_now_ms(void) {
+uint64_t cp_now_ms(void) { return cp_now_ns() / 1000000u; }
+
+uint64_t cp_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 const char *cp_getenv(const char *name) { return getenv(name); }

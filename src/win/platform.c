@@ -47,14 +47,18 @@ static BOOL CALLBACK qpc_init(PINIT_ONCE once, PVOID param, PVOID *ctx) {
   return TRUE;
 }
 
-uint64_t cp_now_ms(void) {
+/* Ticks of the counter in units per second (1000: ms, 1e9: ns). */
+static uint64_t now_in(uint64_t units) {
   InitOnceExecuteOnce(&qpc_once, qpc_init, NULL, NULL);
   LARGE_INTEGER now;
   if (qpc_freq.QuadPart > 0 && QueryPerformanceCounter(&now)) {
     uint64_t t = (uint64_t)now.QuadPart, f = (uint64_t)qpc_freq.QuadPart;
-    return (t / f) * 1000u + ((t % f) * 1000u) / f;
+    return (t / f) * units + ((t % f) * units) / f;
   }
-  return (uint64_t)GetTickCount64();
+  return (uint64_t)GetTickCount64() * (units / 1000u);
 }
+
+uint64_t cp_now_ms(void) { return now_in(1000u); }
+uint64_t cp_now_ns(void) { return now_in(1000000000u); }
 
 const char *cp_getenv(const char *name) { return getenv(name); }
