@@ -74,13 +74,13 @@ cp_op *cp_op_record(cp_sock *s, const cp_op *proto) {
   return op;
 }
 
-/* Whole size: a posted message is rare next to I/O, and gcc's bounds check
- * refuses member access through a cp_op allocated short at a constant size. */
+/* Short, without addr: an armed timer holds one until it ends, and a
+ * million timers would otherwise pin twice the memory. */
 cp_op *cp_op_alloc_queue(cport_queue *q, uint8_t kind, uint64_t value, void *ptr) {
-  cp_op *op = op_get(NULL, q, true);
+  cp_op *op = op_get(NULL, q, false);
   if (!op) return NULL;
   memset(op, 0, offsetof(cp_op, be));
-  op->has_addr = 1;
+  op->has_addr = 0;
   op->kind = kind;
   op->tag = CPORT_TAG_USER;
   op->user = value;
