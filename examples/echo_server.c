@@ -2,7 +2,7 @@
  * echo_server: echoes every byte on every connection, with cport.
  *
  *   echo_server --port N [--mode completion|select] [--backend auto|epoll|io_uring|iocp]
- *               [--host 127.0.0.1|::1]
+ *               [--host 127.0.0.1|::1] [--idle-timeout MS]
  *
  * One handler loop serves both modes, the way Erlang's socket module is used
  * with nowait: every call may finish at once (CPORT_OK, handled inline), or
@@ -16,6 +16,15 @@
  *
  * Each connection's state is the socket's otp.meta, so every message
  * carries it (msg.meta) and the loop needs no socket -> connection map.
+ * Connections end with cport_close_async: their state is freed when the
+ * CPORT_OP_CLOSE message comes, after every other message about them.
+ *
+ * --idle-timeout MS (0 = off, the default) sets otp.recv_timeout on the
+ * listener, which accepted connections inherit: a recv (completion mode)
+ * or a wait for data (select mode) that sees nothing for MS ends with an
+ * abort whose status is CPORT_ETIMEDOUT, and the connection is closed. On
+ * exit the server prints on stderr how many connections it accepted and
+ * how many it closed as idle.
  *
  * SIGUSR1 (a key press on Windows) prints the table of open sockets, like
  * Erlang's socket:i().
@@ -26,6 +35,7 @@
 
 #include "example_util.h"
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -44,7 +54,8 @@ typedef struct conn {
   size_t filled;            /* bytes in buf waiting to be echoed */
   size_t sent;              /* of those, bytes already sent */
   int peer_done;            /* the peer shut down its sending side */
-  int closed;               /* cport_close called; kept until its messages end */
+  int closed;               /* being closed; kept until its messages end */
+  int close_pending;        /* cport_close_async called: its CPORT_OP_CLOSE is to come */
   int posted;               /* a user message carrying this conn is queued */
   unsigned char buf[CONN_BUFFER_SIZE];
 } conn;
@@ -52,9 +63,11 @@ typedef struct conn {
 typedef struct server {
   cport_queue *queue;
   cport_socket listener;
-  cport_handle accept_handle; /* pending accept, or 0 */
-  uint64_t accept_retry_at;   /* nonzero: accepting paused until then (ms) */
-  conn *conns;                /* every connection not yet freed */
+  cport_handle accept_handle;     /* pending accept, or 0 */
+  uint64_t accept_retry_at;       /* nonzero: accepting paused until then (ms) */
+  conn *conns;                    /* every connection not yet freed */
+  unsigned long long accepted;    /* connections accepted */
+  unsigned long long idle_closed; /* connections closed by the idle timeout */
 } server;
 
 static void report(const char *what, int err) {
@@ -82,9 +95,12 @@ static void conn_unlink(server *srv, conn *c) {
 
 /* A closed connection's buffer belongs to the library until each pending op
  * has delivered its message (an abort, or a completion that raced ahead),
- * and the connection itself lives until every message naming it is seen. */
+ * and the connection itself lives until every message naming it is seen:
+ * its CPORT_OP_CLOSE, which comes after all the others about the socket,
+ * and the user message it may have posted to itself, which is not about
+ * the socket and so may come after that. */
 static void conn_release_if_idle(server *srv, conn *c) {
-  if (!c->closed || c->recv_handle || c->send_handle || c->posted) return;
+  if (!c->closed || c->close_pending || c->recv_handle || c->send_handle || c->posted) return;
   conn_unlink(srv, c);
   free(c);
 }
@@ -92,8 +108,24 @@ static void conn_release_if_idle(server *srv, conn *c) {
 static void conn_close(server *srv, conn *c) {
   if (c->closed) return;
   c->closed = 1;
-  int rc = cport_close(c->sock);
+  cport_handle h = 0;
+  int rc = cport_close_async(c->sock, &h);
+  if (rc == CPORT_OK) {
+    c->close_pending = 1; /* free on its CPORT_OP_CLOSE */
+    return;
+  }
+  /* Not closed (out of memory): close it the plain way; then the pending
+   * ops' messages are the last ones, and the handles tell when they came. */
+  report("close", rc);
+  rc = cport_close(c->sock);
   if (rc != CPORT_OK) report("close", rc);
+  conn_release_if_idle(srv, c);
+}
+
+/* The connection's last message about its socket. */
+static void conn_on_closed(server *srv, conn *c) {
+  c->close_pending = 0;
+  c->recv_handle = c->send_handle = 0; /* every op's message came before this */
   conn_release_if_idle(srv, c);
 }
 
@@ -164,6 +196,11 @@ static void conn_on_message(server *srv, conn *c, const cport_msg *m) {
     conn_release_if_idle(srv, c);
     return;
   }
+  if (m->status == CPORT_ETIMEDOUT) { /* otp.recv_timeout: nothing came for that long */
+    srv->idle_closed++;
+    conn_close(srv, c);
+    return;
+  }
   if (m->tag == CPORT_TAG_ABORT || m->status < 0) {
     conn_fail(srv, c, m->op == CPORT_OP_SEND ? "send" : "recv", m->status);
     return;
@@ -179,13 +216,23 @@ static void conn_on_message(server *srv, conn *c, const cport_msg *m) {
   conn_pump(srv, c);
 }
 
+/* A new socket we keep no state for: nothing pending on it, no meta, so its
+ * CPORT_OP_CLOSE (msg.meta NULL) is ignored by dispatch. */
+static void close_stateless(cport_socket sock) {
+  cport_handle h = 0;
+  int rc = cport_close_async(sock, &h);
+  if (rc == CPORT_ENOMEM) rc = cport_close(sock);
+  if (rc != CPORT_OK) report("close", rc);
+}
+
 static void conn_open(server *srv, cport_socket sock) {
   /* Only the header needs zeroing: clearing the 64 KiB buffer of every new
    * connection was 93% of the server's instructions under connect churn. */
+  srv->accepted++;
   conn *c = malloc(sizeof *c);
   if (c == NULL) {
     report("accept", CPORT_ENOMEM);
-    cport_close(sock);
+    close_stateless(sock);
     return;
   }
   memset(c, 0, offsetof(conn, buf));
@@ -194,7 +241,7 @@ static void conn_open(server *srv, cport_socket sock) {
   if (rc != CPORT_OK) {
     free(c);
     report("accept", rc);
-    cport_close(sock);
+    close_stateless(sock);
     return;
   }
   c->sock = sock;
@@ -258,6 +305,8 @@ static void dispatch(server *srv, const cport_msg *m) {
       conn_release_if_idle(srv, c);
     else
       conn_pump(srv, c);
+  } else if (m->op == CPORT_OP_CLOSE) { /* a connection's last message */
+    if (m->meta != NULL) conn_on_closed(srv, m->meta);
   } else if (m->meta == NULL) { /* the listener has none */
     listener_on_message(srv, m);
   } else {
@@ -312,11 +361,13 @@ typedef struct options {
   const char *host;
   unsigned open_flags;
   cport_backend_id backend;
+  int idle_timeout_ms; /* otp.recv_timeout of every connection; 0 = none */
 } options;
 
 static int usage(void) {
   fprintf(stderr, "usage: echo_server --port N [--mode completion|select]"
-                  " [--backend auto|epoll|io_uring|iocp] [--host 127.0.0.1|::1]\n");
+                  " [--backend auto|epoll|io_uring|iocp] [--host 127.0.0.1|::1]"
+                  " [--idle-timeout MS]\n");
   return 2;
 }
 
@@ -340,6 +391,10 @@ static int parse_options(int argc, char **argv, options *o) {
       bad = parse_mode(value, &o->open_flags);
     } else if (strcmp(name, "--backend") == 0) {
       bad = parse_backend(value, &o->backend);
+    } else if (strcmp(name, "--idle-timeout") == 0) {
+      unsigned long long ms = 0;
+      bad = parse_number(value, 0, INT_MAX, &ms);
+      o->idle_timeout_ms = (int)ms;
     } else {
       bad = 1;
     }
@@ -357,6 +412,10 @@ static int open_listener(server *srv, const options *o) {
     return rc;
   }
   rc = cport_open(srv->queue, addr.family, CPORT_SOCK_STREAM, o->open_flags, &srv->listener);
+  if (rc == CPORT_OK && o->idle_timeout_ms > 0) { /* accepted connections inherit it */
+    cport_optval idle = {.type = CPORT_VAL_INT, .v.i = o->idle_timeout_ms};
+    rc = cport_setopt(srv->listener, CPORT_LEVEL_OTP, CPORT_OPT_OTP_RECV_TIMEOUT, &idle);
+  }
   if (rc == CPORT_OK) rc = cport_bind(srv->listener, &addr);
   if (rc == CPORT_OK) rc = cport_listen(srv->listener, 0);
   if (rc == CPORT_OK) rc = cport_sockname(srv->listener, &addr);
@@ -391,6 +450,8 @@ int main(int argc, char **argv) {
   if (rc == CPORT_OK) rc = open_listener(&srv, &opts);
 
   int exit_code = (rc == CPORT_OK) ? serve(&srv) : 1;
+  fprintf(stderr, "echo_server: %llu connections accepted, %llu closed idle\n", srv.accepted,
+          srv.idle_closed);
   shut_down(&srv, ctx);
   return exit_code;
 }
