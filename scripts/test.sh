@@ -95,15 +95,33 @@ done
 # The examples under load, every byte checked: 1,000 connections per Linux
 # backend and mode (issue 2), and 200 from the Linux client to
 # echo_server.exe under Wine (issue 3). Debug builds: ASan watches too.
+# Silent connections to an echo server with --idle-timeout: each must be
+# closed by the server, which must count them as idle on exit.
+idle_check() { # idle_check NAME SIGNAL SERVER...
+  local name="$1" sig="$2" slog
+  shift 2
+  run_pair "$name" "$sig" "$@" --idle-timeout 300 -- bash "$root/scripts/idle-client.sh" PORT 5
+  slog="$logdir/${name// /_}.server.log"
+  if grep -q '5 closed idle' "$slog"; then
+    record "$name: server counted 5 idle closes" PASS
+  else
+    record "$name: server counted 5 idle closes" FAIL "$(grep -m1 'closed idle' "$slog")"
+  fi
+}
+
 echo_load() {
   local dbg="$root/build/debug" win="$root/build/mingw" b m
   logdir="$root/build/test-logs/echo" && mkdir -p "$logdir"
   [ -x "$dbg/echo_server" ] || { record "echo load" FAIL "build/debug has no echo_server"; return; }
   for b in epoll io_uring; do
     for m in completion select; do
+      # --idle-timeout: every recv carries a deadline, and no busy
+      # connection may be taken for an idle one.
       run_pair "echo load: linux $b $m, 1000 connections" TERM \
-        "$dbg/echo_server" --port 0 --mode "$m" --backend "$b" -- \
+        "$dbg/echo_server" --port 0 --mode "$m" --backend "$b" --idle-timeout 20000 -- \
         "$dbg/echo_client" --port PORT --connections 1000 --bytes 20000 --mode "$m"
+      idle_check "idle timeout: linux $b $m" TERM \
+        "$dbg/echo_server" --port 0 --mode "$m" --backend "$b"
       run_pair "udp echo: linux $b $m, 2000 datagrams" TERM \
         "$dbg/udp_echo_server" --port 0 --mode "$m" --backend "$b" -- \
         "$dbg/udp_echo_client" --port PORT --count 2000 --size 1000 --mode "$m"
@@ -114,8 +132,10 @@ echo_load() {
   wine_up=1
   for m in completion select; do
     run_pair "echo load: wine echo_server.exe $m, 200 connections from linux" INT \
-      bash cmake/wine-run.sh "$win/echo_server.exe" --port 0 --mode "$m" -- \
+      bash cmake/wine-run.sh "$win/echo_server.exe" --port 0 --mode "$m" --idle-timeout 20000 -- \
       "$dbg/echo_client" --port PORT --connections 200 --bytes 20000 --mode "$m"
+    idle_check "idle timeout: wine echo_server.exe $m" INT \
+      bash cmake/wine-run.sh "$win/echo_server.exe" --port 0 --mode "$m"
     run_pair "udp echo: wine udp_echo_server.exe $m, 500 datagrams from linux" INT \
       bash cmake/wine-run.sh "$win/udp_echo_server.exe" --port 0 --mode "$m" -- \
       "$dbg/udp_echo_client" --port PORT --count 500 --size 1000 --mode "$m"
