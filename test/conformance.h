@@ -20,5 +20,6 @@ const struct CMUnitTest *conf_unix_tests(size_t *count);     /* conformance_unix
 const struct CMUnitTest *conf_msg_tests(size_t *count);      /* conformance_msg.c */
 const struct CMUnitTest *conf_options_tests(size_t *count);  /* conformance_options.c */
 const struct CMUnitTest *conf_registry_tests(size_t *count); /* conformance_registry.c */
+const struct CMUnitTest *conf_time_tests(size_t *count);     /* conformance_time.c */
 
 #endif

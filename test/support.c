@@ -229,6 +229,23 @@ uint64_t sup_now_ms(void) {
 #endif
 }
 
+uint64_t sup_now_us(void) {
+#ifdef _WIN32
+  /* The clock the library's timers run on (QueryPerformanceCounter), not
+   * GetTickCount64, whose steps are the system timer's (about 15.6 ms). */
+  LARGE_INTEGER freq, now;
+  if (QueryPerformanceFrequency(&freq) && freq.QuadPart > 0 && QueryPerformanceCounter(&now)) {
+    uint64_t t = (uint64_t)now.QuadPart, f = (uint64_t)freq.QuadPart;
+    return (t / f) * 1000000u + ((t % f) * 1000000u) / f;
+  }
+  return (uint64_t)GetTickCount64() * 1000u;
+#else
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+#endif
+}
+
 void sup_sleep_ms(int ms) {
   if (ms <= 0) return;
 #ifdef _WIN32
@@ -475,16 +492,19 @@ const char *sup_op_name(int op) {
   case CPORT_OP_RECVFROM: return "recvfrom";
   case CPORT_OP_SENDMSG: return "sendmsg";
   case CPORT_OP_RECVMSG: return "recvmsg";
+  case CPORT_OP_TIMER: return "timer";
+  case CPORT_OP_CLOSE: return "close";
   default: return "?op";
   }
 }
 
 const char *sup_msg_str(const cport_msg *m, char *buf, size_t size) {
   snprintf(buf, size,
-           "{%s %s socket=%#llx handle=%llu status=%s bytes=%zu accepted=%#llx flags=%#x}",
+           "{%s %s socket=%#llx handle=%llu status=%s bytes=%zu accepted=%#llx user=%llu "
+           "flags=%#x}",
            sup_tag_name(m->tag), sup_op_name(m->op), (unsigned long long)m->socket,
            (unsigned long long)m->handle, sup_rc_name(m->status), m->bytes,
-           (unsigned long long)m->accepted, m->flags);
+           (unsigned long long)m->accepted, (unsigned long long)m->user, m->flags);
   return buf;
 }
 
@@ -583,7 +603,15 @@ static size_t ended_slot(const ended_key *tab, size_t cap, cport_socket s, cport
   return i;
 }
 
-/* Inserts; returns 1 if it was already there. Caller holds g_lock. */
+/* Whether (s, h) has ended. Caller holds g_lock. */
+static int ended_has(cport_socket s, cport_handle h) {
+  if (s == 0) s = ~(cport_socket)0; /* as ended_insert stores it */
+  if (g_ended_cap == 0) return 0;
+  return g_ended[ended_slot(g_ended, g_ended_cap, s, h)].s != 0;
+}
+
+/* Inserts; returns 1 if it was already there. Caller holds g_lock.
+ * Socket 0 (queue handles: timers) is a pair like any other. */
 static int ended_insert(cport_socket s, cport_handle h) {
   if (s == 0) s = ~(cport_socket)0; /* keep 0 as the empty marker */
   if ((g_ended_n + 1) * 2 > g_ended_cap) {
@@ -667,7 +695,10 @@ int sup_teardown(void **state) {
 /* Messages                                                                 */
 /* ======================================================================== */
 
-/* One message straight from the queue, checked against rule 2. */
+/* One message straight from the queue, checked against rule 2 (one final
+ * message per (socket, handle); timers have socket 0) and rule 13 (a
+ * message flagged CPORT_MSG_MORE does not end its handle, and none may
+ * follow the final one). */
 static int queue_next(cport_queue *q, int timeout_ms, cport_msg *out) {
   char b[256];
   int n = cport_wait(q, out, 1, timeout_ms);
@@ -683,8 +714,23 @@ static int queue_next(cport_queue *q, int timeout_ms, cport_msg *out) {
       out->tag != CPORT_TAG_ABORT)
     SUP_FAIL("message with an unknown tag: %s", sup_msg_str(out, b, sizeof b));
   if (out->handle == 0) SUP_FAIL("message with handle 0: %s", sup_msg_str(out, b, sizeof b));
-  if (out->tag == CPORT_TAG_ABORT && out->status != CPORT_ECANCELED && out->status != CPORT_ECLOSED)
-    SUP_FAIL("abort whose status is not ECANCELED/ECLOSED: %s", sup_msg_str(out, b, sizeof b));
+  if (out->tag == CPORT_TAG_ABORT && out->status != CPORT_ECANCELED &&
+      out->status != CPORT_ECLOSED && out->status != CPORT_ETIMEDOUT)
+    SUP_FAIL("abort whose status is not ECANCELED/ECLOSED/ETIMEDOUT: %s",
+             sup_msg_str(out, b, sizeof b));
+  if (out->flags & CPORT_MSG_MORE) {
+    int ended;
+    if (out->tag == CPORT_TAG_ABORT)
+      SUP_FAIL("an abort flagged CPORT_MSG_MORE (an abort is final): %s",
+               sup_msg_str(out, b, sizeof b));
+    g_lock_acquire();
+    ended = ended_has(out->socket, out->handle);
+    g_lock_release();
+    if (ended)
+      SUP_FAIL("rule 13 broken: a CPORT_MSG_MORE message after its handle's final one: %s",
+               sup_msg_str(out, b, sizeof b));
+    return 1;
+  }
   g_lock_acquire();
   int dup = ended_insert(out->socket, out->handle);
   g_lock_release();
@@ -735,6 +781,26 @@ cport_msg expect_msg_for(cport_queue *q, cport_socket s, cport_handle h, int tim
     if (!queue_next(q, step, &m)) continue;
     if (match_sh(&m, &k)) return m;
     stash_put(q, &m);
+  }
+}
+
+cport_msg expect_final_for(cport_queue *q, cport_socket s, cport_handle h, int timeout_ms,
+                           int *nmore) {
+  uint64_t deadline = sup_now_ms() + (uint64_t)timeout_ms;
+  int more = 0;
+  for (;;) {
+    uint64_t now = sup_now_ms();
+    int left = now >= deadline ? 0 : (int)(deadline - now);
+    cport_msg m;
+    if (left == 0)
+      SUP_FAIL("no final message for socket %#llx handle %llu within %d ms (%d MORE messages)",
+               (unsigned long long)s, (unsigned long long)h, timeout_ms, more);
+    m = expect_msg_for(q, s, h, left);
+    if (!(m.flags & CPORT_MSG_MORE)) {
+      if (nmore) *nmore = more;
+      return m;
+    }
+    more++;
   }
 }
 
@@ -877,7 +943,7 @@ void sup_check_ebadf(cport_socket s, const char *what) {
   struct {
     const char *expr;
     int rc;
-  } r[16];
+  } r[20];
   int k = 0;
 #define EB(call) (r[k].expr = #call, r[k].rc = (call), k++)
   EB(cport_bind(s, &a));
@@ -894,7 +960,9 @@ void sup_check_ebadf(cport_socket s, const char *what) {
   EB(cport_sockname(s, &out));
   EB(cport_peername(s, &out));
   EB(cport_cancel(s, 1));
+  EB(cport_deadline(s, 1, 100));
   EB(cport_info_get(s, &info));
+  EB(cport_close_async(s, &h));
   EB(cport_close(s));
 #undef EB
   for (int i = 0; i < k; i++)
@@ -1128,6 +1196,8 @@ static int op_matches(const sup_op *op, const cport_msg *m) {
 
 static void op_on_msg(sup_op *op, const cport_msg *m) {
   char b[256];
+  if (m->flags & CPORT_MSG_MORE)
+    SUP_FAIL("socket op message flagged CPORT_MSG_MORE: %s", sup_msg_str(m, b, sizeof b));
   if ((int)m->op != op->kind)
     SUP_FAIL("message for a pending %s has op %s: %s", sup_op_name(op->kind), sup_op_name(m->op),
              sup_msg_str(m, b, sizeof b));

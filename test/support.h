@@ -174,8 +174,9 @@ int sup_addr_equal(const cport_addr *a, const cport_addr *b);
 const char *sup_addr_str(const cport_addr *a, int slot);
 
 /* Every socket call on s (bind, listen, accept, connect, send, recv, in
- * nowait and blocking form, shutdown, sockname, peername, cancel, info,
- * close) must answer CPORT_EBADF; what names s in the failure message. */
+ * nowait and blocking form, shutdown, sockname, peername, cancel, deadline,
+ * info, close_async, close) must answer CPORT_EBADF; what names s in the
+ * failure message. */
 void sup_check_ebadf(cport_socket s, const char *what);
 /* Whether which_sockets(f) lists s. */
 int sup_listed(cport_socket s, const cport_filter *f);
@@ -185,9 +186,13 @@ int sup_listed(cport_socket s, const cport_filter *f);
 /* ------------------------------------------------------------------------ */
 
 /* Every message taken out of a queue by these helpers is checked against
- * rule 2: a (socket, handle) pair that already received a message, or that
- * cport_cancel ended silently (sup_mark_ended), fails the test if it gets
- * another. Messages that a helper does not want now are kept ("stashed")
+ * rule 2: a (socket, handle) pair that already received its final message,
+ * or that cport_cancel ended silently (sup_mark_ended), fails the test if
+ * it gets another. Rule 13: a message flagged CPORT_MSG_MORE (a repeating
+ * timer's tick) does not end its handle, but may not follow the final
+ * one. Timers are pairs (0, handle) like any other; user messages
+ * (CPORT_TAG_USER) are not tracked. Abort statuses: ECANCELED, ECLOSED,
+ * ETIMEDOUT. Messages that a helper does not want now are kept ("stashed")
  * for a later helper call on the same queue. */
 
 /* Next message (stash first): 1 and *out, or 0 after timeout_ms. */
@@ -196,6 +201,11 @@ int sup_wait_msg(cport_queue *q, int timeout_ms, cport_msg *out);
 cport_msg expect_msg(cport_queue *q, int timeout_ms);
 /* The message for (s, h); others are stashed. Fails after timeout_ms. */
 cport_msg expect_msg_for(cport_queue *q, cport_socket s, cport_handle h, int timeout_ms);
+/* The final message of (s, h), skipping (and counting in *nmore, which may
+ * be NULL) its CPORT_MSG_MORE ones; others are stashed. Fails after
+ * timeout_ms. */
+cport_msg expect_final_for(cport_queue *q, cport_socket s, cport_handle h, int timeout_ms,
+                           int *nmore);
 /* No message at all for timeout_ms (stash included). */
 void expect_no_msg(cport_queue *q, int timeout_ms);
 /* No message for (s, h) within timeout_ms; others are stashed. */
@@ -330,6 +340,10 @@ uint64_t sup_rand(void);
 /* ------------------------------------------------------------------------ */
 
 uint64_t sup_now_ms(void); /* monotonic */
+/* Monotonic, in microseconds, on the clock the library's timers use
+ * (CLOCK_MONOTONIC; QueryPerformanceCounter on Windows), so that "never
+ * early" can be checked with no slack: (receipt - start) >= after * 1000. */
+uint64_t sup_now_us(void);
 void sup_sleep_ms(int ms);
 
 /* ------------------------------------------------------------------------ */

@@ -710,6 +710,142 @@ static void test_close_while_other_thread_pumps(void **state) {
   sup_mutex_free(c->mu);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Timers started and cancelled on several threads while another pumps      */
+/* ------------------------------------------------------------------------ */
+
+#define NTIMER_THREADS 4
+
+typedef struct timer_job {
+  cport_queue *q; /* this worker's own queue */
+  int count;
+  int fired, cancelled; /* results, read after join */
+} timer_job;
+
+typedef struct timer_book {
+  timer_job *job;
+  cport_handle *h;
+  int *cancel_rc; /* 1: not cancelled (yet) */
+  unsigned char *ended;
+  int nended;
+} timer_book;
+
+/* Every 16th timer repeats (every ms) until cancelled 8 timers later. */
+static int timer_repeats(int k) { return k % 16 == 5; }
+
+static void timer_take(timer_book *b, const cport_msg *m) {
+  char s[256];
+  int k;
+  SUP_ASSERT(m->op == CPORT_OP_TIMER && m->socket == 0 && m->user < (uint64_t)b->job->count &&
+                 m->user_ptr == b->job,
+             "not one of this worker's timers: %s", sup_msg_str(m, s, sizeof s));
+  k = (int)m->user;
+  SUP_ASSERT(m->handle == b->h[k], "timer %d: handle of another: %s", k,
+             sup_msg_str(m, s, sizeof s));
+  SUP_ASSERT(!b->ended[k], "timer %d: a message after its final one: %s", k,
+             sup_msg_str(m, s, sizeof s));
+  if (m->flags & CPORT_MSG_MORE) {
+    SUP_ASSERT(timer_repeats(k) && m->tag == CPORT_TAG_COMPLETION && m->status == CPORT_OK,
+               "timer %d: %s", k, sup_msg_str(m, s, sizeof s));
+    return;
+  }
+  b->ended[k] = 1;
+  b->nended++;
+  if (b->cancel_rc[k] == CPORT_OK) {
+    SUP_ASSERT(m->tag == CPORT_TAG_ABORT && m->status == CPORT_ECANCELED,
+               "timer %d: cancel said OK, then %s", k, sup_msg_str(m, s, sizeof s));
+    b->job->cancelled++;
+  } else {
+    /* Not cancelled, or cancel said ENOTFOUND: it fired. */
+    SUP_ASSERT(!timer_repeats(k) && m->tag == CPORT_TAG_COMPLETION && m->status == CPORT_OK,
+               "timer %d (cancel: %s): %s", k, sup_rc_name(b->cancel_rc[k]),
+               sup_msg_str(m, s, sizeof s));
+    b->job->fired++;
+  }
+}
+
+static void timer_drain(timer_book *b, int timeout) {
+  cport_msg m[64];
+  int got = cport_wait(b->job->q, m, 64, timeout);
+  SUP_ASSERT(got >= 0 && got <= 64, "cport_wait returned %d", got);
+  for (int i = 0; i < got; i++) timer_take(b, &m[i]);
+}
+
+static void timer_cancel(timer_book *b, int k) {
+  int rc = cport_queue_cancel(b->job->q, b->h[k]);
+  if (timer_repeats(k))
+    SUP_RC(rc, CPORT_OK);
+  else
+    SUP_RC2(rc, CPORT_OK, CPORT_ENOTFOUND);
+  b->cancel_rc[k] = rc;
+}
+
+static void timer_worker(void *arg) {
+  timer_job *job = (timer_job *)arg;
+  const int n = job->count;
+  timer_book b;
+  uint64_t deadline;
+
+  b.job = job;
+  b.h = (cport_handle *)sup_alloc((size_t)n * sizeof *b.h);
+  b.cancel_rc = (int *)sup_alloc((size_t)n * sizeof *b.cancel_rc);
+  b.ended = (unsigned char *)sup_alloc((size_t)n);
+  b.nended = 0;
+  for (int k = 0; k < n; k++) {
+    b.cancel_rc[k] = 1;
+    SUP_RC(cport_timer_start(job->q, (uint64_t)(k % 4), timer_repeats(k) ? 1 : 0, (uint64_t)k, job,
+                             &b.h[k]),
+           CPORT_OK);
+    /* Half of the one-shots are cancelled at once, racing the pumper. */
+    if (k % 2 == 0 && !timer_repeats(k)) timer_cancel(&b, k);
+    if (k >= 8 && timer_repeats(k - 8)) timer_cancel(&b, k - 8);
+    if (k % 64 == 63) timer_drain(&b, 0);
+  }
+  for (int k = n - 8 > 0 ? n - 8 : 0; k < n; k++)
+    if (timer_repeats(k)) timer_cancel(&b, k);
+  /* Every handle ends with exactly one final message. */
+  deadline = sup_now_ms() + 30000;
+  while (b.nended < n) {
+    if (sup_now_ms() > deadline) SUP_FAIL("%d of %d timers ended after 30 s", b.nended, n);
+    timer_drain(&b, 10);
+  }
+  /* And nothing follows. */
+  deadline = sup_now_ms() + 50;
+  while (sup_now_ms() < deadline) timer_drain(&b, 10);
+}
+
+static void test_timers_on_threads(void **state) {
+  sup_env *e = (sup_env *)*state;
+  timer_job jobs[NTIMER_THREADS];
+  sup_thread *t[NTIMER_THREADS], *tp;
+  pump pp;
+
+  memset(&pp, 0, sizeof pp);
+  pp.mu = sup_mutex_new();
+  SUP_RC(cport_queue_create(e->ctx, &pp.q), CPORT_OK);
+  for (int i = 0; i < NTIMER_THREADS; i++) {
+    memset(&jobs[i], 0, sizeof jobs[i]);
+    jobs[i].count = sup_scale(5000, 500);
+    SUP_RC(cport_queue_create(e->ctx, &jobs[i].q), CPORT_OK);
+  }
+  tp = sup_thread_start(pumper, &pp);
+  for (int i = 0; i < NTIMER_THREADS; i++) t[i] = sup_thread_start(timer_worker, &jobs[i]);
+  for (int i = 0; i < NTIMER_THREADS; i++) sup_thread_join(t[i]);
+  sup_mutex_lock(pp.mu);
+  pp.stop = 1;
+  sup_mutex_unlock(pp.mu);
+  sup_thread_join(tp);
+  SUP_EQ(pp.stray, 0);
+  for (int i = 0; i < NTIMER_THREADS; i++) {
+    print_message("timer thread %d: %d fired, %d cancelled\n", i, jobs[i].fired, jobs[i].cancelled);
+    SUP_EQ(jobs[i].fired + jobs[i].cancelled, jobs[i].count);
+    SUP_RC(cport_queue_destroy(jobs[i].q), CPORT_OK);
+  }
+  SUP_RC(cport_queue_destroy(pp.q), CPORT_OK);
+  sup_mutex_free(pp.mu);
+  expect_no_msg(e->q, 20);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_two_threads_own_queues_echo, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_post_wakes_infinite_waiter, sup_setup, sup_teardown),
@@ -719,6 +855,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_blocking_calls_while_another_thread_pumps, sup_setup,
                                     sup_teardown),
     cmocka_unit_test_setup_teardown(test_close_while_other_thread_pumps, sup_setup, sup_teardown),
+    cmocka_unit_test_setup_teardown(test_timers_on_threads, sup_setup, sup_teardown),
 };
 
 int main(int argc, char **argv) {
