@@ -210,7 +210,7 @@ CPORT_API int cport_backend_available(cport_backend_id id);
 typedef enum cport_tag {
   CPORT_TAG_SELECT = 1,     /* a select handle is ready: call the operation again */
   CPORT_TAG_COMPLETION = 2, /* a completion operation ended (status may be an error) */
-  CPORT_TAG_ABORT = 3,      /* ended without running: status is ECANCELED or ECLOSED */
+  CPORT_TAG_ABORT = 3,      /* stopped: status is ECANCELED, ETIMEDOUT (a deadline) or ECLOSED */
   CPORT_TAG_USER = 4        /* posted by cport_post */
 } cport_tag;
 
