@@ -156,7 +156,16 @@ static void test_v6only_default(void **state) {
   SUP_RC(cport_listen(t, 0), CPORT_OK);
   SUP_RC(cport_sockname(t, &ta), CPORT_OK);
   to4 = sup_loopback(CPORT_AF_INET, ta.port);
-  c4 = sup_open(e->q, CPORT_AF_INET);
+  /* The client is bound first, to a port other than the target's: an
+   * unbound one may be given that very port and connect to itself. */
+  for (;;) {
+    cport_addr mine = sup_loopback(CPORT_AF_INET, 0);
+    c4 = sup_open(e->q, CPORT_AF_INET);
+    SUP_RC(cport_bind(c4, &mine), CPORT_OK);
+    SUP_RC(cport_sockname(c4, &mine), CPORT_OK);
+    if (mine.port != ta.port) break;
+    SUP_RC(cport_close(c4), CPORT_OK);
+  }
   SUP_RC(sup_connect(e->q, c4, &to4), CPORT_ECONNREFUSED);
   /* ... nor a v6 wildcard datagram socket. */
   SUP_RC(cport_bind(u, &a), CPORT_OK);
