@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh: cport's echo server against its peers (DESIGN.md section 5).
+# bench/run.sh: cport's echo server against its peers (bench/README.md).
 #
 # For every scenario and server it starts a fresh server pinned to CPU 0,
 # runs bench/loadgen pinned to CPU 1, and measures the server process: CPU

@@ -14,14 +14,14 @@
  * call that never consumes messages meant for the owner queue).
  *
  * A nowait call returns exactly one of:
- *   CPORT_OK          done now; results are in the out-parameters (epoll:
- *                     an op that can end with what the poller has seen; a
- *                     new socket's first read, and the next op of a
- *                     direction found empty or full, wait for the poller's
- *                     next report of it);
+ *   CPORT_OK          done now; results are in the out-parameters;
  *   CPORT_SELECT      pending in select mode; *handle identifies it;
  *   CPORT_COMPLETION  pending in completion mode; *handle identifies it;
  *   a negative cport_err value.
+ * "Done now" means done with what the backend already knows: epoll does
+ * not ask the kernel again for a direction it last found empty or full
+ * (nor for a new socket's first read) until the poller reports it, so such
+ * a call pends although a system call might have found data.
  *
  * Every pending handle ends with exactly one final message in the owner
  * queue: its select or completion message, or a CPORT_TAG_ABORT message
@@ -172,9 +172,9 @@ CPORT_API int cport_addr_format(const cport_addr *addr, char *buf, size_t size);
 /* Contexts                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Backends. CPORT_BACKEND_AUTO picks the platform's best (IOCP on Windows,
- * epoll on Linux) and honours the environment variable CPORT_BACKEND
- * ("epoll", "iocp"). */
+/* Backends. CPORT_BACKEND_AUTO picks the platform's default (IOCP on
+ * Windows, epoll on Linux) and honours the environment variable
+ * CPORT_BACKEND ("epoll", "io_uring", "iocp"). */
 typedef enum cport_backend_id {
   CPORT_BACKEND_AUTO = 0,
   CPORT_BACKEND_EPOLL = 1,
@@ -196,7 +196,8 @@ CPORT_API int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts);
  * pending buffers, and frees every queue. No thread may still be using it. */
 CPORT_API void cport_ctx_destroy(cport_ctx *ctx);
 
-/* The backend a context runs on, and its name ("epoll", "iocp"). */
+/* The backend a context runs on, and its name ("epoll", "io_uring",
+ * "iocp"). */
 CPORT_API cport_backend_id cport_ctx_backend(const cport_ctx *ctx);
 CPORT_API const char *cport_backend_name(cport_backend_id id);
 

@@ -1,9 +1,9 @@
 /*
- * cport conformance suite: every rule of DESIGN.md §2, and the socket
+ * cport conformance suite: every rule of docs/design.md §2, and the socket
  * surface of §3 (UDP, IPv6, AF_UNIX, msg calls, options, registry), written
  * once and run per backend and mode:
  *
- *   conformance --backend epoll|iocp|auto --mode completion|select
+ *   conformance --backend epoll|io_uring|iocp|auto --mode completion|select
  *
  * The tests themselves are in test/conformance_*.c, grouped by topic; this
  * file assembles them into one cmocka group.

@@ -348,7 +348,7 @@ static void test_wrong_state(void **state) {
   SUP_RC(cport_peername(p.listener, &out), CPORT_ENOTCONN);
 
   /* Accept on something that is not listening (the library knows; it
-   * must not rely on the OS, which under Wine lets AcceptEx pend: WINE.md
+   * must not rely on the OS, which under Wine lets AcceptEx pend: docs/wine.md
    * "AcceptEx argument checks"). */
   SUP_RC(cport_accept(fresh, CPORT_NOWAIT, &acc, &h), CPORT_EINVAL);
   SUP_RC(cport_accept(p.client, CPORT_NOWAIT, &acc, &h), CPORT_EINVAL);
@@ -378,7 +378,7 @@ static void test_wrong_state(void **state) {
   SUP_RC2(cport_bind(s6, &a), CPORT_EINVAL, CPORT_EAFNOSUPPORT);
   rc = cport_bind(other, &p.addr);
   if (sup_on_wine() && rc == CPORT_EACCES) {
-    /* WINE.md "SO_REUSEADDR" / "SO_EXCLUSIVEADDRUSE": a second bind to a
+    /* docs/wine.md "SO_REUSEADDR" / "SO_EXCLUSIVEADDRUSE": a second bind to a
      * listening port answers 10013 (WSAEACCES) under Wine. */
   } else {
     SUP_RC(rc, CPORT_EADDRINUSE);

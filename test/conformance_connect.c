@@ -42,7 +42,7 @@ static void test_connect_refused(void **state) {
   SUP_RC(sup_connect(e->q, c, &a6), CPORT_ECONNREFUSED);
   SUP_RC(cport_close(c), CPORT_OK);
 
-  /* blocking (a new socket each time: WINE.md pitfall 6) */
+  /* blocking (a new socket each time: docs/wine.md pitfall 6) */
   c = sup_open(e->q, CPORT_AF_INET);
   SUP_RC(cport_connect(c, &a4, SUP_TIMEOUT, &h), CPORT_ECONNREFUSED);
   SUP_RC(cport_close(c), CPORT_OK);

@@ -639,7 +639,7 @@ static void test_peer_reset_pending_recv(void **state) {
 
   SUP_ASSERT(raw != -1, "raw connect");
   SUP_RC(sup_accept(e->q, l, &s), CPORT_OK);
-  /* The recv is pending when the RST arrives (WINE.md pitfall 4). */
+  /* The recv is pending when the RST arrives (docs/wine.md pitfall 4). */
   sup_loop_init(&lp, e->q);
   sup_op_recv(&r, s, buf, sizeof buf, 0);
   sup_loop_start(&lp, &r);
@@ -648,10 +648,10 @@ static void test_peer_reset_pending_recv(void **state) {
   sup_loop_run_op(&lp, &r, SUP_TIMEOUT);
   sup_loop_free(&lp);
   if (sup_select_mode() && sup_on_wine() && r.status == CPORT_OK && r.done == 0) {
-    /* WINE.md "Recvs after RST": in select mode the recv that fetches the
+    /* docs/wine.md "Recvs after RST": in select mode the recv that fetches the
      * result is a new call made after the RST, and Wine reports a recv
      * made after an RST as EOF (Windows: WSAECONNRESET). */
-    print_message("Wine: the reset read as EOF (WINE.md \"Recvs after RST\")\n");
+    print_message("Wine: the reset read as EOF (docs/wine.md \"Recvs after RST\")\n");
   } else {
     SUP_RC(r.status, CPORT_ECONNRESET);
   }

@@ -427,7 +427,7 @@ static void test_options_round_trips(void **state) {
   roundtrip_bool(u6, CPORT_LEVEL_IPV6, CPORT_OPT_IPV6_MULTICAST_LOOP);
 
   /* Keepalive timing, where the platform has it (Windows: through
-   * SIO_KEEPALIVE_VALS; Wine has no TCP_KEEPIDLE: WINE.md row
+   * SIO_KEEPALIVE_VALS; Wine has no TCP_KEEPIDLE: docs/wine.md row
    * "TCP_NODELAY, SO_KEEPALIVE, SIO_KEEPALIVE_VALS"). */
   if (!sup_is_windows()) {
     SUP_EQ(cport_is_supported(CPORT_LEVEL_TCP, CPORT_OPT_TCP_KEEPIDLE), 1);
@@ -665,7 +665,7 @@ static void test_linger_reset(void **state) {
 
   sup_make_pair(e->q, CPORT_AF_INET, &p);
   SUP_RC(cport_setopt(p.client, CPORT_LEVEL_SOCKET, CPORT_OPT_SOCKET_LINGER, &v), CPORT_OK);
-  /* The peer's recv is pending before the reset (WINE.md pitfall 4). */
+  /* The peer's recv is pending before the reset (docs/wine.md pitfall 4). */
   sup_loop_init(&l, e->q);
   sup_op_recv(&r, p.server, buf, sizeof buf, 0);
   sup_loop_start(&l, &r);
@@ -674,9 +674,9 @@ static void test_linger_reset(void **state) {
   sup_loop_run_op(&l, &r, SUP_TIMEOUT);
   sup_loop_free(&l);
   if (sup_select_mode() && sup_on_wine() && r.status == CPORT_OK && r.done == 0) {
-    /* WINE.md "Recvs after RST": in select mode the recv that fetches the
+    /* docs/wine.md "Recvs after RST": in select mode the recv that fetches the
      * result is made after the RST, and Wine reports that as EOF. */
-    print_message("Wine: the reset read as EOF (WINE.md \"Recvs after RST\")\n");
+    print_message("Wine: the reset read as EOF (docs/wine.md \"Recvs after RST\")\n");
   } else {
     SUP_RC(r.status, CPORT_ECONNRESET);
   }

@@ -508,7 +508,7 @@ static void test_udp_bad_input(void **state) {
  * WSAECONNRESET on the next receive of the socket, pending ones included,
  * unless SIO_UDP_CONNRESET is off; POSIX ignores it on an unconnected
  * socket. The contract is POSIX's. (Under Wine the ioctl is a stub and the
- * ICMP has no effect: WINE.md row "UDP ICMP port-unreachable". The test
+ * ICMP has no effect: docs/wine.md row "UDP ICMP port-unreachable". The test
  * asserts the contract there all the same.) */
 static void icmp_family(sup_env *e, int family) {
   cport_addr ba, ca, closed;

@@ -3,7 +3,7 @@
  * the tests check: where it says 1, a stream echo over a filesystem path in
  * both modes; where it says 0, cport_open answers CPORT_EAFNOSUPPORT. Linux
  * always has the family; Windows has it from Windows 10 1803 on; Wine 8
- * never does (WINE.md row "AF_UNIX"), so neither on Linux nor under Wine is
+ * never does (docs/wine.md row "AF_UNIX"), so neither on Linux nor under Wine is
  * the answer left to chance, and nothing is skipped silently anywhere.
  * Datagram AF_UNIX sockets are not offered anywhere; cport_addr_unix
  * checks its path.
@@ -110,7 +110,7 @@ static void test_unix_stream(void **state) {
   SUP_ASSERT(supported == 0 || supported == 1, "cport_family_supported says %d", supported);
   if (!sup_is_windows())
     SUP_ASSERT(supported == 1, "every POSIX system this library runs on has AF_UNIX");
-  if (sup_on_wine()) /* WINE.md row "AF_UNIX": WSASocketW(AF_UNIX) fails with 10047 */
+  if (sup_on_wine()) /* docs/wine.md row "AF_UNIX": WSASocketW(AF_UNIX) fails with 10047 */
     SUP_ASSERT(supported == 0, "Wine 8 has no AF_UNIX, yet the probe says it has");
   if (supported) {
     unix_echo(e);

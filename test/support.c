@@ -385,7 +385,7 @@ int sup_parse_args(int argc, char **argv) {
             cport_backend_name(g_backend));
     return 1;
   }
-  setvbuf(stdout, NULL, _IONBF, 0); /* piped output under Wine (WINE.md pitfall 11) */
+  setvbuf(stdout, NULL, _IONBF, 0); /* piped output under Wine (docs/wine.md pitfall 11) */
   return 0;
 }
 

@@ -3,7 +3,7 @@
  * the threaded tests (test/threads*.c).
  *
  * The suite is written once and runs on every backend and in both modes:
- * `--backend epoll|iocp|auto --mode completion|select`. Tests use only
+ * `--backend epoll|io_uring|iocp|auto --mode completion|select`. Tests use only
  * cport.h and these helpers; everything platform-specific (raw OS sockets,
  * fork and rlimits, threads, clocks, Wine detection) lives in support.c.
  *
@@ -76,7 +76,7 @@ int sup_on_wine(void);
 /* 1 when compiled for Windows (natively or under Wine). */
 int sup_is_windows(void);
 /* Scale a count for the platform: native as is; on Windows (and so under
- * Wine, about 20x slower: WINE.md "Speed") use win_count instead. */
+ * Wine, about 20x slower: docs/wine.md "Speed") use win_count instead. */
 int sup_scale(int native_count, int win_count);
 
 /* ------------------------------------------------------------------------ */

@@ -1,7 +1,7 @@
 /*
  * cport threaded tests, run under ThreadSanitizer:
  *
- *   threads --backend epoll|iocp|auto --mode completion|select
+ *   threads --backend epoll|io_uring|iocp|auto --mode completion|select
  *
  * Every piece of state the test threads share is behind a sup_mutex (or is
  * written before a thread starts and read after it is joined), so the only
