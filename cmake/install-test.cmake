@@ -1,6 +1,11 @@
 # ctest "install": install this build into a temporary prefix, then build
 # test/install against it twice (CMake find_package, and a compiler line from
 # pkg-config) and run the programs. Run with cmake -P; see CMakeLists.txt.
+#
+# The Windows build (CPORT_TOOLCHAIN set: the mingw toolchain file) builds
+# the CMake consumer only, with that toolchain, and runs it under Wine
+# (CPORT_EMULATOR), the DLL copied beside the program as a Windows user
+# would place it.
 cmake_minimum_required(VERSION 3.25)
 
 foreach(v CPORT_BINARY_DIR CPORT_SOURCE_DIR CPORT_WORK_DIR CPORT_GENERATOR CPORT_C_COMPILER)
@@ -44,7 +49,11 @@ file(GLOB_RECURSE pcfiles "${prefix}/*/cport.pc")
 file(GLOB_RECURSE cfgfiles "${prefix}/*/cportConfig.cmake")
 file(GLOB_RECURSE verfiles "${prefix}/*/cportConfigVersion.cmake")
 file(GLOB_RECURSE statics "${prefix}/*/libcport.a")
-file(GLOB_RECURSE shareds "${prefix}/*/libcport.so")
+if(CPORT_TOOLCHAIN)
+  file(GLOB shareds "${prefix}/bin/libcport.dll") # Windows looks beside the program, or PATH
+else()
+  file(GLOB_RECURSE shareds "${prefix}/*/libcport.so")
+endif()
 foreach(what pcfiles cfgfiles verfiles statics shareds)
   if(NOT ${what})
     message(FATAL_ERROR "install-test: nothing installed for ${what}")
@@ -52,14 +61,27 @@ foreach(what pcfiles cfgfiles verfiles statics shareds)
 endforeach()
 
 # 1. CMake package.
+set(compiler_args "-DCMAKE_C_COMPILER=${CPORT_C_COMPILER}")
+if(CPORT_TOOLCHAIN)
+  set(compiler_args "-DCMAKE_TOOLCHAIN_FILE=${CPORT_TOOLCHAIN}")
+endif()
 run("${CMAKE_COMMAND}" -S "${CPORT_SOURCE_DIR}/test/install" -B "${build}"
     -G "${CPORT_GENERATOR}"
-    "-DCMAKE_C_COMPILER=${CPORT_C_COMPILER}"
+    ${compiler_args}
     "-DCMAKE_BUILD_TYPE=${CPORT_CONFIG}"
     "-DCMAKE_PREFIX_PATH=${prefix}"
     "-DCMAKE_C_FLAGS=-Wall -Wextra -Werror ${san_flags}"
     "-DCMAKE_EXE_LINKER_FLAGS=${san_flags}")
 run("${CMAKE_COMMAND}" --build "${build}" ${config_args})
+if(CPORT_TOOLCHAIN)
+  list(GET shareds 0 dll)
+  file(COPY "${dll}" DESTINATION "${build}")
+  separate_arguments(emulator UNIX_COMMAND "${CPORT_EMULATOR}")
+  run(${emulator} "${build}/consumer_static.exe")
+  run(${emulator} "${build}/consumer_shared.exe")
+  message(STATUS "install-test: OK (Windows: CMake package; pkg-config is not for Windows users)")
+  return()
+endif()
 run("${build}/consumer_static")
 run("${build}/consumer_shared")
 

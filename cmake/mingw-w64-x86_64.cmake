@@ -17,12 +17,15 @@ set(CMAKE_RANLIB ${CPORT_MINGW_TRIPLET}-ranlib CACHE FILEPATH "")
 
 # Look for target headers and libraries only in the mingw sysroot; programs on
 # the build host. Dependencies outside it (the cmocka that
-# cmake/build-cmocka-mingw.sh builds) are found by explicit path.
+# cmake/build-cmocka-mingw.sh builds) are found by explicit path. CMake
+# packages are looked for in the sysroot first and then where
+# CMAKE_PREFIX_PATH says, so that a consumer finds a cport installed for
+# Windows anywhere (find_package(cport) with -DCMAKE_PREFIX_PATH=PREFIX).
 set(CMAKE_FIND_ROOT_PATH /usr/${CPORT_MINGW_TRIPLET})
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
-set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 
 # ctest (add_test with a target as COMMAND) and try_run() run the .exe files
 # through Wine, with the project's private WINEPREFIX.
