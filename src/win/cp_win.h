@@ -106,7 +106,7 @@ int cp_win_msg_call(cp_sock *s, cp_op *op, cp_msgbuf *mb, DWORD *bytes, DWORD *f
 int cp_win_sel_sendmsg(cp_sock *s, cp_op *op);
 int cp_win_sel_recvmsg(cp_sock *s, cp_op *op);
 
-/* ---- the IOCP backend's state (iocp.c) ---------------------------------- */
+/* ---- the IOCP backend's per-socket and per-op state (rest: iocp_int.h) --- */
 
 typedef struct cp_io cp_io;
 

@@ -1,12 +1,12 @@
 /* Windows error codes to cport_err: one table for Win32 codes, Winsock codes
  * and NTSTATUS values. The same event gives the same cport_err as on POSIX
- * (DESIGN.md rule 8): a peer reset is CPORT_ECONNRESET whether Windows said
- * WSAECONNRESET, ERROR_NETNAME_DELETED or STATUS_CONNECTION_RESET.
+ * (docs/design.md rule 8): a peer reset is CPORT_ECONNRESET whether Windows
+ * said WSAECONNRESET, ERROR_NETNAME_DELETED or STATUS_CONNECTION_RESET.
  *
  * Codes that mean "we closed it" (995, 1236, 676, 6, and 64 after a local
- * close) are listed with their plain meaning here; the backend decides,
- * from its own knowledge of what it closed or cancelled, whether an
- * operation was aborted (WINE.md pitfall 2, DESIGN.md rule 3). */
+ * close) are listed with their plain meaning here; the backend decides, from
+ * its own knowledge of what it closed or cancelled, whether an operation was
+ * aborted (docs/wine.md pitfall 2, docs/design.md rule 3). */
 #include "errmap.h"
 
 #include "cport.h"

@@ -24,8 +24,8 @@ int cp_win_last(void);
 
 /* Whether a Win32 code / NTSTATUS is one of the ways an operation ends when
  * the socket was closed (or cancelled) locally: 995, 1236, 64, 676, 6 and
- * their NTSTATUS forms (WINE.md pitfall 2). Only meaningful together with
- * "we closed it": 64 without a local close is a peer reset. */
+ * their NTSTATUS forms (docs/wine.md pitfall 2). Only meaningful together
+ * with "we closed it": 64 without a local close is a peer reset. */
 int cp_win_is_local_close(uint32_t code);
 int cp_win_nt_is_local_close(uint32_t status);
 

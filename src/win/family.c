@@ -1,7 +1,7 @@
 /* Run-time probe for address families: the truth is whether WSASocketW
  * makes a socket of the family. For AF_UNIX that is Windows 10 1803 and
- * later; Wine 8 says WSAEAFNOSUPPORT (WINE.md, "AF_UNIX"). cport_open makes
- * the same call, so it refuses exactly where this answers 0. */
+ * later; Wine 8 says WSAEAFNOSUPPORT (docs/wine.md, "AF_UNIX"). cport_open
+ * makes the same call, so it refuses exactly where this answers 0. */
 #include "internal.h"
 
 #include <ws2tcpip.h>

@@ -3,7 +3,8 @@
  *
  * TCP keepalive idle and interval go through SIO_KEEPALIVE_VALS, which
  * sets both at once and cannot be read back, so the socket remembers them
- * (Wine 8 has no TCP_KEEPIDLE/KEEPINTVL: WINE.md, "TCP_NODELAY, ..."). */
+ * (Wine 8 has no TCP_KEEPIDLE/KEEPINTVL:
+ * docs/wine.md, "TCP_NODELAY, ..."). */
 #include "cp_win.h" /* iocp_sock: the keepalive values live there */
 #include "errmap.h"
 

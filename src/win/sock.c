@@ -239,7 +239,7 @@ int cp_win_bind(cp_sock *s, const cport_addr *addr) {
      * SO_REUSEADDR. Rebinding a port in TIME_WAIT still works. A user who
      * set SO_REUSEADDR asked for sharing: the two cannot be combined
      * (WSAEINVAL), so the user's choice wins. BOOL getsockopt may write a
-     * single byte (WINE.md pitfall 8): start from zero. */
+     * single byte (docs/wine.md pitfall 8): start from zero. */
     BOOL reuse = FALSE;
     int len = (int)sizeof reuse;
     if (getsockopt(SOCK(s), SOL_SOCKET, SO_REUSEADDR, (char *)&reuse, &len) != 0)
