@@ -27,7 +27,9 @@ run_pair() {
   while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do server+=("$1"); shift; done
   shift
   client=("$@")
-  local slog="$logdir/${name// /_}.server.log" clog="$logdir/${name// /_}.client.log"
+  local base="${name// /_}"
+  base="${base//\//_}"
+  local slog="$logdir/$base.server.log" clog="$logdir/$base.client.log"
 
   say "$name"
   echo "server: ${server[*]}"

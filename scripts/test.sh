@@ -122,7 +122,7 @@ echo_load() {
         "$dbg/echo_client" --port PORT --connections 1000 --bytes 20000 --mode "$m"
       idle_check "idle timeout: linux $b $m" TERM \
         "$dbg/echo_server" --port 0 --mode "$m" --backend "$b"
-      run_pair "tutorial server (docs/tutorial.md): linux $b $m, 200 connections" TERM:any \
+      run_pair "tutorial server: linux $b $m, 200 connections" TERM:any \
         env CPORT_BACKEND="$b" "$dbg/tutorial_server" 0 "$m" -- \
         "$dbg/echo_client" --port PORT --connections 200 --bytes 20000 --mode "$m"
       run_pair "udp echo: linux $b $m, 2000 datagrams" TERM \
@@ -139,7 +139,7 @@ echo_load() {
       "$dbg/echo_client" --port PORT --connections 200 --bytes 20000 --mode "$m"
     idle_check "idle timeout: wine echo_server.exe $m" INT \
       bash cmake/wine-run.sh "$win/echo_server.exe" --port 0 --mode "$m"
-    run_pair "tutorial server (docs/tutorial.md): wine $m, 100 connections from linux" INT:any \
+    run_pair "tutorial server: wine $m, 100 connections from linux" INT:any \
       bash cmake/wine-run.sh "$win/tutorial_server.exe" 0 "$m" -- \
       "$dbg/echo_client" --port PORT --connections 100 --bytes 20000 --mode "$m"
     run_pair "udp echo: wine udp_echo_server.exe $m, 500 datagrams from linux" INT \
