@@ -120,10 +120,6 @@ struct cp_sock {
   uint8_t registered;
   uint8_t bound, listening, connecting, connected;
   uint8_t shut_rd, shut_wr;
-  /* Per cp_dir: the last POSIX attempt found the OS side exhausted (EAGAIN,
-   * or a stream recv that emptied the receive queue). epoll clears it on
-   * the next edge of that direction and makes no attempt before. */
-  uint8_t exhausted[2];
   uint8_t debug;     /* otp.debug: trace each message to stderr */
   uint8_t zero_read; /* otp.zero_read: receive buffers go to the OS only when readable */
   uint32_t rcvbuf;   /* otp.rcvbuf: what cport_recv_alloc allocates (0: default) */
@@ -171,8 +167,17 @@ typedef struct cp_backend {
   /* Start op: CPORT_OK if it finished now (op->status/done/accepted set),
    * CP_PENDING if the backend will report it, or a negative error. */
   int (*start)(cp_sock *s, cp_op *op);
+  /* Optional, for the backends that keep one op per direction in the OS
+   * (NULL: the backend orders its ops itself). Attempt op, the first
+   * unended op of its direction, which the OS does not hold: CPORT_OK or a
+   * negative error if it ended, CP_PENDING if it now waits for an event
+   * the backend will report (the backend armed it, or sets op->started
+   * when the OS holds op). ready: the OS has just reported the direction
+   * ready. The core's ordering loop, cp_dir_advance, calls it. */
+  int (*attempt)(cp_sock *s, cp_op *op, bool ready);
   /* Ask the OS to stop a pending op (op->cancelled is set). A select op
-   * must be forgotten silently; a completion op ends through cp_op_done. */
+   * must be forgotten silently; a completion op ends through cp_op_done.
+   * An op the OS does not hold can be handed to cp_op_cancel_now. */
   void (*cancel)(cp_sock *s, cp_op *op);
   /* Wait up to timeout_ms (-1 forever) for OS events and report them.
    * Called by one thread at a time, no locks held. */
@@ -205,6 +210,22 @@ int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out);
 
 /* The first op of a direction that has not ended yet, or NULL. */
 cp_op *cp_dir_active(cp_sock *s, int dir);
+
+/* The ordering loop, the same for every backend with an attempt function:
+ * attempts the first unended op of dir, and each next one as the one
+ * before it ends, until one waits or the OS holds it (op->started). Does
+ * nothing once s is closed. */
+void cp_dir_advance(cp_sock *s, int dir, bool ready);
+
+/* Ends op, which the OS does not hold, as cancelled, then advances its
+ * direction: the op behind it may be able to run now, with no event to
+ * come. */
+void cp_op_cancel_now(cp_sock *s, cp_op *op);
+
+/* The close drain: ends with CPORT_ECLOSED every pending op of s that the
+ * OS does not hold (!op->started). Those it holds end by their own
+ * reports, which the backend's sock_close makes sure come. */
+void cp_sock_drain(cp_sock *s);
 
 /* The pending op a handle names, or NULL (ended, or never one of s). */
 cp_op *cp_op_find(cp_sock *s, cport_handle handle);

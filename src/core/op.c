@@ -135,6 +135,37 @@ cp_op *cp_dir_active(cp_sock *s, int dir) {
   return NULL;
 }
 
+void cp_dir_advance(cp_sock *s, int dir, bool ready) {
+  const cp_backend *be = s->ctx->be;
+  cp_op *op;
+  if (s->state != CP_SOCK_OPEN) return;
+  while ((op = cp_dir_active(s, dir)) != NULL && !op->started) {
+    int rc = be->attempt(s, op, ready);
+    if (rc == CP_PENDING) return;
+    cp_op_done(op, rc); /* may free op */
+  }
+}
+
+void cp_op_cancel_now(cp_sock *s, cp_op *op) {
+  int dir = op->dir; /* op is freed once delivered */
+  cp_op_done(op, CPORT_ECANCELED);
+  if (s->ctx->be->attempt) cp_dir_advance(s, dir, false);
+}
+
+static cp_op *first_unheld(cp_sock *s, int dir) {
+  for (cp_op *op = s->dirs[dir].head; op; op = op->next)
+    if (op->state == CP_OP_PENDING && !op->started) return op;
+  return NULL;
+}
+
+void cp_sock_drain(cp_sock *s) {
+  for (int dir = CP_RD; dir <= CP_WR; dir++) {
+    /* Rescan each time: delivery frees ops from the head. */
+    cp_op *op;
+    while ((op = first_unheld(s, dir)) != NULL) cp_op_done(op, CPORT_ECLOSED);
+  }
+}
+
 cp_op *cp_op_find(cp_sock *s, cport_handle handle) {
   for (int dir = CP_RD; dir <= CP_WR; dir++)
     for (cp_op *op = s->dirs[dir].head; op; op = op->next)

@@ -36,7 +36,8 @@ static ep_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
 
 /* Per socket, in s->be (zeroed when a slot is reused). */
 typedef struct ep_sock {
-  uint8_t hung_up; /* EPOLLHUP, EPOLLERR or EPOLLRDHUP has been seen */
+  cp_posix_sock px; /* first: the POSIX layer's exhausted hint */
+  uint8_t hung_up;  /* EPOLLHUP, EPOLLERR or EPOLLRDHUP has been seen */
 } ep_sock;
 _Static_assert(sizeof(ep_sock) <= CP_BACKEND_SOCK_SIZE, "ep_sock fits in cp_sock.be");
 
@@ -73,7 +74,7 @@ static int ep_register(cp_sock *s) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = s->id};
   if (epoll_ctl(state_of(s->ctx)->epfd, EPOLL_CTL_ADD, (int)s->os, &ev) != 0)
     return cp_errno_to_err(errno);
-  s->exhausted[CP_RD] = 1;
+  cp_posix_exhaust(s, CP_RD);
   return CPORT_OK;
 }
 
@@ -85,25 +86,20 @@ static int ep_sock_open(cp_sock *s) {
 
 /* Whether an attempt at op could make progress before the next edge. */
 static bool may_try(cp_sock *s, const cp_op *op) {
-  if (!s->exhausted[op->dir] || sock_state(s)->hung_up) return true;
+  ep_sock *es = sock_state(s);
+  if (!es->px.exhausted[op->dir] || es->hung_up) return true;
   return op->kind == CPORT_OP_CONNECT && !s->connecting; /* starts it: no edge to wait for */
 }
 
-/* Progresses the ops of one direction, in order, until one would block. */
-static void run_dir(cp_sock *s, int dir) {
-  cp_op *op;
-  while ((op = cp_dir_active(s, dir)) != NULL && may_try(s, op)) {
-    int rc = op->select ? CPORT_OK : cp_posix_try(s, op);
-    if (rc == CP_PENDING) return;
-    cp_op_done(op, rc);
-  }
+/* Select ops end on the edge itself; the rest make one attempt each. */
+static int ep_attempt(cp_sock *s, cp_op *op, bool ready) {
+  (void)ready; /* the exhausted hint says more: it survives between edges */
+  if (!may_try(s, op)) return CP_PENDING;
+  return op->select ? CPORT_OK : cp_posix_try(s, op);
 }
 
 static void ep_sock_close(cp_sock *s) {
-  for (int dir = CP_RD; dir <= CP_WR; dir++) {
-    cp_op *op;
-    while ((op = cp_dir_active(s, dir)) != NULL) cp_op_done(op, CPORT_ECLOSED);
-  }
+  cp_sock_drain(s);
   close((int)s->os); /* also removes it from the epoll set */
 }
 
@@ -118,23 +114,17 @@ static int ep_start(cp_sock *s, cp_op *op) {
   return ep_try_now(s, op);
 }
 
-static void ep_cancel(cp_sock *s, cp_op *op) {
-  int dir = op->dir; /* op is freed once delivered */
-  cp_op_done(op, CPORT_ECANCELED);
-  run_dir(s, dir); /* the next op may be able to run now, with no edge to come */
-}
-
 static void handle_event(const struct epoll_event *ev) {
   cp_sock *s = cp_sock_lock(ev->data.u64);
   if (!s) return; /* closed since the event was queued */
   if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) sock_state(s)->hung_up = 1;
   if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-    s->exhausted[CP_RD] = 0;
-    run_dir(s, CP_RD);
+    sock_state(s)->px.exhausted[CP_RD] = 0;
+    cp_dir_advance(s, CP_RD, true);
   }
   if (ev->events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
-    s->exhausted[CP_WR] = 0;
-    run_dir(s, CP_WR);
+    sock_state(s)->px.exhausted[CP_WR] = 0;
+    cp_dir_advance(s, CP_WR, true);
   }
   cp_sock_unlock(s);
 }
@@ -181,7 +171,8 @@ const cp_backend cp_backend_epoll = {
     .sock_close = ep_sock_close,
     .try_now = ep_try_now,
     .start = ep_start,
-    .cancel = ep_cancel,
+    .attempt = ep_attempt,
+    .cancel = cp_op_cancel_now,
     .poll = ep_poll,
     .wake = ep_wake,
     .bind = cp_posix_bind,

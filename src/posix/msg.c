@@ -131,7 +131,7 @@ int cp_posix_recvmsg(cp_sock *s, cp_op *op) {
         return CPORT_OK;
       }
       m->flags = 0;
-      if (n > 0 && (size_t)n < want) s->exhausted[CP_RD] = 1; /* emptied the queue */
+      if (n > 0 && (size_t)n < want) cp_posix_exhaust(s, CP_RD); /* emptied the queue */
       if (n == 0 || !(op->flags & CPORT_WAITALL) || op->done == op->len) return CPORT_OK;
       continue;
     }

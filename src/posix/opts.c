@@ -90,7 +90,7 @@ static int set_membership(cp_sock *s, const os_opt *o, const cport_optval *v) {
 int cp_os_setopt(cp_sock *s, cport_option opt, const cport_optval *v) {
   const os_opt *o = find(opt);
   if (!o) return CPORT_ENOTSUP;
-  s->exhausted[CP_RD] = s->exhausted[CP_WR] = 0; /* buffer sizes, low-water marks may change */
+  cp_posix_refresh(s); /* buffer sizes, low-water marks may change */
   switch (v->type) {
   case CPORT_VAL_BOOL:
   case CPORT_VAL_INT: {

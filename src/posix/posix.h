@@ -23,8 +23,32 @@ int cp_posix_shutdown(cp_sock *s, int how);
 int cp_posix_sockname(cp_sock *s, cport_addr *addr);
 int cp_posix_peername(cp_sock *s, cport_addr *addr);
 
+/* What the POSIX layer keeps of a socket, whichever POSIX backend runs:
+ * the first bytes of s->be, which each backend's own per-socket struct
+ * begins with (zeroed when a slot is reused). */
+typedef struct cp_posix_sock {
+  /* Per cp_dir: the last attempt found the OS side exhausted (EAGAIN, or a
+   * stream recv that emptied the receive queue). epoll clears it on the
+   * next edge of that direction and makes no attempt before. */
+  uint8_t exhausted[2];
+} cp_posix_sock;
+_Static_assert(sizeof(cp_posix_sock) <= CP_BACKEND_SOCK_SIZE, "cp_posix_sock fits in cp_sock.be");
+
+static inline cp_posix_sock *cp_posix_sock_of(cp_sock *s) { return (cp_posix_sock *)(void *)s->be; }
+
+/* An attempt found direction dir of s exhausted. */
+static inline void cp_posix_exhaust(cp_sock *s, int dir) {
+  cp_posix_sock_of(s)->exhausted[dir] = 1;
+}
+
+/* Both directions may make progress again (an option or a connect
+ * changed what the OS will do). */
+static inline void cp_posix_refresh(cp_sock *s) {
+  cp_posix_sock_of(s)->exhausted[CP_RD] = cp_posix_sock_of(s)->exhausted[CP_WR] = 0;
+}
+
 /* Whether errno value e means "would block"; if so, marks direction dir
- * of s exhausted (see cp_sock.exhausted). */
+ * of s exhausted (cp_posix_sock). */
 bool cp_posix_blocked(cp_sock *s, int dir, int e);
 
 /* One non-blocking attempt to progress op: CPORT_OK when it ended well,

@@ -78,7 +78,7 @@ int cp_posix_listen(cp_sock *s, int backlog) {
 }
 
 int cp_posix_shutdown(cp_sock *s, int how) {
-  s->exhausted[CP_RD] = s->exhausted[CP_WR] = 0; /* calls may now end at once */
+  cp_posix_refresh(s); /* calls may now end at once */
   int os_how = how == CPORT_SHUT_RD ? SHUT_RD : how == CPORT_SHUT_WR ? SHUT_WR : SHUT_RDWR;
   return shutdown(FD(s), os_how) == 0 ? CPORT_OK : cp_errno_to_err(errno);
 }
@@ -103,7 +103,7 @@ static bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
 bool cp_posix_blocked(cp_sock *s, int dir, int e) {
   if (!would_block(e)) return false;
-  s->exhausted[dir] = 1;
+  cp_posix_exhaust(s, dir);
   return true;
 }
 
@@ -113,7 +113,7 @@ static int try_recv(cp_sock *s, cp_op *op) {
     ssize_t n = recv(FD(s), op->buf + op->done, want, 0);
     if (n > 0) {
       op->done += (size_t)n;
-      if ((size_t)n < want) s->exhausted[CP_RD] = 1; /* a stream recv takes all there is */
+      if ((size_t)n < want) cp_posix_exhaust(s, CP_RD); /* a stream recv takes all there is */
       if (!(op->flags & CPORT_WAITALL) || op->done == op->len) return CPORT_OK;
       continue;
     }
@@ -135,7 +135,7 @@ static int try_send(cp_sock *s, cp_op *op) {
     if (n >= 0) {
       op->done += (size_t)n;
       if ((size_t)n < want) {
-        s->exhausted[CP_WR] = 1;
+        cp_posix_exhaust(s, CP_WR);
         return CP_PENDING;
       }
       continue;

@@ -125,21 +125,13 @@ static void submit_cancel(cp_sock *s, cp_op *op) {
   cp_mutex_unlock(&ur->sq_mu);
 }
 
-/* Tries the active ops of a direction until one has to go to the kernel. */
-static void advance(cp_sock *s, int dir) {
-  cp_op *op;
-  while ((op = cp_dir_active(s, dir)) != NULL && !op->started) {
-    if (op->select) { /* a readiness wait: trying would consume the data */
-      submit_op(s, op);
-      return;
-    }
-    int rc = cp_posix_try(s, op);
-    if (rc == CP_PENDING) {
-      submit_op(s, op);
-      return;
-    }
-    cp_op_done(op, rc);
-  }
+/* A select op goes to the kernel as a poll (trying would consume the
+ * data); the rest get one non-blocking try first. */
+static int ur_attempt(cp_sock *s, cp_op *op, bool ready) {
+  (void)ready;
+  int rc = op->select ? CP_PENDING : cp_posix_try(s, op);
+  if (rc == CP_PENDING) submit_op(s, op);
+  return rc;
 }
 
 static int ur_sock_open(cp_sock *s) { return cp_posix_socket(s); }
@@ -156,32 +148,19 @@ static int ur_start(cp_sock *s, cp_op *op) {
 }
 
 static void ur_cancel(cp_sock *s, cp_op *op) {
-  if (op->started) {
+  if (op->started)
     submit_cancel(s, op); /* its CQE ends it, with its data if it won */
-    return;
-  }
-  int dir = op->dir; /* op is freed once delivered */
-  cp_op_done(op, CPORT_ECANCELED);
-  advance(s, dir);
+  else
+    cp_op_cancel_now(s, op);
 }
 
 /* The kernel holds its own file reference, so closing the fd alone would
  * not end the requests in flight: cancel them, and end the rest now. */
-static cp_op *first_unstarted(cp_sock *s, int dir) {
-  for (cp_op *op = s->dirs[dir].head; op; op = op->next)
-    if (op->state == CP_OP_PENDING && !op->started) return op;
-  return NULL;
-}
-
 static void ur_sock_close(cp_sock *s) {
-  for (int dir = CP_RD; dir <= CP_WR; dir++) {
+  for (int dir = CP_RD; dir <= CP_WR; dir++)
     for (cp_op *op = s->dirs[dir].head; op; op = op->next)
       if (op->state == CP_OP_PENDING && op->started) submit_cancel(s, op);
-    /* Ops queued behind a kernel-held one end now; they wait their turn
-     * to be delivered. Rescan: delivery frees ops from the head. */
-    cp_op *op;
-    while ((op = first_unstarted(s, dir)) != NULL) cp_op_done(op, CPORT_ECLOSED);
-  }
+  cp_sock_drain(s); /* ops queued behind a kernel-held one wait their turn to be delivered */
   close(fd_of(s));
 }
 
@@ -210,7 +189,7 @@ static void complete(cp_op *op, int res) {
   else {
     int dir = op->dir; /* op is freed once delivered */
     cp_op_done(op, rc);
-    if (s->state == CP_SOCK_OPEN) advance(s, dir);
+    cp_dir_advance(s, dir, false);
   }
   cp_sock_unlock(s);
 }
@@ -284,6 +263,7 @@ const cp_backend cp_backend_io_uring = {
     .sock_close = ur_sock_close,
     .try_now = cp_posix_try,
     .start = ur_start,
+    .attempt = ur_attempt,
     .cancel = ur_cancel,
     .poll = ur_poll,
     .wake = ur_wake,

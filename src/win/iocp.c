@@ -260,7 +260,7 @@ static int iocp_shutdown(cp_sock *s, int how) {
    * and Windows agrees): they end now with EOF, as on POSIX. */
   if (s->select_mode) {
     s->shut_rd = 1; /* the core sets it too; the retries below must see it */
-    cp_iocp_sel_run(s, CP_RD, true);
+    cp_dir_advance(s, CP_RD, true);
     return CPORT_OK;
   }
   cp_iocp_cm_shut_rd(s);
@@ -290,11 +290,15 @@ static int iocp_start(cp_sock *s, cp_op *op) {
   return s->select_mode ? cp_iocp_sel_start(s, op) : cm_start(s, op);
 }
 
+/* Completion mode orders its own ops (every send and recv may be in the
+ * OS at once): only select mode has a one-op-per-direction loop. */
+static int iocp_attempt(cp_sock *s, cp_op *op, bool ready) {
+  return s->select_mode ? cp_iocp_sel_attempt(s, op, ready) : CP_PENDING;
+}
+
 static void iocp_cancel(cp_sock *s, cp_op *op) {
   if (s->select_mode) {
-    int dir = op->dir; /* op is freed once delivered */
-    cp_op_done(op, CPORT_ECANCELED);
-    cp_iocp_sel_run(s, dir, false); /* the next op may run now */
+    cp_op_cancel_now(s, op);
     return;
   }
   iocp_op *bo = BO(op);
@@ -312,24 +316,6 @@ static void iocp_cancel(cp_sock *s, cp_op *op) {
   if (kick) cp_iocp_cm_kick(s);
 }
 
-/* Ops the OS does not hold end now; the others end with their packets. */
-static void close_unposted(cp_sock *s) {
-  for (int dir = CP_RD; dir <= CP_WR; dir++) {
-    bool again = true;
-    while (again) {
-      again = false;
-      for (cp_op *op = s->dirs[dir].head; op; op = op->next) {
-        if (op->state == CP_OP_PENDING && !BO(op)->io) {
-          BO(op)->deferred = 0;
-          cp_op_done(op, CPORT_ECLOSED);
-          again = true;
-          break;
-        }
-      }
-    }
-  }
-}
-
 static void iocp_sock_close(cp_sock *s) {
   BS(s)->closed = 1;
   if (s->select_mode) {
@@ -338,7 +324,7 @@ static void iocp_sock_close(cp_sock *s) {
     return;
   }
   cp_iocp_accept_close(s);
-  close_unposted(s);
+  cp_sock_drain(s); /* the ops the OS holds end with their packets */
   /* Cancel first: under Wine a blocked send survives closesocket
    * (docs/wine.md pitfall 3). ERROR_NOT_FOUND: nothing was pending. */
   (void)CancelIoEx((HANDLE)SOCK(s), NULL);
@@ -405,6 +391,7 @@ const cp_backend cp_backend_iocp = {
     .sock_adopt = iocp_sock_adopt,
     .sock_close = iocp_sock_close,
     .start = iocp_start,
+    .attempt = iocp_attempt,
     .cancel = iocp_cancel,
     .poll = iocp_poll,
     .wake = iocp_wake,

@@ -126,9 +126,11 @@ int cp_iocp_adopt(cp_sock *listener, SOCKET os, const cp_win_sockaddr *names, cp
 /* ---- select mode (select.c) ---------------------------------------------- */
 
 int cp_iocp_sel_start(cp_sock *s, cp_op *op);
-/* Progresses a direction in order until an op must wait. ready: an AFD poll
- * just reported readiness (a select op ends on it). */
-void cp_iocp_sel_run(cp_sock *s, int dir, bool ready);
+/* The backend's attempt (cp_backend.attempt) in select mode: a select op
+ * ends on readiness (ready: an AFD poll just reported it; without it the
+ * op waits for the next poll, so it never gets a spurious message); the
+ * others try their call. Either arms the direction's AFD poll to wait. */
+int cp_iocp_sel_attempt(cp_sock *s, cp_op *op, bool ready);
 /* An AFD poll's packet. */
 void cp_iocp_on_poll(cp_sock *s, cp_io *io);
 /* sock_close: ends every op and lets the AFD polls go. */

@@ -168,19 +168,11 @@ static int sel_try(cp_sock *s, cp_op *op) {
   }
 }
 
-/* Progresses a direction in order until an op must wait. ready: an AFD poll
- * just reported readiness (a select op ends on it; without it a select op
- * waits for the next poll, so it never gets a spurious message). */
-void cp_iocp_sel_run(cp_sock *s, int dir, bool ready) {
-  cp_op *op;
-  while ((op = cp_dir_active(s, dir)) != NULL) {
-    int rc = op->select ? (ready ? CPORT_OK : CP_PENDING) : sel_try(s, op);
-    if (rc == CP_PENDING) {
-      rc = sel_arm(s, dir);
-      if (rc == CPORT_OK) return;
-    }
-    cp_op_done(op, rc);
-  }
+int cp_iocp_sel_attempt(cp_sock *s, cp_op *op, bool ready) {
+  int rc = op->select ? (ready ? CPORT_OK : CP_PENDING) : sel_try(s, op);
+  if (rc != CP_PENDING) return rc;
+  int arc = sel_arm(s, op->dir);
+  return arc == CPORT_OK ? CP_PENDING : arc;
 }
 
 int cp_iocp_sel_start(cp_sock *s, cp_op *op) {
@@ -203,15 +195,14 @@ void cp_iocp_on_poll(cp_sock *s, cp_io *io) {
   if (bs->closed || status == CP_STATUS_CANCELLED) return;
   /* Readiness, or an error the calls themselves will report. A poll that
    * timed out (no handle) only re-arms. */
-  cp_iocp_sel_run(s, dir, CP_NT_SUCCESS(status) ? handles > 0 : true);
+  cp_dir_advance(s, dir, CP_NT_SUCCESS(status) ? handles > 0 : true);
 }
 
 void cp_iocp_sel_close(cp_sock *s) {
   iocp_sock *bs = BS(s);
   iocp_ctx *st = iocp_state(s->ctx);
+  cp_sock_drain(s);
   for (int dir = CP_RD; dir <= CP_WR; dir++) {
-    cp_op *op;
-    while ((op = cp_dir_active(s, dir)) != NULL) cp_op_done(op, CPORT_ECLOSED);
     /* Its packet still comes (cancelled, or LOCAL_CLOSE) and is swallowed. */
     cp_io *poll = bs->polls[dir];
     if (poll) {
