@@ -1,7 +1,7 @@
 /*
  * echo_client: load and check an echo server, with cport.
  *
- *   echo_client --port N [--host 127.0.0.1] [--connections C] [--bytes B]
+ *   echo_client --port N [--host NAME|ADDRESS] [--connections C] [--bytes B]
  *               [--chunk K] [--mode completion|select]
  *               [--backend auto|epoll|iocp] [--timeout-ms T]
  *
@@ -17,6 +17,12 @@
  * One handler loop serves both modes: a nowait call finishes at once
  * (CPORT_OK, handled inline) or leaves a handle; its completion message
  * carries the result, its select message means "call it again".
+ *
+ * --host takes a name or an address. A name is resolved in the background
+ * (cport_resolve); each connection then tries the addresses in turn,
+ * starting the next one whenever the current attempts have not connected
+ * within 250 ms (a light "Happy Eyeballs", RFC 8305), and keeps the first
+ * that connects.
  */
 #ifndef _WIN32
 #define _POSIX_C_SOURCE 200809L
@@ -33,11 +39,19 @@
  * others run (and the deadline be checked). */
 #define INLINE_ROUNDS 16
 #define MAX_CHUNK (16u * 1024 * 1024)
+/* Happy Eyeballs: the next address is tried after this long, and at most
+ * this many attempts race per connection. */
+#define ATTEMPT_DELAY_MS 250
+#define MAX_ATTEMPTS 8
 
 typedef struct client_conn {
-  uint32_t id; /* selects the pattern */
-  cport_socket sock;
-  cport_handle connect_handle, send_handle, recv_handle; /* pending ops, or 0 */
+  uint32_t id;                           /* selects the pattern */
+  cport_socket sock;                     /* the connected socket, once one won */
+  cport_socket attempts[MAX_ATTEMPTS];   /* connects racing (0: free slot) */
+  size_t next_addr;                      /* the next address to try */
+  cport_handle attempt_timer;            /* starts the next attempt, or 0 */
+  int last_error;                        /* of the last attempt that failed */
+  cport_handle send_handle, recv_handle; /* pending ops, or 0 */
   int connected, write_shut, eof;
   int finished, failed; /* finished: closed, successfully or not */
   int resume_posted;    /* a user message will call conn_pump again */
@@ -51,7 +65,8 @@ typedef struct client_conn {
 
 typedef struct client {
   cport_queue *queue;
-  cport_addr server;
+  cport_addrinfo *addrs; /* the server's addresses, in the resolver's order */
+  size_t addr_count;
   unsigned open_flags;
   uint64_t bytes; /* per connection */
   size_t chunk;
@@ -84,10 +99,14 @@ static unsigned char pattern_byte(uint32_t conn_id, uint64_t offset) {
 
 /* Close the socket; its buffers stay until the context is gone, so aborts
  * of ops still pending never touch freed memory. */
+static void close_attempts(client *cl, client_conn *c);
+
 static void conn_finish(client *cl, client_conn *c) {
   if (c->finished) return;
   c->finished = 1;
   cl->unfinished--;
+  close_attempts(cl, c);
+  if (c->attempt_timer != 0) cport_queue_cancel(cl->queue, c->attempt_timer);
   if (c->sock == CPORT_INVALID_SOCKET) return;
   socket_map_remove(&cl->by_socket, c->sock); /* later aborts find nothing */
   int rc = cport_close(c->sock);
@@ -203,39 +222,109 @@ static void conn_pump(client *cl, client_conn *c) {
 /* Connecting                                                               */
 /* ------------------------------------------------------------------------ */
 
-static void after_connect_call(client *cl, client_conn *c, int rc, cport_handle h) {
-  if (rc < 0) {
-    conn_fail(cl, c, "connect: %s", cport_strerror(rc));
-  } else if (rc == CPORT_OK) {
-    c->connected = 1;
-    conn_pump(cl, c);
-  } else {
-    c->connect_handle = h;
+/* Attempts that lost (or failed) are closed: their aborts find no entry. */
+static void drop_attempt(client *cl, client_conn *c, size_t slot) {
+  socket_map_remove(&cl->by_socket, c->attempts[slot]);
+  cport_close(c->attempts[slot]);
+  c->attempts[slot] = CPORT_INVALID_SOCKET;
+}
+
+static void close_attempts(client *cl, client_conn *c) {
+  for (size_t i = 0; i < MAX_ATTEMPTS; i++)
+    if (c->attempts[i] != CPORT_INVALID_SOCKET) drop_attempt(cl, c, i);
+}
+
+static size_t attempt_slot(const client_conn *c, cport_socket s) {
+  for (size_t i = 0; i < MAX_ATTEMPTS; i++)
+    if (c->attempts[i] == s) return i;
+  return MAX_ATTEMPTS;
+}
+
+/* s connected first: it is the connection; the others go. */
+static void attempt_won(client *cl, client_conn *c, cport_socket s) {
+  c->attempts[attempt_slot(c, s)] = CPORT_INVALID_SOCKET;
+  close_attempts(cl, c);
+  if (c->attempt_timer != 0) cport_queue_cancel(cl->queue, c->attempt_timer);
+  c->sock = s;
+  c->connected = 1;
+  conn_pump(cl, c);
+}
+
+static void try_next_address(client *cl, client_conn *c);
+
+static int racing(const client_conn *c) {
+  int n = 0;
+  for (size_t i = 0; i < MAX_ATTEMPTS; i++) n += c->attempts[i] != CPORT_INVALID_SOCKET;
+  return n;
+}
+
+/* An attempt failed: the next address goes at once if none is racing. */
+static void attempt_failed(client *cl, client_conn *c, cport_socket s, int rc) {
+  size_t slot = attempt_slot(c, s);
+  if (slot < MAX_ATTEMPTS) drop_attempt(cl, c, slot);
+  c->last_error = rc;
+  if (racing(c) == 0) try_next_address(cl, c);
+}
+
+static void after_connect_call(client *cl, client_conn *c, cport_socket s, int rc) {
+  if (rc == CPORT_OK)
+    attempt_won(cl, c, s);
+  else if (rc < 0)
+    attempt_failed(cl, c, s, rc);
+  /* else pending: its message comes */
+}
+
+/* Opens a socket for address a and starts its connect; the socket joins
+ * the race even if the connect already ended (after_connect_call sorts). */
+static void start_attempt(client *cl, client_conn *c, const cport_addr *a) {
+  size_t slot = attempt_slot(c, CPORT_INVALID_SOCKET);
+  cport_socket s;
+  int rc = cport_open(cl->queue, a->family, CPORT_SOCK_STREAM, cl->open_flags, &s);
+  if (rc == CPORT_OK && socket_map_put(&cl->by_socket, s, c) != 0) {
+    cport_close(s);
+    rc = CPORT_ENOMEM;
   }
+  if (rc != CPORT_OK) {
+    c->last_error = rc;
+    return;
+  }
+  c->attempts[slot] = s;
+  cport_handle h = 0;
+  rc = cport_connect(s, a, CPORT_NOWAIT, &h);
+  after_connect_call(cl, c, s, rc);
+}
+
+/* Starts the next address's attempt (and the timer for the one after);
+ * with no address left and nothing racing, the connection has failed. */
+static void try_next_address(client *cl, client_conn *c) {
+  const cport_addrinfo *ai = cl->addrs;
+  for (size_t i = 0; ai && i < c->next_addr; i++) ai = ai->next;
+  if (ai == NULL || racing(c) == MAX_ATTEMPTS) {
+    if (racing(c) == 0) conn_fail(cl, c, "connect: %s", cport_strerror(c->last_error));
+    return;
+  }
+  c->next_addr++;
+  if (ai->next != NULL && c->attempt_timer == 0 &&
+      cport_timer_start(cl->queue, ATTEMPT_DELAY_MS, 0, c->id, c, &c->attempt_timer) != CPORT_OK)
+    c->attempt_timer = 0; /* no timer: the next address waits for a failure */
+  start_attempt(cl, c, &ai->addr);
 }
 
 static void conn_start(client *cl, client_conn *c) {
   c->send_buf = malloc(cl->chunk);
   c->recv_buf = malloc(cl->chunk);
+  c->last_error = CPORT_ENONAME;
   if (c->send_buf == NULL || c->recv_buf == NULL) {
     conn_fail(cl, c, "out of memory");
     return;
   }
-  int rc = cport_open(cl->queue, cl->server.family, CPORT_SOCK_STREAM, cl->open_flags, &c->sock);
-  if (rc != CPORT_OK) {
-    c->sock = CPORT_INVALID_SOCKET;
-    conn_fail(cl, c, "open: %s", cport_strerror(rc));
-    return;
-  }
-  if (socket_map_put(&cl->by_socket, c->sock, c) != 0) {
-    cport_close(c->sock);
-    c->sock = CPORT_INVALID_SOCKET;
-    conn_fail(cl, c, "out of memory");
-    return;
-  }
-  cport_handle h = 0;
-  rc = cport_connect(c->sock, &cl->server, CPORT_NOWAIT, &h);
-  after_connect_call(cl, c, rc, h);
+  try_next_address(cl, c);
+}
+
+static void on_attempt_timer(client *cl, client_conn *c, const cport_msg *m) {
+  if (c->attempt_timer != m->handle) return;
+  c->attempt_timer = 0;
+  if (m->tag == CPORT_TAG_COMPLETION && !c->connected && !c->finished) try_next_address(cl, c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -244,7 +333,7 @@ static void conn_start(client *cl, client_conn *c) {
 
 static void on_completion(client *cl, client_conn *c, const cport_msg *m) {
   if (m->op == CPORT_OP_CONNECT) {
-    after_connect_call(cl, c, m->status, 0);
+    after_connect_call(cl, c, m->socket, m->status);
   } else if (m->status < 0) {
     conn_fail(cl, c, "%s: %s", m->op == CPORT_OP_SEND ? "send" : "recv", cport_strerror(m->status));
   } else if (m->op == CPORT_OP_RECV) {
@@ -261,18 +350,31 @@ static void on_completion(client *cl, client_conn *c, const cport_msg *m) {
 static void on_select(client *cl, client_conn *c, const cport_msg *m) {
   if (m->op == CPORT_OP_CONNECT) {
     cport_handle h = 0;
-    int rc = cport_connect(c->sock, NULL, CPORT_NOWAIT, &h); /* the result, or wait more */
-    after_connect_call(cl, c, rc, h);
+    int rc = cport_connect(m->socket, NULL, CPORT_NOWAIT, &h); /* the result, or wait more */
+    after_connect_call(cl, c, m->socket, rc);
   } else {
     conn_pump(cl, c);
   }
 }
 
+static void on_resolved(client *cl, cport_addrinfo *list);
+static void fail_unfinished(client *cl, const char *why);
+
 static void dispatch(client *cl, const cport_msg *m) {
+  if (m->op == CPORT_OP_RESOLVE) {
+    if (m->status == CPORT_OK)
+      on_resolved(cl, (cport_addrinfo *)m->buf);
+    else
+      fail_unfinished(cl, cport_strerror(m->status));
+    return;
+  }
+  if (m->op == CPORT_OP_TIMER) {
+    on_attempt_timer(cl, &cl->conns[m->user], m);
+    return;
+  }
   cport_socket sock = m->tag == CPORT_TAG_USER ? (cport_socket)m->user : m->socket;
   client_conn *c = socket_map_get(&cl->by_socket, sock);
   if (c == NULL) return; /* a message for a connection we already closed */
-  if (m->op == CPORT_OP_CONNECT) c->connect_handle = 0;
   if (m->op == CPORT_OP_SEND) c->send_handle = 0;
   if (m->op == CPORT_OP_RECV) c->recv_handle = 0;
 
@@ -297,10 +399,31 @@ static void fail_unfinished(client *cl, const char *why) {
   }
 }
 
-/* Run until every connection finished, or the deadline, or a stop signal. */
-static void run(client *cl, uint64_t deadline) {
-  cport_msg msgs[WAIT_BATCH];
+/* The server's addresses are known: every connection starts. */
+static void on_resolved(client *cl, cport_addrinfo *list) {
+  cl->addrs = list;
+  for (const cport_addrinfo *ai = list; ai; ai = ai->next) cl->addr_count++;
   for (size_t i = 0; i < cl->conn_count; i++) conn_start(cl, &cl->conns[i]);
+}
+
+/* A name is looked up in the background; an address answers at once. */
+static void start_lookup(client *cl, const char *host, uint16_t port) {
+  char service[8];
+  snprintf(service, sizeof service, "%u", (unsigned)port);
+  cport_resolve_hints hints = {.type = CPORT_SOCK_STREAM};
+  cport_addrinfo *list = NULL;
+  cport_handle h = 0;
+  int rc = cport_resolve(cl->queue, host, service, &hints, CPORT_NOWAIT, &list, &h);
+  if (rc == CPORT_OK)
+    on_resolved(cl, list);
+  else if (rc < 0)
+    fail_unfinished(cl, cport_strerror(rc));
+}
+
+/* Run until every connection finished, or the deadline, or a stop signal. */
+static void run(client *cl, const char *host, uint16_t port, uint64_t deadline) {
+  cport_msg msgs[WAIT_BATCH];
+  start_lookup(cl, host, port);
   while (cl->unfinished > 0) {
     uint64_t now = now_ms();
     if (now >= deadline || stop_requested()) {
@@ -332,7 +455,7 @@ typedef struct options {
 } options;
 
 static int usage(void) {
-  fprintf(stderr, "usage: echo_client --port N [--host 127.0.0.1] [--connections C]"
+  fprintf(stderr, "usage: echo_client --port N [--host NAME|ADDRESS] [--connections C]"
                   " [--bytes B] [--chunk K] [--mode completion|select]"
                   " [--backend auto|epoll|io_uring|iocp] [--timeout-ms T]\n");
   return 2;
@@ -394,10 +517,6 @@ int main(int argc, char **argv) {
   client cl;
   memset(&cl, 0, sizeof cl);
   if (parse_options(argc, argv, &opts) != 0) return usage();
-  if (cport_addr_init(&cl.server, opts.host, opts.port) != CPORT_OK) {
-    fprintf(stderr, "echo_client: bad --host %s\n", opts.host);
-    return 2;
-  }
   install_stop_handlers(); /* optional here: without it Ctrl-C just kills us */
   cl.open_flags = opts.open_flags;
   cl.bytes = opts.bytes;
@@ -406,7 +525,7 @@ int main(int argc, char **argv) {
   cl.conns = calloc(cl.conn_count, sizeof *cl.conns);
   for (size_t i = 0; cl.conns != NULL && i < cl.conn_count; i++) cl.conns[i].id = (uint32_t)i;
 
-  cport_ctx_options ctx_opts = {opts.backend, 0};
+  cport_ctx_options ctx_opts = {.backend = opts.backend};
   cport_ctx *ctx = NULL;
   int rc = cl.conns == NULL ? CPORT_ENOMEM : cport_ctx_create(&ctx, &ctx_opts);
   if (rc == CPORT_OK) rc = cport_queue_create(ctx, &cl.queue);
@@ -418,7 +537,7 @@ int main(int argc, char **argv) {
   }
 
   uint64_t start = now_ms();
-  run(&cl, start + opts.timeout_ms);
+  run(&cl, opts.host, opts.port, start + opts.timeout_ms);
   uint64_t elapsed = now_ms() - start;
   int exit_code = summarize(&cl, elapsed);
 
@@ -428,6 +547,7 @@ int main(int argc, char **argv) {
     free(cl.conns[i].recv_buf);
   }
   free(cl.conns);
+  cport_addrinfo_free(cl.addrs);
   socket_map_free(&cl.by_socket);
   return exit_code;
 }

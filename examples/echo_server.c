@@ -436,7 +436,7 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  cport_ctx_options ctx_opts = {opts.backend, 0};
+  cport_ctx_options ctx_opts = {.backend = opts.backend};
   cport_ctx *ctx = NULL;
   int rc = cport_ctx_create(&ctx, &ctx_opts);
   if (rc != CPORT_OK) {

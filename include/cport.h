@@ -105,7 +105,9 @@ typedef enum cport_err {
   CPORT_EOPNOTSUPP = -27,    /* the operation does not apply to this socket (listen on UDP) */
   CPORT_ENETDOWN = -28,      /* the network is down */
   CPORT_EINTR = -29,         /* interrupted */
-  CPORT_EUNKNOWN = -30       /* an OS error with no portable equivalent */
+  CPORT_EUNKNOWN = -30,      /* an OS error with no portable equivalent */
+  CPORT_ENONAME = -31,       /* name resolution: no such host or service */
+  CPORT_EAGAIN = -32         /* a temporary failure: try again (no name server answered) */
 } cport_err;
 
 /* A static, English description of a cport_err value. Never NULL. */
@@ -150,7 +152,8 @@ typedef struct cport_addr {
 } cport_addr;
 
 /* Fill *addr from numeric text and a port: "127.0.0.1", "::1", "0.0.0.0".
- * Returns CPORT_OK or CPORT_EINVAL for text that is not an address. */
+ * Returns CPORT_OK or CPORT_EINVAL for text that is not an address (for a
+ * host name, see cport_resolve). */
 CPORT_API int cport_addr_init(cport_addr *addr, const char *ip, uint16_t port);
 
 /* An AF_UNIX address for a filesystem path. CPORT_EINVAL if the path is
@@ -185,14 +188,20 @@ typedef enum cport_backend_id {
 typedef struct cport_ctx_options {
   cport_backend_id backend; /* default CPORT_BACKEND_AUTO */
   int accepts_per_listener; /* IOCP: AcceptEx posted ahead per listener; 0 = 32 */
+  /* Worker threads for cport_work and cport_resolve, started as work
+   * arrives. 0: the environment variable CPORT_THREADPOOL_SIZE if set,
+   * else the number of cores, at least 4. At most CPORT_THREADPOOL_MAX. */
+  int threadpool_size;
 } cport_ctx_options;
+#define CPORT_THREADPOOL_MAX 1024
 
 /* Create a context. opts may be NULL for defaults. Returns CPORT_OK,
  * CPORT_ENOTSUP for a backend this build or system lacks, or an OS error. */
 CPORT_API int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts);
 
 /* Destroy a context: closes every socket still open in it (their aborts are
- * discarded with the queues), waits a bounded time for the OS to release
+ * discarded with the queues), drops work and lookups not yet started, waits
+ * for those running to return, waits a bounded time for the OS to release
  * pending buffers, and frees every queue. No thread may still be using it. */
 CPORT_API void cport_ctx_destroy(cport_ctx *ctx);
 
@@ -225,14 +234,18 @@ typedef enum cport_op {
   CPORT_OP_RECVFROM = 6,
   CPORT_OP_SENDMSG = 7,
   CPORT_OP_RECVMSG = 8,
-  CPORT_OP_TIMER = 9, /* cport_timer_start: msg.user and msg.user_ptr as given */
-  CPORT_OP_CLOSE = 10 /* cport_close_async: the socket's last message */
+  CPORT_OP_TIMER = 9,    /* cport_timer_start: msg.user and msg.user_ptr as given */
+  CPORT_OP_CLOSE = 10,   /* cport_close_async: the socket's last message */
+  CPORT_OP_WORK = 11,    /* cport_work: msg.user_ptr is the arg given */
+  CPORT_OP_RESOLVE = 12, /* cport_resolve: msg.buf is the cport_addrinfo list */
+  CPORT_OP_NAMEINFO = 13 /* cport_nameinfo: msg.buf is the cport_names */
 } cport_op;
 
 /* Flags in cport_msg.flags and cport_recv_info.flags. */
-#define CPORT_MSG_TRUNC 0x1u     /* the datagram was longer than the buffer: the rest is lost */
-#define CPORT_MSG_ALLOCATED 0x2u /* msg.buf was allocated by cport_recv_alloc: cport_free it */
-#define CPORT_MSG_MORE 0x4u      /* the handle goes on: more messages follow for it */
+#define CPORT_MSG_TRUNC 0x1u /* the datagram was longer than the buffer: the rest is lost */
+#define CPORT_MSG_ALLOCATED                                                                        \
+  0x2u /* msg.buf was allocated by the library (recv_alloc, resolve...): cport_free it */
+#define CPORT_MSG_MORE 0x4u /* the handle goes on: more messages follow for it */
 
 typedef struct cport_msg {
   cport_tag tag;
@@ -293,12 +306,97 @@ CPORT_API int cport_post(cport_queue *q, uint64_t value, void *ptr);
 CPORT_API int cport_timer_start(cport_queue *q, uint64_t after_ms, uint64_t repeat_ms,
                                 uint64_t user, void *user_ptr, cport_handle *handle);
 
-/* Cancel a handle that belongs to the queue itself (a timer). CPORT_OK: its
- * one final message follows, a CPORT_TAG_ABORT with CPORT_ECANCELED (for a
- * repeating timer, after every CPORT_MSG_MORE message already queued).
+/* Cancel a handle that belongs to the queue itself: a timer, work, a
+ * lookup. CPORT_OK: its one final message follows, a CPORT_TAG_ABORT with
+ * CPORT_ECANCELED (for a repeating timer, after every CPORT_MSG_MORE
+ * message already queued; for work, fn never runs; for a lookup already
+ * running, its answer is dropped when it comes). CPORT_EBUSY for work that
+ * has started: it runs to its end and its completion follows. Never waits.
  * CPORT_ENOTFOUND when the handle has ended (its final message is, or will
  * be, in the queue) or is not one of q's. CPORT_EINVAL for a NULL queue. */
 CPORT_API int cport_queue_cancel(cport_queue *q, cport_handle handle);
+
+/* ------------------------------------------------------------------------ */
+/* Work and names                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Run fn(arg) on a worker thread of q's context (see threadpool_size), for
+ * work that would block the thread that waits on queues: a file read, a
+ * database call, a long computation. When fn returns, one message arrives
+ * in q: CPORT_TAG_COMPLETION, op CPORT_OP_WORK, status CPORT_OK, user_ptr
+ * arg. Work starts in the order submitted. Cancelled before it starts
+ * (cport_queue_cancel), it ends with an abort and fn never runs. Returns
+ * CPORT_COMPLETION with *handle set, CPORT_EINVAL for a NULL q, fn or
+ * handle, CPORT_ENOMEM, or an OS error when no worker thread can start. */
+CPORT_API int cport_work(cport_queue *q, void (*fn)(void *arg), void *arg, cport_handle *handle);
+
+/* Flags for cport_resolve_hints.flags. */
+#define CPORT_RESOLVE_NUMERIC_HOST 0x1u /* host must be an address: never ask a name server */
+#define CPORT_RESOLVE_NUMERIC_SERV 0x2u /* service must be a port number */
+#define CPORT_RESOLVE_PASSIVE 0x4u      /* NULL host: the wildcard address, to bind */
+#define CPORT_RESOLVE_ADDRCONFIG 0x8u   /* only families the host has an address of */
+#define CPORT_RESOLVE_CANONNAME 0x10u   /* fill the first entry's canonname */
+
+typedef struct cport_resolve_hints {
+  int family;     /* 0 = any, CPORT_AF_INET, CPORT_AF_INET6 */
+  int type;       /* 0 = any, CPORT_SOCK_STREAM, CPORT_SOCK_DGRAM */
+  unsigned flags; /* CPORT_RESOLVE_* */
+} cport_resolve_hints;
+
+/* One address of a lookup's answer, in the order the system gave them. */
+typedef struct cport_addrinfo {
+  struct cport_addrinfo *next;
+  cport_addr addr; /* port filled from service */
+  int type;        /* CPORT_SOCK_STREAM or CPORT_SOCK_DGRAM */
+  int protocol;    /* 6 (TCP) or 17 (UDP) */
+  char *canonname; /* NULL unless asked for (first entry only) */
+} cport_addrinfo;
+
+/* Resolve host (a name or an address; NULL with CPORT_RESOLVE_PASSIVE for
+ * the wildcard) and service (a port number or a service name such as
+ * "http"; NULL for port 0) into addresses, with the system's resolver
+ * (hosts file, then DNS). hints may be NULL (any family and type). timeout
+ * as for every call: CPORT_NOWAIT resolves in the background, a time in
+ * ms (or CPORT_INFINITY) waits for the answer.
+ * - CPORT_OK: *result holds the list (a numeric host and service answer at
+ *   once, with no thread and no message; a blocking call's answer).
+ * - CPORT_COMPLETION (CPORT_NOWAIT): *handle set; one message follows in
+ *   q, op CPORT_OP_RESOLVE: CPORT_TAG_COMPLETION with status CPORT_OK,
+ *   msg.buf the list, msg.bytes its length and CPORT_MSG_ALLOCATED set,
+ *   or status an error and buf NULL; or an abort (cport_queue_cancel).
+ * - Errors: CPORT_ENONAME (no such name, or no address of the family
+ *   asked for), CPORT_EAGAIN (no name server answered: try later),
+ *   CPORT_ETIMEDOUT (a blocking call's timeout), CPORT_EAFNOSUPPORT,
+ *   CPORT_EINVAL (a bad argument or flag), CPORT_ENOMEM.
+ * The list is one allocation: free it with cport_addrinfo_free (or
+ * cport_free) on its first entry. */
+CPORT_API int cport_resolve(cport_queue *q, const char *host, const char *service,
+                            const cport_resolve_hints *hints, int timeout, cport_addrinfo **result,
+                            cport_handle *handle);
+CPORT_API void cport_addrinfo_free(cport_addrinfo *list);
+
+/* A reverse lookup's answer. */
+#define CPORT_NI_MAXHOST 1025
+#define CPORT_NI_MAXSERV 32
+typedef struct cport_names {
+  char host[CPORT_NI_MAXHOST];    /* a host name, or the address as text */
+  char service[CPORT_NI_MAXSERV]; /* a service name, or the port as text */
+} cport_names;
+
+/* Flags for cport_nameinfo. */
+#define CPORT_NAMEINFO_NUMERIC_HOST 0x1u /* the address as text: never ask a name server */
+#define CPORT_NAMEINFO_NUMERIC_SERV 0x2u /* the port as text */
+#define CPORT_NAMEINFO_NAME_REQUIRED                                                               \
+  0x4u                            /* CPORT_ENONAME rather than the address as text                 \
+                                    (with NUMERIC_HOST: CPORT_EINVAL) */
+#define CPORT_NAMEINFO_DGRAM 0x8u /* the service is a UDP one */
+
+/* Reverse lookup of an IP address: its host and service names. Like
+ * cport_resolve: CPORT_OK with *result (numeric flags answer at once), or
+ * CPORT_COMPLETION with one message, op CPORT_OP_NAMEINFO, msg.buf the
+ * cport_names (CPORT_MSG_ALLOCATED), freed with cport_free. */
+CPORT_API int cport_nameinfo(cport_queue *q, const cport_addr *addr, unsigned flags, int timeout,
+                             cport_names **result, cport_handle *handle);
 
 /* ------------------------------------------------------------------------ */
 /* Sockets                                                                  */

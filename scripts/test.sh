@@ -5,8 +5,8 @@
 #   bash scripts/test.sh                  # presets debug, tsan, mingw
 #   CPORT_TEST_PRESETS="debug" bash scripts/test.sh
 #
-# debug  Linux, ASan + UBSan: every test (conformance, threads, install)
-# tsan   Linux, ThreadSanitizer: only the tests matching "threads"
+# debug  Linux, ASan + UBSan: every test (conformance, threads, names, install)
+# tsan   Linux, ThreadSanitizer: only the tests matching "threads|names"
 #        (the filter is in CMakePresets.json's tsan test preset)
 # mingw  Windows x64 cross build; the tests run under Wine (cmake/wine-run.sh)
 #        with a persistent wineserver on the private prefix, stopped at exit
@@ -64,7 +64,7 @@ for p in "${presets[@]}"; do
     wine_up=1
   fi
   case "$p" in
-    tsan) say "[$p] ctest (only tests matching 'threads'; the rest run under ASan in debug)" ;;
+    tsan) say "[$p] ctest (only tests matching 'threads|names'; the rest run under ASan in debug)" ;;
     mingw) say "[$p] ctest (under Wine, one test at a time)" ;;
     *) say "[$p] ctest" ;;
   esac

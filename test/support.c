@@ -339,7 +339,7 @@ static int parse_mode(const char *v, int *select) {
 static void usage(const char *prog) {
   fprintf(stderr,
           "usage: %s [--backend epoll|iocp|io_uring|auto] [--mode completion|select] "
-          "[--filter PATTERN]\n",
+          "[--filter PATTERN] [--skip PATTERN]\n",
           prog);
 }
 
@@ -375,6 +375,8 @@ int sup_parse_args(int argc, char **argv) {
       }
     } else if (!strcmp(name, "--filter")) {
       cmocka_set_test_filter(v);
+    } else if (!strcmp(name, "--skip")) {
+      cmocka_set_skip_filter(v);
     } else {
       usage(prog);
       return 2;
@@ -494,6 +496,9 @@ const char *sup_op_name(int op) {
   case CPORT_OP_RECVMSG: return "recvmsg";
   case CPORT_OP_TIMER: return "timer";
   case CPORT_OP_CLOSE: return "close";
+  case CPORT_OP_WORK: return "work";
+  case CPORT_OP_RESOLVE: return "resolve";
+  case CPORT_OP_NAMEINFO: return "nameinfo";
   default: return "?op";
   }
 }

@@ -59,8 +59,8 @@
 /* Configuration (command line)                                             */
 /* ------------------------------------------------------------------------ */
 
-/* Parse --backend epoll|iocp|io_uring|auto, --mode completion|select and
- * --filter PATTERN (a cmocka test-name filter). Returns 0, or an exit code
+/* Parse --backend epoll|iocp|io_uring|auto, --mode completion|select,
+ * --filter PATTERN and --skip PATTERN (cmocka test-name filters). Returns 0, or an exit code
  * after printing the reason (bad arguments, backend not available). */
 int sup_parse_args(int argc, char **argv);
 

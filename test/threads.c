@@ -12,6 +12,8 @@
  */
 #include "support.h"
 
+#include <stdatomic.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -846,6 +848,65 @@ static void test_timers_on_threads(void **state) {
   expect_no_msg(e->q, 20);
 }
 
+/* Work and lookups submitted from several threads at once to one queue,
+ * which the main thread drains: each handle ends once, each fn runs once.
+ * The lookups ask the test name server (the suite runs under testns). */
+#define NWORK_THREADS 4
+
+typedef struct work_submitter {
+  cport_queue *q;
+  int count;
+  int resolves;
+  atomic_int *ran;
+} work_submitter;
+
+static void count_work(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+
+static void work_submitter_main(void *arg) {
+  work_submitter *w = (work_submitter *)arg;
+  cport_resolve_hints v4 = {CPORT_AF_INET, CPORT_SOCK_STREAM, 0};
+  for (int i = 0; i < w->count; i++) {
+    cport_handle h;
+    SUP_RC(cport_work(w->q, count_work, w->ran, &h), CPORT_COMPLETION);
+    if (i < w->resolves)
+      SUP_RC(cport_resolve(w->q, "test.cport", "80", &v4, CPORT_NOWAIT, NULL, &h),
+             CPORT_COMPLETION);
+  }
+}
+
+static void test_work_from_threads(void **state) {
+  sup_env *e = (sup_env *)*state;
+  work_submitter w[NWORK_THREADS];
+  sup_thread *t[NWORK_THREADS];
+  atomic_int ran;
+  const char *dns = getenv("CPORT_TEST_DNS");
+  int resolves = dns && !strcmp(dns, "1") ? sup_scale(100, 20) : 0;
+  SUP_ASSERT(resolves > 0, "CPORT_TEST_DNS is not set: run this suite under test/dns/testns");
+  atomic_init(&ran, 0);
+  for (int i = 0; i < NWORK_THREADS; i++) {
+    w[i].q = e->q;
+    w[i].count = sup_scale(2500, 250);
+    w[i].resolves = resolves;
+    w[i].ran = &ran;
+    t[i] = sup_thread_start(work_submitter_main, &w[i]);
+  }
+  int total = NWORK_THREADS * (w[0].count + resolves), works = 0;
+  for (int i = 0; i < total; i++) {
+    cport_msg m = expect_msg(e->q, 4 * SUP_TIMEOUT);
+    SUP_EQ(m.status, CPORT_OK);
+    if (m.op == CPORT_OP_WORK) {
+      works++;
+    } else {
+      SUP_EQ(m.op, CPORT_OP_RESOLVE);
+      cport_addrinfo_free((cport_addrinfo *)m.buf);
+    }
+  }
+  for (int i = 0; i < NWORK_THREADS; i++) sup_thread_join(t[i]);
+  SUP_EQ(works, NWORK_THREADS * w[0].count);
+  SUP_EQ(atomic_load(&ran), works);
+  expect_no_msg(e->q, 20);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_two_threads_own_queues_echo, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_post_wakes_infinite_waiter, sup_setup, sup_teardown),
@@ -856,6 +917,7 @@ static const struct CMUnitTest tests[] = {
                                     sup_teardown),
     cmocka_unit_test_setup_teardown(test_close_while_other_thread_pumps, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_timers_on_threads, sup_setup, sup_teardown),
+    cmocka_unit_test_setup_teardown(test_work_from_threads, sup_setup, sup_teardown),
 };
 
 int main(int argc, char **argv) {

@@ -21,10 +21,18 @@ struct cport_queue {
 };
 
 typedef struct cp_timers cp_timers;
+typedef struct cp_jobs cp_jobs;
+
+/* Queue handles (timers, work, lookups) have the top bit set, which a
+ * socket op's handle, a per-socket count, never reaches; work and lookups
+ * also have the next one. */
+#define CP_QUEUE_HANDLE ((uint64_t)1 << 63)
+#define CP_JOB_HANDLE ((uint64_t)1 << 62)
 
 struct cport_ctx {
   const cp_backend *be;
   cp_timers *timers; /* timer.c */
+  cp_jobs *jobs;     /* work.c: cport_work and lookups */
   void *be_state;
   int accepts_per_listener;
   cp_mutex mu; /* the list of queues */
@@ -77,6 +85,33 @@ void cp_list_remove(cp_list *l, cp_op *op);
 void cp_deliver_ready(cp_sock *s, int dir);
 /* An op did its work (ended now, or by cp_op_done unless a select op). */
 void cp_op_effects(cp_sock *s, const cp_op *op);
+
+/* Work and lookups on worker threads (work.c). A job runs run(job) on a
+ * worker; its result is a status, and for lookups a buffer (msg.buf) of
+ * count entries. */
+typedef int (*cp_job_fn)(cp_job *job, void **result, size_t *count);
+typedef int (*cp_job_start_fn)(cp_job *job, void **result, size_t *count);
+int cp_jobs_create(cp_jobs **out, unsigned threads);
+/* Drops jobs not started, waits for those running, frees everything. */
+void cp_jobs_free(cp_jobs *jobs);
+/* A job of q, with extra bytes of request data (cp_job_data); returns
+ * CPORT_COMPLETION with *handle set, or an error (nothing submitted). */
+int cp_job_submit(cport_queue *q, uint8_t kind, cp_job_fn run, void *user_ptr, const void *data,
+                  size_t data_len, cport_handle *handle);
+/* A job the OS can run itself: start (in the caller's thread) returns
+ * CP_PENDING when the OS took it (it ends with cp_job_finish, from any
+ * thread), CPORT_ENOTSUP to have a worker run it with run instead, or its
+ * result at once. */
+int cp_job_submit_os(cport_queue *q, uint8_t kind, cp_job_start_fn start, cp_job_fn run,
+                     const void *data, size_t data_len, cport_handle *handle);
+void *cp_job_data(cp_job *job);
+void *cp_job_user_ptr(cp_job *job);
+int cp_jobs_cancel(cport_queue *q, cport_handle handle);
+/* A queue that goes away: its jobs end with no message. */
+void cp_jobs_drop_queue(cp_jobs *jobs, cport_queue *q);
+/* The worker threads a context gets: opt (0: CPORT_THREADPOOL_SIZE, else
+ * cores, at least 4), or 0 for a bad value. */
+unsigned cp_jobs_threads(int opt);
 
 /* Timers (timer.c). */
 int cp_timers_create(cp_timers **out);

@@ -62,7 +62,8 @@ int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts) {
   *out = NULL;
   cport_ctx_options defaults = {0};
   if (!opts) opts = &defaults;
-  if (opts->accepts_per_listener < 0) return CPORT_EINVAL;
+  unsigned threads = cp_jobs_threads(opts->threadpool_size);
+  if (opts->accepts_per_listener < 0 || threads == 0) return CPORT_EINVAL;
   cport_backend_id id = opts->backend == CPORT_BACKEND_AUTO ? default_backend() : opts->backend;
   const cp_backend *be = backend_for(id);
   if (!be) return CPORT_ENOTSUP;
@@ -71,18 +72,12 @@ int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts) {
   ctx->be = be;
   ctx->accepts_per_listener =
       opts->accepts_per_listener ? opts->accepts_per_listener : DEFAULT_ACCEPTS_PER_LISTENER;
-  if (cp_timers_create(&ctx->timers) != CPORT_OK) {
-    free(ctx);
-    return CPORT_ENOMEM;
-  }
-  if (cp_mutex_init(&ctx->mu) != 0) {
-    cp_timers_free(ctx->timers);
-    free(ctx);
-    return CPORT_ENOMEM;
-  }
-  int rc = be->ctx_init(ctx);
+  int rc = cp_timers_create(&ctx->timers);
+  if (rc == CPORT_OK) rc = cp_jobs_create(&ctx->jobs, threads);
+  if (rc == CPORT_OK && cp_mutex_init(&ctx->mu) != 0) rc = CPORT_ENOMEM;
+  if (rc == CPORT_OK && (rc = be->ctx_init(ctx)) != CPORT_OK) cp_mutex_destroy(&ctx->mu);
   if (rc != CPORT_OK) {
-    cp_mutex_destroy(&ctx->mu);
+    cp_jobs_free(ctx->jobs);
     cp_timers_free(ctx->timers);
     free(ctx);
     return rc;
@@ -107,6 +102,7 @@ static void drain(cport_ctx *ctx) {
 
 void cport_ctx_destroy(cport_ctx *ctx) {
   if (!ctx) return;
+  cp_jobs_free(ctx->jobs); /* first: running work may still use sockets and queues */
   cp_table_close_ctx(ctx);
   drain(ctx);
   ctx->be->ctx_free(ctx);

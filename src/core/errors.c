@@ -43,6 +43,8 @@ static const err_text k_errors[] = {
     {CPORT_ENETDOWN, "CPORT_ENETDOWN", "network is down"},
     {CPORT_EINTR, "CPORT_EINTR", "interrupted"},
     {CPORT_EUNKNOWN, "CPORT_EUNKNOWN", "unknown system error"},
+    {CPORT_ENONAME, "CPORT_ENONAME", "no such host or service name"},
+    {CPORT_EAGAIN, "CPORT_EAGAIN", "temporary failure, try again"},
 };
 
 static const err_text *find(int err) {

@@ -33,6 +33,42 @@ uint64_t cp_now_ns(void);
 /* The value of an environment variable, or NULL. */
 const char *cp_getenv(const char *name);
 
+/* Processors this process may run on (at least 1). */
+unsigned cp_cpu_count(void);
+
+/* Worker threads (src/posix/pool.c; src/win/pool.c on the system thread
+ * pool). Each cp_pool_submit makes one call of run(arg) on a worker; up to
+ * max_threads run at once, started as submits need them. destroy drops the
+ * calls not yet started and waits for those running to return. */
+typedef struct cp_pool cp_pool;
+int cp_pool_create(cp_pool **out, unsigned max_threads, void (*run)(void *arg), void *arg);
+int cp_pool_submit(cp_pool *p);
+void cp_pool_destroy(cp_pool *p);
+
+/* The system's resolver (src/posix/resolve.c, src/win/resolve.c): blocking
+ * calls, for a worker thread. Errors are portable codes: CPORT_ENONAME,
+ * CPORT_EAGAIN, CPORT_EAFNOSUPPORT, CPORT_ENOMEM, CPORT_EINVAL... */
+/* One address of an answer; cp_addrinfo_build makes the one-allocation
+ * list users get (resolve.c). CPORT_ENONAME for n == 0. */
+typedef struct cp_ai_item {
+  cport_addr addr;
+  int type; /* CPORT_SOCK_* */
+} cp_ai_item;
+int cp_addrinfo_build(const cp_ai_item *items, size_t n, const char *canon, cport_addrinfo **out);
+int cp_os_getaddrinfo(const char *host, const char *service, const cport_resolve_hints *hints,
+                      cport_addrinfo **out, size_t *count);
+int cp_os_getnameinfo(const cport_addr *addr, unsigned flags, cport_names *out);
+
+/* A lookup the OS runs asynchronously, where it can (Windows 8 and later:
+ * GetAddrInfoExW with a completion routine). CP_PENDING: it ends with
+ * cp_job_finish, from any thread; CPORT_ENOTSUP: no such form, a worker
+ * runs cp_os_getaddrinfo instead; else the OS answered at once (*out,
+ * *count as for cp_os_getaddrinfo). */
+typedef struct cp_job cp_job;
+int cp_os_resolve_start(cp_job *job, const char *host, const char *service,
+                        const cport_resolve_hints *hints, cport_addrinfo **out, size_t *count);
+void cp_job_finish(cp_job *job, int status, void *result, size_t count);
+
 /* Internal result: the backend took the operation and will report its end
  * through cp_op_done(). Never returned to users. */
 #define CP_PENDING 100

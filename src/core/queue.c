@@ -93,6 +93,7 @@ int cport_queue_destroy(cport_queue *q) {
   if (!q) return CPORT_EINVAL;
   if (atomic_load(&q->owned) > 0) return CPORT_EBUSY;
   cp_timers_drop_queue(q->ctx->timers, q);
+  cp_jobs_drop_queue(q->ctx->jobs, q);
   cp_queue_free(q);
   return CPORT_OK;
 }
@@ -127,19 +128,26 @@ int cport_post(cport_queue *q, uint64_t value, void *ptr) {
   return CPORT_OK;
 }
 
+/* Kinds whose op->buf holds the user's pointer, not a data buffer. */
+static bool carries_user_ptr(uint8_t kind) {
+  return kind == CPORT_OP_NONE || kind == CPORT_OP_TIMER || kind == CPORT_OP_WORK;
+}
+
 static void to_message(const cp_op *op, cport_msg *m) {
-  /* The queue's own messages (posts, timers) are about no socket. */
-  bool own = op->kind == CPORT_OP_NONE || op->kind == CPORT_OP_TIMER;
+  /* The queue's own messages (posts, timers, jobs) are about no socket. */
+  bool own =
+      carries_user_ptr(op->kind) || op->kind == CPORT_OP_RESOLVE || op->kind == CPORT_OP_NAMEINFO;
+  bool ptr = carries_user_ptr(op->kind);
   m->tag = (cport_tag)op->tag;
   m->op = (cport_op)op->kind;
   m->socket = own ? 0 : op->socket;
   m->handle = op->handle;
   m->status = op->status;
   m->bytes = op->done;
-  m->buf = own ? NULL : op->buf;
+  m->buf = ptr ? NULL : op->buf;
   m->accepted = own ? 0 : op->accepted;
   m->user = own ? op->user : 0;
-  m->user_ptr = own ? op->buf : NULL;
+  m->user_ptr = ptr ? op->buf : NULL;
   m->meta = own ? NULL : op->meta;
   m->flags = op->msg_flags;
   if (op->kind == CPORT_OP_RECVFROM && op->has_addr)

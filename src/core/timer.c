@@ -24,8 +24,8 @@
 #define NS_PER_MS 1000000u
 #define ARITY 4u
 #define NO_POS UINT32_MAX
-#define HANDLE_TAG ((uint64_t)1 << 63) /* queue handles: never a socket op's count */
-#define GEN_MASK 0x7fffffffu
+#define HANDLE_TAG CP_QUEUE_HANDLE
+#define GEN_MASK 0x3fffffffu /* below CP_JOB_HANDLE's bit */
 #define FIRE_BATCH 64u
 
 enum { SLOT_FREE = 0, SLOT_USER = 1, SLOT_DEADLINE = 2 };
@@ -245,6 +245,7 @@ int cport_timer_start(cport_queue *q, uint64_t after_ms, uint64_t repeat_ms, uin
 
 int cport_queue_cancel(cport_queue *q, cport_handle handle) {
   if (!q) return CPORT_EINVAL;
+  if ((handle & CP_QUEUE_HANDLE) && (handle & CP_JOB_HANDLE)) return cp_jobs_cancel(q, handle);
   cp_timers *t = q->ctx->timers;
   cp_mutex_lock(&t->mu);
   uint32_t i = slot_of(t, handle, SLOT_USER);

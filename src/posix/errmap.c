@@ -38,6 +38,7 @@ int cp_errno_to_err(int e) {
   case EPERM: return CPORT_EACCES;
   case ENETDOWN: return CPORT_ENETDOWN;
   case EINTR: return CPORT_EINTR;
+  case EAGAIN: return CPORT_EAGAIN; /* never a socket's "would block": the callers catch that */
   default: return CPORT_EUNKNOWN;
   }
 }

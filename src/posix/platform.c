@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -78,3 +79,13 @@ uint64_t cp_now_ns(void) {
 }
 
 const char *cp_getenv(const char *name) { return getenv(name); }
+
+/* The affinity mask, not the machine: a container or taskset may allow
+ * fewer processors than the host has. */
+unsigned cp_cpu_count(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+    return (unsigned)CPU_COUNT(&set);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (unsigned)n : 1u;
+}

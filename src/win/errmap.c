@@ -100,6 +100,12 @@ static const cp_errrow table[] = {
     {10004, K_W32, CPORT_EINTR, 0},         /* WSAEINTR */
     {1223, K_W32, CPORT_ECANCELED, 0},      /* ERROR_CANCELLED */
 
+    /* name resolution (GetAddrInfoW, GetNameInfoW) */
+    {11001, K_W32, CPORT_ENONAME, 0},  /* WSAHOST_NOT_FOUND: no such name */
+    {11004, K_W32, CPORT_ENONAME, 0},  /* WSANO_DATA: the name has no address of that family */
+    {10109, K_W32, CPORT_ENONAME, 0},  /* WSATYPE_NOT_FOUND: no such service */
+    {11002, K_W32, CPORT_EAGAIN, 0},   /* WSATRY_AGAIN: no name server answered */
+    {11003, K_W32, CPORT_EUNKNOWN, 0}, /* WSANO_RECOVERY: the name server refused for good */
     /* ---- NTSTATUS ------------------------------------------------------- */
     {0x00000000u, K_NT, CPORT_OK, 0},        /* STATUS_SUCCESS */
     {0x00000102u, K_NT, CPORT_ETIMEDOUT, 0}, /* STATUS_TIMEOUT */

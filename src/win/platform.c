@@ -62,3 +62,9 @@ uint64_t cp_now_ms(void) { return now_in(1000u); }
 uint64_t cp_now_ns(void) { return now_in(1000000000u); }
 
 const char *cp_getenv(const char *name) { return getenv(name); }
+
+unsigned cp_cpu_count(void) {
+  SYSTEM_INFO si;
+  GetSystemInfo(&si);
+  return si.dwNumberOfProcessors > 0 ? (unsigned)si.dwNumberOfProcessors : 1u;
+}
