@@ -4,7 +4,7 @@
 #
 #   cmake/wine-run.sh build/mingw/cport_conformance.exe --backend iocp --mode select
 #   cmake/wine-run.sh --start-server   # persistent wineserver + Wine services, warmed up
-#   cmake/wine-run.sh --stop-server    # wineserver -k
+#   cmake/wine-run.sh --stop-server    # wineserver -k, and wait until it is gone
 #
 # Environment:
 #   CPORT_WINEPREFIX     the private Wine prefix (default ~/.cache/cport/wineprefix);
@@ -62,6 +62,7 @@ case "${1:-}" in
     exit 0 ;;
   --stop-server)
     "$wineserver_bin" -k </dev/null >/dev/null 2>&1 || true
+    "$wineserver_bin" -w </dev/null >/dev/null 2>&1 || true # gone, not just told to go
     exit 0 ;;
 esac
 

@@ -12,7 +12,8 @@
  *
  * Exit 0 only if every connection got exactly B correct bytes and then EOF;
  * otherwise the first error of each failed connection goes to stderr and
- * the exit code is 1. Either way one summary line goes to stdout.
+ * the exit code is 1. Either way one summary line goes to stdout (with the
+ * number of connect attempts made).
  *
  * One handler loop serves both modes: a nowait call finishes at once
  * (CPORT_OK, handled inline) or leaves a handle; its completion message
@@ -67,6 +68,7 @@ typedef struct client {
   cport_queue *queue;
   cport_addrinfo *addrs; /* the server's addresses, in the resolver's order */
   size_t addr_count;
+  size_t attempts; /* connects started, all connections together */
   unsigned open_flags;
   uint64_t bytes; /* per connection */
   size_t chunk;
@@ -289,6 +291,7 @@ static void start_attempt(client *cl, client_conn *c, const cport_addr *a) {
     return;
   }
   c->attempts[slot] = s;
+  cl->attempts++;
   cport_handle h = 0;
   rc = cport_connect(s, a, CPORT_NOWAIT, &h);
   after_connect_call(cl, c, s, rc);
@@ -504,11 +507,11 @@ static int summarize(const client *cl, uint64_t elapsed_ms) {
     total += cl->conns[i].received;
   }
   if (failed == 0)
-    printf("ok connections=%zu bytes=%llu ms=%llu\n", cl->conn_count, total,
-           (unsigned long long)elapsed_ms);
+    printf("ok connections=%zu bytes=%llu ms=%llu attempts=%zu\n", cl->conn_count, total,
+           (unsigned long long)elapsed_ms, cl->attempts);
   else
-    printf("failed connections=%zu failed=%zu bytes=%llu ms=%llu\n", cl->conn_count, failed, total,
-           (unsigned long long)elapsed_ms);
+    printf("failed connections=%zu failed=%zu bytes=%llu ms=%llu attempts=%zu\n", cl->conn_count,
+           failed, total, (unsigned long long)elapsed_ms, cl->attempts);
   return failed == 0 ? 0 : 1;
 }
 

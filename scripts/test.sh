@@ -109,6 +109,21 @@ idle_check() { # idle_check NAME SIGNAL SERVER...
   fi
 }
 
+# The echo client resolving a name and racing its addresses (Happy
+# Eyeballs), inside test/dns/testns: see scripts/happy-eyeballs.sh.
+eyeballs() { # eyeballs NAME CLIENT...
+  local name="$1" log="$logdir/${1//[ \/:]/_}.log"
+  shift
+  say "$name"
+  if "$root/build/debug/testns" --stuck-listener -- bash "$root/scripts/happy-eyeballs.sh" \
+    "$root/build/debug/echo_server" --port PORT -- "$@" --port PORT >"$log" 2>&1; then
+    record "$name" PASS
+  else
+    record "$name" FAIL "log: $log"
+  fi
+  sed 's/^/  /' "$log"
+}
+
 echo_load() {
   local dbg="$root/build/debug" win="$root/build/mingw" b m
   logdir="$root/build/test-logs/echo" && mkdir -p "$logdir"
@@ -128,9 +143,20 @@ echo_load() {
       run_pair "udp echo: linux $b $m, 2000 datagrams" TERM \
         "$dbg/udp_echo_server" --port 0 --mode "$m" --backend "$b" -- \
         "$dbg/udp_echo_client" --port PORT --count 2000 --size 1000 --mode "$m"
+      eyeballs "happy eyeballs: linux $b $m, --host both.test.cport" \
+        "$dbg/echo_client" --backend "$b" --mode "$m"
     done
   done
   [ -f "$win/echo_server.exe" ] || return 0
+  # Wine's sockets are the wineserver's, in its network namespace: this
+  # one runs with no persistent server, so Wine starts one inside testns,
+  # stopped (and waited for) before any other Wine program runs.
+  bash cmake/wine-run.sh --stop-server
+  for m in completion select; do
+    eyeballs "happy eyeballs: wine echo_client.exe $m, --host both.test.cport" \
+      bash cmake/wine-run.sh "$win/echo_client.exe" --mode "$m"
+    bash cmake/wine-run.sh --stop-server
+  done
   bash cmake/wine-run.sh --start-server
   wine_up=1
   for m in completion select; do

@@ -7,7 +7,9 @@
  *
  * CMD gets CPORT_TEST_DNS=1 (the name server answers on 127.0.0.1) or,
  * with --no-server, CPORT_TEST_DNS=none (resolv.conf names 127.0.0.2,
- * where nothing listens: every query is refused).
+ * where nothing listens: every query is refused). --stuck-listener also
+ * holds a listener on [::1] that takes no connection, and names its port
+ * in CPORT_TEST_STUCK_PORT.
  *
  * Linux only; needs root or unprivileged user namespaces. Exit status:
  * CMD's (128 + signal if a signal ended it), or 1 if the namespace could
@@ -344,6 +346,29 @@ static pid_t start_server(void) {
   return pid;
 }
 
+/* ---- a listener that never answers ---------------------------------------------- */
+
+/* A listener on [::1] whose accept queue is full: its backlog is 0 and one
+ * connection, never accepted, fills it, so the kernel drops every further
+ * SYN and a connect there hangs (a client's Happy Eyeballs test needs an
+ * address that neither answers nor refuses). Returns its port; the sockets
+ * stay open, unaccepted, while CMD runs. */
+static unsigned stuck_listener(void) {
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  socklen_t len = sizeof a;
+  int l = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 0) != 0 ||
+      getsockname(l, (struct sockaddr *)&a, &len) != 0)
+    die("stuck listener: %s", strerror(errno));
+  for (int i = 0; i < 2; i++) { /* one fills the queue; one more is in SYN_RECV at most */
+    int c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (c < 0 || (connect(c, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS))
+      die("filling the stuck listener: %s", strerror(errno));
+  }
+  usleep(50000); /* the handshakes finish: the queue is full before CMD starts */
+  return ntohs(a.sin6_port);
+}
+
 /* ---- the command ---------------------------------------------------------------- */
 
 static int run(char **argv) {
@@ -361,17 +386,20 @@ static int run(char **argv) {
 }
 
 int main(int argc, char **argv) {
-  int i = 1, print_env = 0, no_server = 0;
+  int i = 1, print_env = 0, no_server = 0, stuck = 0;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     if (strcmp(argv[i], "--print-env") == 0)
       print_env = 1;
     else if (strcmp(argv[i], "--no-server") == 0)
       no_server = 1;
+    else if (strcmp(argv[i], "--stuck-listener") == 0)
+      stuck = 1;
     else
       break;
   }
   if (i >= argc || strcmp(argv[i], "--") != 0 || i + 1 >= argc) {
-    fprintf(stderr, "usage: testns [--print-env] [--no-server] -- CMD [ARGS...]\n");
+    fprintf(stderr,
+            "usage: testns [--print-env] [--no-server] [--stuck-listener] -- CMD [ARGS...]\n");
     return 2;
   }
   char dir[64], resolv[128];
@@ -380,6 +408,11 @@ int main(int argc, char **argv) {
   private_files(dir, sizeof dir, resolv, sizeof resolv, no_server);
   pid_t server = no_server ? 0 : start_server();
   setenv("CPORT_TEST_DNS", no_server ? "none" : "1", 1);
+  if (stuck) {
+    char port[16];
+    snprintf(port, sizeof port, "%u", stuck_listener());
+    setenv("CPORT_TEST_STUCK_PORT", port, 1);
+  }
   if (print_env) fprintf(stderr, "CPORT_TEST_DNS=%s\n", no_server ? "none" : "1");
   int rc = run(argv + i + 1);
   if (server > 0) {
