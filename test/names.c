@@ -300,6 +300,37 @@ static void release_later(void *arg) {
   atomic_store(&((gate *)arg)->release, 1);
 }
 
+static void set_env(const char *name, const char *value) {
+#ifdef _WIN32
+  SUP_ASSERT(_putenv_s(name, value ? value : "") == 0, "_putenv_s %s", name);
+#else
+  SUP_ASSERT((value ? setenv(name, value, 1) : unsetenv(name)) == 0, "setenv %s", name);
+#endif
+}
+
+/* CPORT_THREADPOOL_SIZE sizes a pool the options leave at 0; the option
+ * wins over it; a bad value is ignored (the default: cores, at least 4). */
+static void test_work_pool_size_env(void **state) {
+  (void)state;
+  cport_queue *q;
+  int met;
+  set_env("CPORT_THREADPOOL_SIZE", "2");
+  cport_ctx *ctx = pool_ctx(0, &q);
+  SUP_EQ(crowd_peak(q, 2, 2, SUP_TIMEOUT, &met), 2);
+  SUP_EQ(met, 2);
+  SUP_EQ(crowd_peak(q, 4, 3, 200, &met), 2);
+  cport_ctx_destroy(ctx);
+  ctx = pool_ctx(3, &q);
+  SUP_EQ(crowd_peak(q, 3, 3, SUP_TIMEOUT, &met), 3);
+  cport_ctx_destroy(ctx);
+  set_env("CPORT_THREADPOOL_SIZE", "lots");
+  ctx = pool_ctx(0, &q);
+  SUP_EQ(crowd_peak(q, 4, 4, SUP_TIMEOUT, &met), 4);
+  SUP_EQ(met, 4);
+  cport_ctx_destroy(ctx);
+  set_env("CPORT_THREADPOOL_SIZE", NULL);
+}
+
 static void test_work_destroy_ctx(void **state) {
   (void)state;
   cport_queue *q;
@@ -661,6 +692,7 @@ static const struct CMUnitTest tests[] = {
     NAMES_TEST(test_work_cancel_running),
     NAMES_TEST(test_work_pool_of_one),
     NAMES_TEST(test_work_pool_size),
+    NAMES_TEST(test_work_pool_size_env),
     NAMES_TEST(test_work_destroy_ctx),
     NAMES_TEST(test_work_destroy_queue),
     NAMES_TEST(test_work_bad_args),

@@ -14,7 +14,7 @@
  * cannot be abandoned: the user's fn has effects, so its completion is the
  * handle's end, and the cancel answers CPORT_EBUSY.
  *
- * Handles are a counter with CP_JOB_HANDLE set; a cancel looks for one in
+ * Handles are a process-wide counter with CP_JOB_HANDLE set; a cancel looks for one in
  * the waiting and running lists, which is linear in the jobs of the
  * context. Lock order: jobs.mu -> pool (submit) and jobs.mu -> queue. */
 #include "core.h"
@@ -51,7 +51,6 @@ struct cp_jobs {
   cp_cond os_idle; /* signalled when the last job the OS runs ends */
   unsigned in_os;  /* jobs the OS runs (cp_job_submit_os) */
   unsigned threads;
-  uint64_t next_seq;
   bool stopping;
 };
 
@@ -206,8 +205,13 @@ static cp_job *job_new(cport_queue *q, uint8_t kind, cp_job_fn run, void *user_p
   return j;
 }
 
-static void assign_handle(cp_jobs *jobs, cp_job *j) {
-  j->handle = CP_QUEUE_HANDLE | CP_JOB_HANDLE | (++jobs->next_seq & JOB_HANDLE_MASK);
+/* Job handles count for the whole process: a handle of a context that is
+ * gone never names a job of another. */
+static atomic_uint_fast64_t g_job_seq;
+
+static void assign_handle(cp_job *j) {
+  uint64_t seq = atomic_fetch_add_explicit(&g_job_seq, 1, memory_order_relaxed) + 1;
+  j->handle = CP_QUEUE_HANDLE | CP_JOB_HANDLE | (seq & JOB_HANDLE_MASK);
   j->final->handle = j->handle;
 }
 
@@ -218,7 +222,7 @@ static int enqueue(cp_jobs *jobs, cp_job *j) {
     int rc = cp_pool_create(&jobs->pool, jobs->threads, worker, jobs);
     if (rc != CPORT_OK) return rc;
   }
-  if (!j->handle) assign_handle(jobs, j);
+  if (!j->handle) assign_handle(j);
   j->state = JOB_WAITING;
   list_append(&jobs->waiting, j);
   int rc = cp_pool_submit(jobs->pool);
@@ -250,7 +254,7 @@ static int os_begin(cp_jobs *jobs, cp_job *j) {
   cp_mutex_lock(&jobs->mu);
   int rc = jobs->stopping ? CPORT_EINVAL : CPORT_OK;
   if (rc == CPORT_OK) {
-    assign_handle(jobs, j);
+    assign_handle(j);
     j->state = JOB_RUNNING;
     list_append(&jobs->running, j);
     jobs->in_os++;
