@@ -1,13 +1,15 @@
 /* The io_uring backend: completion mode natively, select mode by poll.
  *
  * An operation first gets one non-blocking try (a nowait call that can
- * finish at once must); if it would block, the remainder is submitted as a
- * native recv/send/accept, or as a one-shot poll for connect and select
- * operations. Only the head of each direction is in the kernel, so
- * messages keep posting order and sends never interleave. Any thread may
- * queue SQEs (under sq_mu); they go to the kernel when the poller next
- * waits, in one io_uring_enter, or at once if a poller is already waiting.
- * Only the poller reaps completions. */
+ * finish at once must), unless the ring's last result says the direction
+ * is exhausted (a read that emptied the socket): then the try could only
+ * fail. What would block is submitted as a native recv/send, or as a
+ * one-shot poll for accept, connect, datagrams and select operations.
+ * Only the head of each direction is in the kernel, so messages keep
+ * posting order and sends never interleave. Any thread may queue SQEs
+ * (under sq_mu); the poller submits them and waits in one io_uring_enter,
+ * and a thread that queues while a poller waits submits at once. Only the
+ * poller reaps completions. */
 #ifdef CPORT_HAVE_IO_URING
 #define _GNU_SOURCE /* accept4 flags */
 #include "posix.h"
@@ -125,11 +127,33 @@ static void submit_cancel(cp_sock *s, cp_op *op) {
   cp_mutex_unlock(&ur->sq_mu);
 }
 
+/* Per socket, in s->be (zeroed when a slot is reused). */
+typedef struct ur_sock {
+  cp_posix_sock px; /* first: the POSIX layer's; its exhausted hint is epoll's */
+  /* Per cp_dir: the ring's last read there came back short, so the socket
+   * was empty then. Only the ring's own results set it: a short read in
+   * user space may have met the peer's FIN, which the next try must see
+   * at once, and no event would tell the ring so. */
+  uint8_t ring_empty[2];
+} ur_sock;
+_Static_assert(sizeof(ur_sock) <= CP_BACKEND_SOCK_SIZE, "ur_sock fits in cp_sock.be");
+
+static ur_sock *sock_state(cp_sock *s) { return (ur_sock *)(void *)s->be; }
+
+/* A try in user space, unless the ring just found the socket empty: a recv
+ * then would only hear EAGAIN, and the kernel would fail once more before
+ * it arms its poll. The ring completes a recv of data already there at
+ * once, so nothing waits longer for the skip. */
+static int ur_try_now(cp_sock *s, cp_op *op) {
+  if (sock_state(s)->ring_empty[op->dir]) return CP_PENDING;
+  return cp_posix_try(s, op);
+}
+
 /* A select op goes to the kernel as a poll (trying would consume the
- * data); the rest get one non-blocking try first. */
+ * data); the rest get one non-blocking try first, where it may succeed. */
 static int ur_attempt(cp_sock *s, cp_op *op, bool ready) {
   (void)ready;
-  int rc = op->select ? CP_PENDING : cp_posix_try(s, op);
+  int rc = op->select ? CP_PENDING : ur_try_now(s, op);
   if (rc == CP_PENDING) submit_op(s, op);
   return rc;
 }
@@ -142,7 +166,7 @@ static int ur_sock_adopt(cp_sock *s) {
 
 static int ur_start(cp_sock *s, cp_op *op) {
   if (cp_dir_active(s, op->dir) != op) return CP_PENDING; /* behind others: FIFO */
-  int rc = op->tried ? CP_PENDING : cp_posix_try(s, op);
+  int rc = op->tried ? CP_PENDING : ur_try_now(s, op);
   if (rc == CP_PENDING) submit_op(s, op);
   return rc;
 }
@@ -164,10 +188,21 @@ static void ur_sock_close(cp_sock *s) {
   close(fd_of(s));
 }
 
+/* What a ring result says of the socket's direction: a recv that got some
+ * but less than it asked for emptied the receive queue; any other result
+ * (a full read, EOF, an error, a send, a poll's readiness) means the next
+ * try may succeed at once. */
+static void note_result(cp_sock *s, const cp_op *op, int res) {
+  bool short_read =
+      op->kind == CPORT_OP_RECV && !by_poll(s, op) && res > 0 && (size_t)res < op->len - op->done;
+  sock_state(s)->ring_empty[op->dir] = short_read;
+}
+
 /* What a CQE result means for op: CPORT_OK, CP_PENDING (resubmit), or an
  * error. */
 static int interpret(cp_sock *s, cp_op *op, int res) {
   if (res == -ECANCELED) return CPORT_ECANCELED;
+  note_result(s, op, res);
   if (op->select) return res < 0 && res != -EINTR ? cp_errno_to_err(-res) : CPORT_OK;
   if (by_poll(s, op)) return cp_posix_try(s, op);
   if (res == -EINTR || res == -EAGAIN) return CP_PENDING;
@@ -206,20 +241,48 @@ static void reap(ur_ctx *ur, struct io_uring_cqe **batch, unsigned n) {
   }
 }
 
-static int ur_poll(cport_ctx *ctx, int timeout_ms) {
-  ur_ctx *ur = state_of(ctx);
-  struct io_uring_cqe *cqe;
+/* Makes the SQEs queued so far visible to the kernel, and returns how many
+ * it has not consumed: what liburing's io_uring_submit does before it
+ * enters, without entering (liburing 2.3 has no public call for it; its
+ * SQ array maps each slot to itself since set-up). sq_mu held. */
+static unsigned flush_sq(struct io_uring *ring) {
+  struct io_uring_sq *sq = &ring->sq;
+  unsigned tail = sq->sqe_tail;
+  if (sq->sqe_head != tail) {
+    sq->sqe_head = tail;
+    io_uring_smp_store_release(sq->ktail, tail);
+  }
+  return tail - io_uring_smp_load_acquire(sq->khead);
+}
+
+/* Submits what is queued and waits for a completion in one system call
+ * (IORING_ENTER_EXT_ARG carries the timeout), or none at all when
+ * completions are already there and nothing waits to go. Other threads
+ * may submit meanwhile (poller_waiting): the kernel consumes each entry
+ * once, whoever's count reaches it. */
+static int submit_and_wait(ur_ctx *ur, int timeout_ms) {
   struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
                                  .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
   cp_mutex_lock(&ur->sq_mu);
-  if (ur->unsubmitted) submit_locked(ur);
+  unsigned to_submit = flush_sq(&ur->ring);
+  ur->unsubmitted = false;
   ur->poller_waiting = true;
   cp_mutex_unlock(&ur->sq_mu);
-  /* With IORING_FEAT_EXT_ARG a timed wait needs no SQE: the SQ stays free
-   * for other threads meanwhile. */
-  int rc = io_uring_wait_cqe_timeout(&ur->ring, &cqe, timeout_ms < 0 ? NULL : &ts);
+  bool ready = io_uring_cq_ready(&ur->ring) > 0;
+  if (ready && to_submit == 0) return 0;
+  unsigned wait = ready || timeout_ms == 0 ? 0u : 1u;
+  struct io_uring_getevents_arg arg = {.ts = timeout_ms < 0 ? 0 : (uint64_t)(uintptr_t)&ts};
+  unsigned flags = IORING_ENTER_EXT_ARG | (wait ? IORING_ENTER_GETEVENTS : 0u);
+  int rc = io_uring_enter2((unsigned)ur->ring.ring_fd, to_submit, wait, flags,
+                           (sigset_t *)(void *)&arg, sizeof arg);
+  return rc < 0 ? rc : 0;
+}
+
+static int ur_poll(cport_ctx *ctx, int timeout_ms) {
+  ur_ctx *ur = state_of(ctx);
+  int rc = submit_and_wait(ur, timeout_ms);
   struct io_uring_cqe *batch[MAX_REAP];
-  unsigned n = rc < 0 ? 0 : io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP);
+  unsigned n = io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP);
   /* Other threads filled in these ops, then submitted them holding sq_mu.
    * The kernel orders submission before completion, but only a lock taken
    * after the CQEs were seen orders it for the C11 memory model (and
@@ -238,7 +301,10 @@ static int ur_poll(cport_ctx *ctx, int timeout_ms) {
       cp_mutex_unlock(&ur->sq_mu);
     }
   }
-  if (rc < 0 && rc != -ETIME && rc != -EINTR) return cp_errno_to_err(-rc);
+  /* EBUSY, EAGAIN: the kernel holds back until completions are reaped,
+   * which this poll just did; what it did not take is still queued. */
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+    return cp_errno_to_err(-rc);
   return CPORT_OK;
 }
 
@@ -261,7 +327,7 @@ const cp_backend cp_backend_io_uring = {
     .sock_open = ur_sock_open,
     .sock_adopt = ur_sock_adopt,
     .sock_close = ur_sock_close,
-    .try_now = cp_posix_try,
+    .try_now = ur_try_now,
     .start = ur_start,
     .attempt = ur_attempt,
     .cancel = ur_cancel,
