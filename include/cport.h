@@ -192,6 +192,8 @@ typedef struct cport_ctx_options {
    * arrives. 0: the environment variable CPORT_THREADPOOL_SIZE if set,
    * else the number of cores, at least 4. At most CPORT_THREADPOOL_MAX. */
   int threadpool_size;
+  /* 1: sockets opened in the context start with otp.defer set. */
+  int defer;
 } cport_ctx_options;
 #define CPORT_THREADPOOL_MAX 1024
 
@@ -611,6 +613,12 @@ typedef enum cport_option {
                                        this deadline (cport_deadline): an idle timeout. Accepted
                                        sockets inherit it; a listener's accepts do not use it */
   CPORT_OPT_OTP_SEND_TIMEOUT = 108, /* int ms, 0 = none (default): the same for sends */
+  CPORT_OPT_OTP_DEFER = 109,        /* bool, completion mode: every nowait call answers
+                                       CPORT_COMPLETION and delivers its result as a message,
+                                       even one that could end at once (so a program needs no
+                                       done-now path; bad arguments still fail at once).
+                                       Default: the context's (cport_ctx_options.defer);
+                                       accepted sockets inherit it */
 
   CPORT_OPT_SOCKET_REUSEADDR = 200,        /* bool */
   CPORT_OPT_SOCKET_REUSEPORT = 201,        /* bool (Linux) */

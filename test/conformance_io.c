@@ -255,6 +255,111 @@ static void test_done_now(void **state) {
   expect_no_msg(e->q, SUP_QUIET);
 }
 
+/* otp.defer: in completion mode the same calls as test_done_now each answer
+ * CPORT_COMPLETION and deliver their result as one message; in select mode
+ * the option changes nothing. Set on the listener, accepted sockets
+ * inherit it; cport_ctx_options.defer sets it on new sockets. */
+static void set_defer(cport_socket s, int on) {
+  cport_optval v;
+  memset(&v, 0, sizeof v);
+  v.type = CPORT_VAL_BOOL;
+  v.v.b = on;
+  SUP_RC(cport_setopt(s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_DEFER, &v), CPORT_OK);
+}
+
+static int get_defer(cport_socket s) {
+  cport_optval v;
+  memset(&v, 0, sizeof v);
+  SUP_RC(cport_getopt(s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_DEFER, &v), CPORT_OK);
+  return v.v.b;
+}
+
+/* A nowait call under otp.defer: pending in completion mode, its one
+ * message carrying what a done-now call would have returned. */
+static cport_msg expect_deferred(sup_env *e, cport_socket s, int rc, cport_handle h, int op) {
+  char b[256];
+  SUP_RC(rc, CPORT_COMPLETION);
+  cport_msg m = expect_msg_for(e->q, s, h, SUP_TIMEOUT);
+  SUP_ASSERT(m.tag == CPORT_TAG_COMPLETION && (int)m.op == op && m.status == CPORT_OK,
+             "deferred result %s", sup_msg_str(&m, b, sizeof b));
+  return m;
+}
+
+static void test_defer(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  char out[100], in[100];
+  size_t n = 0;
+  cport_handle h = 0;
+  cport_socket c2, acc = 0;
+  if (sup_select_mode()) {
+    /* Select mode: the option is kept, and done-now stays done now. */
+    sup_make_pair(e->q, CPORT_AF_INET, &p);
+    set_defer(p.client, 1);
+    SUP_EQ(get_defer(p.client), 1);
+    SUP_RC(cport_send(p.client, out, sizeof out, 0, CPORT_NOWAIT, &n, &h), CPORT_OK);
+    SUP_EQ(n, sizeof out);
+    return;
+  }
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  SUP_EQ(get_defer(p.client), 0);
+  set_defer(p.client, 1);
+  set_defer(p.server, 1);
+  set_defer(p.listener, 1);
+  sup_pattern(out, sizeof out, 0, 22);
+  int rc = cport_send(p.client, out, sizeof out, 0, CPORT_NOWAIT, &n, &h);
+  SUP_EQ(expect_deferred(e, p.client, rc, h, CPORT_OP_SEND).bytes, sizeof out);
+  sup_settle(e->q, 50);
+  rc = cport_recv(p.server, in, sizeof in, 0, CPORT_NOWAIT, &n, &h);
+  cport_msg m = expect_deferred(e, p.server, rc, h, CPORT_OP_RECV);
+  SUP_ASSERT(m.bytes >= 1 && m.buf == in, "deferred recv: %zu bytes", m.bytes);
+  if (m.bytes < sizeof in) sup_recv_exact(e->q, p.server, in + m.bytes, sizeof in - m.bytes);
+  sup_check_pattern(in, sizeof in, 0, 22, "deferred data");
+  /* A connection already queued: the accept's result is a message too,
+   * and the accepted socket inherits the option. */
+  c2 = sup_open(e->q, CPORT_AF_INET);
+  SUP_RC(sup_connect(e->q, c2, &p.addr), CPORT_OK);
+  sup_settle(e->q, 50);
+  rc = cport_accept(p.listener, CPORT_NOWAIT, &acc, &h);
+  SUP_EQ(acc, CPORT_INVALID_SOCKET);
+  acc = expect_deferred(e, p.listener, rc, h, CPORT_OP_ACCEPT).accepted;
+  SUP_ASSERT(acc != CPORT_INVALID_SOCKET, "accepted socket");
+  SUP_EQ(get_defer(acc), 1);
+  /* An error the OS reports at once comes as a message as well: a reset
+   * that is already there when the recv is made. */
+  cport_optval lg;
+  memset(&lg, 0, sizeof lg);
+  lg.type = CPORT_VAL_LINGER;
+  lg.v.linger.onoff = 1;
+  lg.v.linger.seconds = 0;
+  SUP_RC(cport_setopt(c2, CPORT_LEVEL_SOCKET, CPORT_OPT_SOCKET_LINGER, &lg), CPORT_OK);
+  SUP_RC(cport_close(c2), CPORT_OK);
+  sup_settle(e->q, 100);
+  rc = cport_recv(acc, in, sizeof in, 0, CPORT_NOWAIT, &n, &h);
+  SUP_RC(rc, CPORT_COMPLETION);
+  m = expect_msg_for(e->q, acc, h, SUP_TIMEOUT);
+  SUP_ASSERT(m.tag == CPORT_TAG_COMPLETION && m.status == CPORT_ECONNRESET,
+             "recv after a reset: %s", sup_rc_name(m.status));
+  /* What the library itself refuses still fails at once. */
+  SUP_RC(cport_shutdown(p.client, CPORT_SHUT_WR), CPORT_OK);
+  SUP_RC(cport_send(p.client, out, 10, 0, CPORT_NOWAIT, &n, &h), CPORT_EPIPE);
+  SUP_RC(cport_send(p.client, NULL, 10, 0, CPORT_NOWAIT, &n, &h), CPORT_EINVAL);
+  expect_no_msg(e->q, SUP_QUIET);
+  /* The context's default. */
+  cport_ctx_options opts;
+  cport_ctx *ctx;
+  cport_queue *q;
+  cport_socket s;
+  memset(&opts, 0, sizeof opts);
+  opts.backend = sup_backend();
+  opts.defer = 1;
+  SUP_RC(cport_ctx_create(&ctx, &opts), CPORT_OK);
+  SUP_RC(cport_queue_create(ctx, &q), CPORT_OK);
+  SUP_RC(cport_open(q, CPORT_AF_INET, CPORT_SOCK_STREAM, 0, &s), CPORT_OK);
+  SUP_EQ(get_defer(s), 1);
+  cport_ctx_destroy(ctx);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Rule 6: a 4 MiB send completes whole (completion) or partially + select   */
 /* ------------------------------------------------------------------------ */
@@ -833,6 +938,7 @@ static const struct CMUnitTest tests[] = {
     CONF_TEST(test_echo_ipv4),
     CONF_TEST(test_echo_ipv6),
     CONF_TEST(test_done_now),
+    CONF_TEST(test_defer),
     CONF_TEST(test_send_4mib_whole),
     CONF_TEST(test_many_pending),
     CONF_TEST(test_peer_half_close),

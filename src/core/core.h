@@ -35,6 +35,7 @@ struct cport_ctx {
   cp_jobs *jobs;     /* work.c: cport_work and lookups */
   void *be_state;
   int accepts_per_listener;
+  bool defer; /* cport_ctx_options.defer: otp.defer of new sockets */
   cp_mutex mu; /* the list of queues */
   cport_queue *queues;
   cport_queue *spare;            /* idle private queues of blocking calls (under mu) */

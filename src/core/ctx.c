@@ -70,6 +70,7 @@ int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts) {
   cport_ctx *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return CPORT_ENOMEM;
   ctx->be = be;
+  ctx->defer = opts->defer != 0;
   ctx->accepts_per_listener =
       opts->accepts_per_listener ? opts->accepts_per_listener : DEFAULT_ACCEPTS_PER_LISTENER;
   int rc = cp_timers_create(&ctx->timers);

@@ -158,6 +158,7 @@ struct cp_sock {
   uint8_t shut_rd, shut_wr;
   uint8_t debug;     /* otp.debug: trace each message to stderr */
   uint8_t zero_read; /* otp.zero_read: receive buffers go to the OS only when readable */
+  uint8_t defer;     /* otp.defer: every nowait call ends with a message */
   uint32_t rcvbuf;   /* otp.rcvbuf: what cport_recv_alloc allocates (0: default) */
   int recv_timeout;  /* otp.recv_timeout, ms (0: none) */
   int send_timeout;  /* otp.send_timeout, ms (0: none) */

@@ -141,6 +141,12 @@ static int default_deadline(const cp_sock *s, const cp_op *op) {
 /* Gives the op a record (and its default deadline, armed before the OS
  * sees the op so that failing to arm it leaves nothing to undo), queues it
  * behind its direction's others and starts it. Returns as submit does. */
+/* otp.defer: a completion-mode nowait call ends with a message, whatever
+ * its outcome (a blocking call's private queue needs no such help). */
+static bool deferred(const cp_sock *s, const cp_op *op) {
+  return s->defer && !op->select && !op->dest;
+}
+
 static int start_record(cp_sock *s, cp_op *proto, result *res, cport_handle *handle) {
   cp_op *op = cp_op_record(s, proto);
   int ms = default_deadline(s, proto);
@@ -156,10 +162,11 @@ static int start_record(cp_sock *s, cp_op *proto, result *res, cport_handle *han
   bool first = s->dirs[dir].head == NULL;
   cp_list_append(&s->dirs[dir], op);
   int rc = s->ctx->be->start(s, op);
-  if (rc == CPORT_OK && !first) {
-    /* Finished, but ops posted before it have not: it waits its turn. */
+  if ((rc == CPORT_OK && !first) || (rc != CP_PENDING && deferred(s, op))) {
+    /* Finished, but ops posted before it have not (it waits its turn), or
+     * the socket wants every end as a message. */
     *handle = op->handle;
-    cp_op_done(op, CPORT_OK);
+    cp_op_done(op, rc);
     return CPORT_COMPLETION;
   }
   if (rc == CPORT_OK || rc < 0) {
@@ -184,7 +191,8 @@ static int start_record(cp_sock *s, cp_op *proto, result *res, cport_handle *han
 /* A connect is left out: it nearly always waits, and a socket must not be
  * left connecting with no op should its record fail to allocate. */
 static bool can_try_now(const cp_sock *s, const cp_op *op) {
-  return s->ctx->be->try_now && !s->dirs[op->dir].head && op->kind != CPORT_OP_CONNECT;
+  return s->ctx->be->try_now && !s->dirs[op->dir].head && op->kind != CPORT_OP_CONNECT &&
+         !deferred(s, op);
 }
 
 static int try_first(cp_sock *s, cp_op *proto, result *res, cport_handle *handle) {

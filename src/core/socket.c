@@ -27,6 +27,7 @@ int cport_open(cport_queue *owner, int family, int type, unsigned flags, cport_s
   s->family = (uint8_t)family;
   s->type = (uint8_t)type;
   s->select_mode = (flags & CPORT_OPEN_SELECT) != 0;
+  s->defer = (uint8_t)owner->ctx->defer;
   rc = owner->ctx->be->sock_open(s);
   if (rc != CPORT_OK) {
     s->state = CP_SOCK_ZOMBIE; /* nothing pending: unlock frees it */
@@ -51,6 +52,7 @@ int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out) {
   s->type = listener->type;
   s->select_mode = listener->select_mode;
   s->zero_read = listener->zero_read;
+  s->defer = listener->defer;
   s->rcvbuf = listener->rcvbuf;
   s->recv_timeout = listener->recv_timeout;
   s->send_timeout = listener->send_timeout;
