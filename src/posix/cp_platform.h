@@ -18,7 +18,8 @@ typedef struct cp_mutex {
 } cp_mutex;
 
 typedef struct cp_cond {
-  atomic_uint seq; /* bumped by each signal: a sleeper that saw an old value wakes */
+  atomic_uint seq;     /* bumped by each signal: a sleeper that saw an old value wakes */
+  atomic_uint waiters; /* threads between the count and their wake: none, no syscall */
 } cp_cond;
 
 #define CP_MUTEX_INIT                                                                              \

@@ -39,20 +39,24 @@ void cp_mutex_wake(cp_mutex *m) { futex_wake(&m->word, 1); }
 
 int cp_cond_init(cp_cond *c) {
   atomic_init(&c->seq, 0u);
+  atomic_init(&c->waiters, 0u);
   return 0;
 }
 void cp_cond_destroy(cp_cond *c) { (void)c; }
 
-/* Signallers hold the mutex, so a signal sent between reading seq and
- * sleeping changes seq and the sleep returns at once: none is lost. */
+/* Signallers hold the mutex, and a waiter counts itself before it lets
+ * the mutex go: a signaller sees every waiter that could miss its signal,
+ * and a signal sent between reading seq and sleeping changes seq, so the
+ * sleep returns at once. With no waiter a signal is two atomics, no
+ * syscall. */
 void cp_cond_signal(cp_cond *c) {
   atomic_fetch_add_explicit(&c->seq, 1u, memory_order_relaxed);
-  futex_wake(&c->seq, 1);
+  if (atomic_load_explicit(&c->waiters, memory_order_relaxed) > 0) futex_wake(&c->seq, 1);
 }
 
 void cp_cond_broadcast(cp_cond *c) {
   atomic_fetch_add_explicit(&c->seq, 1u, memory_order_relaxed);
-  futex_wake(&c->seq, INT_MAX);
+  if (atomic_load_explicit(&c->waiters, memory_order_relaxed) > 0) futex_wake(&c->seq, INT_MAX);
 }
 
 void cp_cond_wait_until(cp_cond *c, cp_mutex *m, uint64_t deadline_ms) {
@@ -63,11 +67,13 @@ void cp_cond_wait_until(cp_cond *c, cp_mutex *m, uint64_t deadline_ms) {
     ts.tv_nsec = (long)(deadline_ms % 1000u) * 1000000L;
     deadline = &ts;
   }
+  atomic_fetch_add_explicit(&c->waiters, 1u, memory_order_relaxed);
   cp_mutex_unlock(m);
   futex_wait(&c->seq, seq, deadline);
-  /* Others woken with this thread may be asleep on the mutex: take it as
-   * contended so that its release wakes them in turn. */
-  cp_mutex_wait(m);
+  atomic_fetch_sub_explicit(&c->waiters, 1u, memory_order_relaxed);
+  /* Threads woken with this one that find the mutex taken mark it
+   * contended themselves, so an uncontended take is safe here. */
+  cp_mutex_lock(m);
 }
 
 uint64_t cp_now_ms(void) { return cp_now_ns() / 1000000u; }

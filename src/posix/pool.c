@@ -17,6 +17,7 @@ struct cp_pool {
   unsigned max_threads;
   unsigned started; /* threads created (all are joined at destroy) */
   unsigned idle;    /* threads waiting on cv */
+  unsigned wakeups; /* signals sent to idle threads that have not woken yet */
   unsigned pending; /* calls of run not yet taken */
   bool stopping;
   void (*run)(void *arg);
@@ -32,6 +33,7 @@ static void *worker_main(void *arg) {
       p->idle++;
       cp_cond_wait_until(&p->cv, &p->mu, UINT64_MAX);
       p->idle--;
+      if (p->wakeups > 0) p->wakeups--;
     }
     if (p->stopping) break;
     p->pending--;
@@ -72,7 +74,9 @@ static int start_thread(cp_pool *p) {
 }
 
 /* A new thread only when the calls waiting outnumber the idle threads; a
- * pool that has threads goes on with them if another cannot start. */
+ * pool that has threads goes on with them if another cannot start. An idle
+ * thread is woken only if none already woken is on its way: a burst of
+ * submits wakes each sleeper once, not once per call. */
 int cp_pool_submit(cp_pool *p) {
   cp_mutex_lock(&p->mu);
   p->pending++;
@@ -83,8 +87,10 @@ int cp_pool_submit(cp_pool *p) {
   }
   if (rc != CPORT_OK)
     p->pending--;
-  else if (p->idle > 0)
+  else if (p->idle > p->wakeups) {
+    p->wakeups++;
     cp_cond_signal(&p->cv);
+  }
   cp_mutex_unlock(&p->mu);
   return rc;
 }
