@@ -80,7 +80,8 @@ typedef enum cport_err {
   CPORT_EBADF = -2,          /* not a socket of this library: stale, forged or closed */
   CPORT_ENOMEM = -3,         /* out of memory */
   CPORT_ENOTSUP = -4,        /* not supported on this platform/backend/socket type */
-  CPORT_EALREADY = -5,       /* a select operation is already pending in that direction */
+  CPORT_EALREADY = -5,       /* a select or multishot operation is already pending in that
+                                direction (or a multishot call finds operations there) */
   CPORT_ENOTCONN = -6,       /* the socket is not connected */
   CPORT_EISCONN = -7,        /* the socket is already connected */
   CPORT_ECONNREFUSED = -8,   /* the peer refused the connection */
@@ -552,7 +553,43 @@ CPORT_API int cport_recvmsg(cport_socket s, cport_msghdr *m, unsigned flags, int
 CPORT_API int cport_recv_alloc(cport_socket s, unsigned flags, int timeout, void **buf,
                                size_t *received, cport_handle *handle);
 
-/* Release a buffer from cport_recv_alloc (NULL is ignored). */
+/* ---- Multishot: one call, a message per result --------------------------- */
+
+/* Accept every connection that comes: one call, one completion message
+ * per accepted socket (op CPORT_OP_ACCEPT, msg.accepted), each flagged
+ * CPORT_MSG_MORE, until the handle ends with its final message: an abort
+ * when cancelled (cport_cancel, a deadline) or closed, or a completion
+ * without CPORT_MSG_MORE carrying an error that stopped accepting (out of
+ * descriptors, say: post again once there is room) or the connection
+ * accepted as a cancel raced it. Answers CPORT_COMPLETION with *handle
+ * set, or an error at once for a bad call (not listening: CPORT_EINVAL).
+ * Select mode too: the messages are completions (they carry the result,
+ * not readiness).
+ *
+ * While a multishot handle is pending in a direction (accepts and receives
+ * are the read direction), no other operation may be posted there, and a
+ * multishot call on a direction with operations pending answers
+ * CPORT_EALREADY: its messages are the direction's only ones, in order. */
+CPORT_API int cport_accept_multi(cport_socket listener, cport_handle *handle);
+
+/* Receive until the stream ends: one completion message (op
+ * CPORT_OP_RECV) per chunk read, in order, into a buffer the library
+ * allocates (otp.rcvbuf bytes), carried in msg.buf with msg.bytes > 0 and
+ * CPORT_MSG_ALLOCATED | CPORT_MSG_MORE; release each with cport_free. The
+ * final message: a completion with 0 bytes and no buffer at the peer's
+ * end of stream (status CPORT_OK) or an error, or an abort (no buffer) on
+ * cancel, deadline or close; a chunk that raced a cancel or close ends the
+ * handle as a completion with its bytes and no CPORT_MSG_MORE. Memory
+ * stays bounded: while otp.rcv_outstanding chunks (default 16) are queued
+ * or with the user, not yet released with cport_free, the socket is not
+ * read (the peer sees a full window), and cport_free of one resumes
+ * reading. otp.recv_timeout does not apply: a cport_deadline on the handle
+ * ends the whole handle. Stream sockets only (datagram: CPORT_EOPNOTSUPP);
+ * returns as cport_accept_multi, under the same one-per-direction rule. */
+CPORT_API int cport_recv_multi(cport_socket s, cport_handle *handle);
+
+/* Release a buffer the library handed out: cport_recv_alloc, a
+ * cport_recv_multi chunk, a lookup's answer (NULL is ignored). Any thread. */
 CPORT_API void cport_free(void *buf);
 
 /* Shut down one or both directions. */
@@ -619,6 +656,10 @@ typedef enum cport_option {
                                        done-now path; bad arguments still fail at once).
                                        Default: the context's (cport_ctx_options.defer);
                                        accepted sockets inherit it */
+  /* int 1..65536, TCP: the chunks of a cport_recv_multi queued or with the
+   * user, not yet released with cport_free, before the socket stops reading
+   * (default 16); accepted sockets inherit it */
+  CPORT_OPT_OTP_RCV_OUTSTANDING = 110,
 
   CPORT_OPT_SOCKET_REUSEADDR = 200,        /* bool */
   CPORT_OPT_SOCKET_REUSEPORT = 201,        /* bool (Linux) */

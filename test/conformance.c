@@ -19,7 +19,7 @@ int main(int argc, char **argv) {
   static const conf_part parts[] = {
       conf_api_tests,     conf_io_tests,       conf_cancel_tests, conf_connect_tests,
       conf_udp_tests,     conf_ipv6_tests,     conf_unix_tests,   conf_msg_tests,
-      conf_options_tests, conf_registry_tests, conf_time_tests,
+      conf_options_tests, conf_registry_tests, conf_time_tests,   conf_multi_tests,
   };
   const size_t nparts = sizeof parts / sizeof parts[0];
   size_t total = 0, at = 0;

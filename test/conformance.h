@@ -21,5 +21,6 @@ const struct CMUnitTest *conf_msg_tests(size_t *count);      /* conformance_msg.
 const struct CMUnitTest *conf_options_tests(size_t *count);  /* conformance_options.c */
 const struct CMUnitTest *conf_registry_tests(size_t *count); /* conformance_registry.c */
 const struct CMUnitTest *conf_time_tests(size_t *count);     /* conformance_time.c */
+const struct CMUnitTest *conf_multi_tests(size_t *count);    /* conformance_multi.c */
 
 #endif

@@ -35,7 +35,7 @@ struct cport_ctx {
   cp_jobs *jobs;     /* work.c: cport_work and lookups */
   void *be_state;
   int accepts_per_listener;
-  bool defer; /* cport_ctx_options.defer: otp.defer of new sockets */
+  bool defer;  /* cport_ctx_options.defer: otp.defer of new sockets */
   cp_mutex mu; /* the list of queues */
   cport_queue *queues;
   cport_queue *spare;            /* idle private queues of blocking calls (under mu) */
@@ -84,8 +84,39 @@ cp_op *cp_op_take_cached(cport_queue *q, bool has_addr);
 void cp_list_append(cp_list *l, cp_op *op);
 void cp_list_remove(cp_list *l, cp_op *op);
 void cp_deliver_ready(cp_sock *s, int dir);
+/* A copy of op (a record of its own, same handle) to carry one result of a
+ * multishot op as a message; NULL without memory. */
+cp_op *cp_op_copy(cp_sock *s, const cp_op *op);
+/* Makes op (ended, out of any list) a message and queues it. */
+void cp_op_deliver(cp_sock *s, cp_op *op);
+/* The end of an op for good: cp_op_done without the multishot step. */
+void cp_op_end(cp_op *op, int status);
 /* An op did its work (ended now, or by cp_op_done unless a select op). */
 void cp_op_effects(cp_sock *s, const cp_op *op);
+
+/* Buffers handed to users (ubuf.c), all released by cport_free. owner:
+ * the multishot recv whose chunk it is, or NULL. */
+void *cp_ubuf_alloc(size_t len, cp_bufs *owner);
+/* The buffer goes to the user now: its release counts (multi.c). */
+void cp_ubuf_hand_over(void *buf);
+
+/* Multishot ops (multi.c). */
+/* Sets up a multishot op just recorded (a recv gets its cp_bufs). */
+int cp_multi_begin(cp_sock *s, cp_op *op);
+/* Arms op (fresh buffer, backend start) and delivers each result that
+ * comes at once, until one waits, the op pauses or it ends. */
+void cp_multi_arm(cp_sock *s, cp_op *op);
+/* op got a result (status): if it lets the handle go on, delivers it as a
+ * CPORT_MSG_MORE message, re-arms op and returns true. */
+bool cp_multi_go_on(cp_sock *s, cp_op *op, int status);
+/* op ends for good (s->mu held): an empty buffer is dropped, a full one
+ * handed over; the op's hold on its cp_bufs goes. */
+void cp_multi_end(cp_op *op);
+/* Buffer accounting, for ubuf.c: a chunk of b is released (handed: it had
+ * gone to the user). May resume a paused recv: no lock may be held. */
+void cp_bufs_ref(cp_bufs *b);
+void cp_bufs_release(cp_bufs *b, bool handed);
+void cp_bufs_handed(cp_bufs *b);
 
 /* Work and lookups on worker threads (work.c). A job runs run(job) on a
  * worker; its result is a status, and for lookups a buffer (msg.buf) of

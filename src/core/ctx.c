@@ -96,7 +96,7 @@ static void drain(cport_ctx *ctx) {
   while (cp_table_count_ctx(ctx) > 0 && cp_now_ms() < deadline) {
     int n = cport_wait(q, discard, 64, 50);
     for (int i = 0; i < n; i++)
-      if (discard[i].flags & CPORT_MSG_ALLOCATED) free(discard[i].buf);
+      if (discard[i].flags & CPORT_MSG_ALLOCATED) cport_free(discard[i].buf);
   }
   cp_queue_free(q);
 }

@@ -78,6 +78,11 @@ void cp_job_finish(cp_job *job, int status, void *result, size_t count);
 #define CP_MAX_RCVBUF (64 * 1024 * 1024)
 #define cp_rcvbuf(s) ((s)->rcvbuf ? (s)->rcvbuf : CP_DEFAULT_RCVBUF)
 
+/* otp.rcv_outstanding: its default and its largest value. */
+#define CP_DEFAULT_RCV_OUTSTANDING 16u
+#define CP_MAX_RCV_OUTSTANDING 65536
+#define cp_rcv_outstanding(s) ((s)->rcv_max ? (s)->rcv_max : CP_DEFAULT_RCV_OUTSTANDING)
+
 /* Largest single send or recv, so that every OS accepts the length. */
 #define CP_MAX_IO_LEN 0x7fffffffu
 
@@ -92,6 +97,7 @@ enum cp_sock_state { CP_SOCK_FREE = 0, CP_SOCK_OPEN = 1, CP_SOCK_ZOMBIE = 2 };
  * more than epoll, and every byte is paid per connection. */
 
 typedef struct cp_sock cp_sock;
+typedef struct cp_bufs cp_bufs; /* a multishot recv's chunks (multi.c) */
 
 typedef struct cp_op {
   /* In its socket's list for dir while it runs; once it ends, next links it
@@ -115,6 +121,8 @@ typedef struct cp_op {
   uint8_t owns_buf;   /* buf came from cport_recv_alloc: it goes to the user */
   uint8_t has_addr;   /* allocated with room for addr (cp_op_record) */
   uint8_t tag;        /* once delivered: the message's cport_tag */
+  uint8_t multi;      /* a multishot op: each result a message, until the last (multi.c) */
+  uint8_t paused;     /* a multishot recv waits for its chunks to be released */
   unsigned flags;     /* CPORT_WAITALL */
   unsigned msg_flags; /* result: CPORT_MSG_TRUNC */
   char *buf;          /* user messages: the pointer posted */
@@ -126,6 +134,7 @@ typedef struct cp_op {
     uint64_t user;         /* user and timer messages: the value given */
   };
   cport_handle deadline; /* its deadline's timer (timer.c), 0 = none */
+  cp_bufs *bufs;         /* a multishot recv: the accounting of its chunks */
   union {
     cport_queue *dest; /* until delivered: where the message goes (NULL: the owner) */
     void *meta;        /* once delivered: the socket's otp.meta */
@@ -160,6 +169,7 @@ struct cp_sock {
   uint8_t zero_read; /* otp.zero_read: receive buffers go to the OS only when readable */
   uint8_t defer;     /* otp.defer: every nowait call ends with a message */
   uint32_t rcvbuf;   /* otp.rcvbuf: what cport_recv_alloc allocates (0: default) */
+  uint32_t rcv_max;  /* otp.rcv_outstanding (0: default) */
   int recv_timeout;  /* otp.recv_timeout, ms (0: none) */
   int send_timeout;  /* otp.send_timeout, ms (0: none) */
   cp_op *close_op;   /* cport_close_async: the last message, sent once drained */

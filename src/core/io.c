@@ -8,6 +8,7 @@
 typedef struct request {
   uint8_t kind;
   bool alloc; /* cport_recv_alloc: the library allocates buf */
+  bool multi; /* cport_accept_multi, cport_recv_multi (multi.c) */
   unsigned flags;
   char *buf;
   size_t len;
@@ -25,7 +26,7 @@ typedef struct result {
 /* cport_recv_alloc's buffer: otp.rcvbuf bytes, the op's to hand over. */
 static bool alloc_buffer(cp_sock *s, cp_op *op) {
   op->len = cp_rcvbuf(s);
-  op->buf = malloc(op->len);
+  op->buf = cp_ubuf_alloc(op->len, NULL);
   op->owns_buf = op->buf != NULL;
   return op->buf != NULL;
 }
@@ -40,6 +41,16 @@ static int dir_of(uint8_t kind) {
 static bool select_pending(const cp_sock *s, int dir) {
   for (const cp_op *op = s->dirs[dir].head; op; op = op->next)
     if (op->select && op->state == CP_OP_PENDING && !op->cancelled) return true;
+  return false;
+}
+
+/* A multishot op has its direction to itself: its messages are the
+ * direction's only ones, so they need no ordering against others. A
+ * cancelled select op makes no message (io_uring keeps it until the kernel
+ * lets go), so it is no conflict. */
+static bool multi_conflict(const cp_sock *s, int dir, bool multi) {
+  for (const cp_op *op = s->dirs[dir].head; op; op = op->next)
+    if (op->multi || (multi && !(op->select && op->cancelled))) return true;
   return false;
 }
 
@@ -86,7 +97,8 @@ static int check_state(const cp_sock *s, const request *rq, bool select) {
     if (s->type == CPORT_SOCK_STREAM) return CPORT_EOPNOTSUPP;
     return s->bound || s->connected ? CPORT_OK : CPORT_EINVAL;
   default:
-    if (s->type == CPORT_SOCK_DGRAM && rq->flags & CPORT_WAITALL) return CPORT_EINVAL;
+    if (s->type == CPORT_SOCK_DGRAM && (rq->flags & CPORT_WAITALL || rq->multi))
+      return rq->multi ? CPORT_EOPNOTSUPP : CPORT_EINVAL;
     return s->connected ? CPORT_OK : CPORT_ENOTCONN;
   }
 }
@@ -106,6 +118,7 @@ static int prepare(cp_sock *s, const request *rq, cport_queue *dest, bool select
   op->kind = rq->kind;
   op->dir = (uint8_t)dir_of(rq->kind);
   op->select = select;
+  op->multi = rq->multi;
   op->flags = rq->flags;
   op->buf = rq->buf;
   op->len = rq->len;
@@ -128,7 +141,7 @@ static void finish_now(cp_sock *s, cp_op *op, int rc, result *res) {
   if (op->owns_buf && op->done > 0)
     res->buf = op->buf;
   else if (op->owns_buf)
-    free(op->buf);
+    cport_free(op->buf);
 }
 
 /* otp.recv_timeout or otp.send_timeout, for the sends and recvs they
@@ -181,11 +194,26 @@ static int start_record(cp_sock *s, cp_op *proto, result *res, cport_handle *han
   res->bytes = op->done;
   if (op->select) s->bytes_out += op->done; /* a partial select-mode send went now */
   if (op->select && op->owns_buf) {         /* a readiness wait needs no buffer */
-    free(op->buf);
+    cport_free(op->buf);
     op->buf = NULL;
     op->owns_buf = 0;
   }
   return op->select ? CPORT_SELECT : CPORT_COMPLETION;
+}
+
+/* A multishot op: every result, even the first, is a message. */
+static int start_multi(cp_sock *s, const cp_op *proto, cport_handle *handle) {
+  cp_op *op = cp_op_record(s, proto);
+  if (!op) return CPORT_ENOMEM;
+  int rc = cp_multi_begin(s, op);
+  if (rc != CPORT_OK) {
+    cp_op_free(s, op);
+    return rc;
+  }
+  cp_list_append(&s->dirs[op->dir], op);
+  *handle = op->handle;
+  cp_multi_arm(s, op);
+  return CPORT_COMPLETION;
 }
 
 /* A connect is left out: it nearly always waits, and a socket must not be
@@ -212,12 +240,16 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
                   cport_handle *handle) {
   cp_sock *s = cp_sock_lock(id);
   if (!s) return CPORT_EBADF;
-  bool select = s->select_mode && !dest;
+  bool select = s->select_mode && !dest && !rq->multi; /* a multishot op carries results */
+  int dir = dir_of(rq->kind);
   int rc = check_state(s, rq, select);
-  if (rc == CPORT_OK && select && select_pending(s, dir_of(rq->kind))) rc = CPORT_EALREADY;
+  if (rc == CPORT_OK && select && select_pending(s, dir)) rc = CPORT_EALREADY;
+  if (rc == CPORT_OK && multi_conflict(s, dir, rq->multi)) rc = CPORT_EALREADY;
   cp_op proto;
   if (rc == CPORT_OK) rc = prepare(s, rq, dest, select, &proto);
-  if (rc == CPORT_OK)
+  if (rc == CPORT_OK && rq->multi)
+    rc = start_multi(s, &proto, handle);
+  else if (rc == CPORT_OK)
     rc = can_try_now(s, &proto) ? try_first(s, &proto, res, handle)
                                 : start_record(s, &proto, res, handle);
   cp_sock_unlock(s);
@@ -398,4 +430,18 @@ int cport_recv_alloc(cport_socket s, unsigned flags, int timeout, void **buf, si
   return rc;
 }
 
-void cport_free(void *buf) { free(buf); }
+int cport_accept_multi(cport_socket listener, cport_handle *handle) {
+  if (!handle) return CPORT_EINVAL;
+  *handle = 0;
+  request rq = {.kind = CPORT_OP_ACCEPT, .multi = true};
+  result res;
+  return submit(listener, &rq, NULL, &res, handle);
+}
+
+int cport_recv_multi(cport_socket s, cport_handle *handle) {
+  if (!handle) return CPORT_EINVAL;
+  *handle = 0;
+  request rq = {.kind = CPORT_OP_RECV, .multi = true};
+  result res;
+  return submit(s, &rq, NULL, &res, handle);
+}

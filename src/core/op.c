@@ -74,6 +74,17 @@ cp_op *cp_op_record(cp_sock *s, const cp_op *proto) {
   return op;
 }
 
+cp_op *cp_op_copy(cp_sock *s, const cp_op *op) {
+  cp_op *m = op_get(s, op->dest ? op->dest : s->owner, op->has_addr);
+  if (!m) return NULL;
+  memcpy((char *)m + OP_BODY_START, (const char *)op + OP_BODY_START, OP_BODY_LEN);
+  m->has_addr = op->has_addr;
+  m->sock = s;
+  m->handle = op->handle;
+  if (op->has_addr) m->addr = op->addr;
+  return m;
+}
+
 /* Short, without addr: an armed timer holds one until it ends, and a
  * million timers would otherwise pin twice the memory. */
 cp_op *cp_op_alloc_queue(cport_queue *q, uint8_t kind, uint64_t value, void *ptr) {
@@ -139,7 +150,7 @@ void cp_dir_advance(cp_sock *s, int dir, bool ready) {
   const cp_backend *be = s->ctx->be;
   cp_op *op;
   if (s->state != CP_SOCK_OPEN) return;
-  while ((op = cp_dir_active(s, dir)) != NULL && !op->started) {
+  while ((op = cp_dir_active(s, dir)) != NULL && !op->started && !op->paused) {
     int rc = be->attempt(s, op, ready);
     if (rc == CP_PENDING) return;
     cp_op_done(op, rc); /* may free op */
@@ -217,7 +228,7 @@ static bool make_message(const cp_sock *s, cp_op *op) {
 }
 
 /* Hands op to its queue, which frees it once the message is taken. */
-static void deliver(cp_sock *s, cp_op *op) {
+void cp_op_deliver(cp_sock *s, cp_op *op) {
   if (op->deadline) cp_deadline_disarm(s, op);
   if (!make_message(s, op)) {
     cp_op_free(s, op);
@@ -234,7 +245,7 @@ void cp_deliver_ready(cp_sock *s, int dir) {
   while (l->head && l->head->state == CP_OP_DONE) {
     cp_op *op = l->head;
     cp_list_remove(l, op);
-    deliver(s, op);
+    cp_op_deliver(s, op);
   }
 }
 
@@ -248,14 +259,20 @@ static bool carries_nothing(const cp_op *op) {
 }
 
 void cp_op_done(cp_op *op, int status) {
+  if (op->multi && cp_multi_go_on(op->sock, op, status)) return;
+  cp_op_end(op, status);
+}
+
+void cp_op_end(cp_op *op, int status) {
   cp_sock *s = op->sock;
+  if (op->multi) cp_multi_end(op);
   op->status = status;
   op->state = CP_OP_DONE;
   if (!op->select) cp_op_effects(s, op); /* a select op only waited */
   cp_list *l = &s->dirs[op->dir];
   if (l->head != op && carries_nothing(op)) {
     cp_list_remove(l, op);
-    deliver(s, op);
+    cp_op_deliver(s, op);
     return;
   }
   cp_deliver_ready(s, op->dir);

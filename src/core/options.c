@@ -37,6 +37,8 @@ static const opt_def k_opts[] = {
     {CPORT_OPT_OTP_SEND_TIMEOUT, CPORT_LEVEL_OTP, "otp.send_timeout", CPORT_VAL_INT, 0, 0x7fffffff,
      false, ANY},
     {CPORT_OPT_OTP_DEFER, CPORT_LEVEL_OTP, "otp.defer", CPORT_VAL_BOOL, NOINT, false, ANY},
+    {CPORT_OPT_OTP_RCV_OUTSTANDING, CPORT_LEVEL_OTP, "otp.rcv_outstanding", CPORT_VAL_INT, 1,
+     CP_MAX_RCV_OUTSTANDING, false, STREAM},
 
     {CPORT_OPT_SOCKET_REUSEADDR, CPORT_LEVEL_SOCKET, "socket.reuseaddr", CPORT_VAL_BOOL, NOINT,
      false, ANY},
@@ -121,7 +123,7 @@ const char *cport_option_name(cport_level level, cport_option opt) {
 
 /* Options the core answers from its own state, alike on every platform. */
 static bool core_answers(cport_option opt) {
-  return (opt >= CPORT_OPT_OTP_OWNER && opt <= CPORT_OPT_OTP_DEFER) ||
+  return (opt >= CPORT_OPT_OTP_OWNER && opt <= CPORT_OPT_OTP_RCV_OUTSTANDING) ||
          opt == CPORT_OPT_SOCKET_TYPE || opt == CPORT_OPT_SOCKET_PROTOCOL ||
          opt == CPORT_OPT_SOCKET_DOMAIN || opt == CPORT_OPT_SOCKET_ACCEPTCONN;
 }
@@ -184,6 +186,7 @@ static int set_otp(cp_sock *s, cport_option opt, const cport_optval *v) {
   case CPORT_OPT_OTP_RECV_TIMEOUT: s->recv_timeout = v->v.i; return CPORT_OK;
   case CPORT_OPT_OTP_SEND_TIMEOUT: s->send_timeout = v->v.i; return CPORT_OK;
   case CPORT_OPT_OTP_DEFER: s->defer = (uint8_t)v->v.b; return CPORT_OK;
+  case CPORT_OPT_OTP_RCV_OUTSTANDING: s->rcv_max = (uint32_t)v->v.i; return CPORT_OK;
   default: return CPORT_EINVAL;
   }
 }
@@ -201,6 +204,7 @@ static bool get_known(cp_sock *s, cport_option opt, cport_optval *v) {
   case CPORT_OPT_OTP_RECV_TIMEOUT: v->v.i = s->recv_timeout; return true;
   case CPORT_OPT_OTP_SEND_TIMEOUT: v->v.i = s->send_timeout; return true;
   case CPORT_OPT_OTP_DEFER: v->v.b = s->defer; return true;
+  case CPORT_OPT_OTP_RCV_OUTSTANDING: v->v.i = (int)cp_rcv_outstanding(s); return true;
   case CPORT_OPT_SOCKET_TYPE: v->v.i = s->type; return true;
   case CPORT_OPT_SOCKET_DOMAIN: v->v.i = s->family; return true;
   case CPORT_OPT_SOCKET_PROTOCOL: v->v.i = cp_protocol(s); return true;

@@ -48,7 +48,7 @@ void cp_queue_free(cport_queue *q) {
   while (q->head) { /* undelivered: nobody else will free these */
     cp_op *op = q->head;
     q->head = op->next;
-    if (op->msg_flags & CPORT_MSG_ALLOCATED) free(op->buf);
+    if (op->msg_flags & CPORT_MSG_ALLOCATED) cport_free(op->buf);
     cp_op_free_cached(NULL, op);
   }
   for (int i = 0; i < 2; i++) {

@@ -26,7 +26,7 @@
 int cp_addrinfo_build(const cp_ai_item *items, size_t n, const char *canon, cport_addrinfo **out) {
   if (n == 0) return CPORT_ENONAME;
   size_t canon_len = canon ? strlen(canon) + 1 : 0;
-  cport_addrinfo *list = malloc(n * sizeof *list + canon_len);
+  cport_addrinfo *list = cp_ubuf_alloc(n * sizeof *list + canon_len, NULL);
   if (!list) return CPORT_ENOMEM;
   for (size_t i = 0; i < n; i++) {
     list[i].next = i + 1 < n ? &list[i + 1] : NULL;
@@ -43,7 +43,7 @@ int cp_addrinfo_build(const cp_ai_item *items, size_t n, const char *canon, cpor
   return CPORT_OK;
 }
 
-void cport_addrinfo_free(cport_addrinfo *list) { free(list); }
+void cport_addrinfo_free(cport_addrinfo *list) { cport_free(list); }
 
 /* ---- the request ------------------------------------------------------------ */
 
@@ -181,11 +181,11 @@ typedef struct reverse {
 
 static int run_nameinfo(cp_job *job, void **result, size_t *count) {
   const reverse *rv = cp_job_data(job);
-  cport_names *names = malloc(sizeof *names);
+  cport_names *names = cp_ubuf_alloc(sizeof *names, NULL);
   if (!names) return CPORT_ENOMEM;
   int rc = cp_os_getnameinfo(&rv->addr, rv->flags, names);
   if (rc != CPORT_OK) {
-    free(names);
+    cport_free(names);
     return rc;
   }
   *result = names;
@@ -259,11 +259,11 @@ int cport_resolve(cport_queue *q, const char *host, const char *service,
 
 /* Numeric answers, and CPORT_INFINITY: in the caller's thread. */
 static int nameinfo_here(const reverse *rv, cport_names **result) {
-  cport_names *names = malloc(sizeof *names);
+  cport_names *names = cp_ubuf_alloc(sizeof *names, NULL);
   if (!names) return CPORT_ENOMEM;
   int rc = cp_os_getnameinfo(&rv->addr, rv->flags, names);
   if (rc != CPORT_OK || !result) {
-    free(names);
+    cport_free(names);
     return rc;
   }
   *result = names;

@@ -54,6 +54,7 @@ int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out) {
   s->zero_read = listener->zero_read;
   s->defer = listener->defer;
   s->rcvbuf = listener->rcvbuf;
+  s->rcv_max = listener->rcv_max;
   s->recv_timeout = listener->recv_timeout;
   s->send_timeout = listener->send_timeout;
   s->bound = s->connected = 1;

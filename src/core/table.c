@@ -170,7 +170,8 @@ void cp_table_reap_ctx(cport_ctx *ctx) {
         cp_op *op;
         while ((op = s->dirs[dir].head) != NULL) {
           cp_list_remove(&s->dirs[dir], op);
-          if (op->owns_buf) free(op->buf);
+          if (op->multi) cp_multi_end(op);
+          if (op->owns_buf) cport_free(op->buf);
           cp_op_free(s, op);
         }
       }

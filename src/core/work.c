@@ -87,7 +87,7 @@ static cp_job *list_find(const job_list *l, cport_queue *q, cport_handle handle)
 /* Delivers a job that ran; jobs.mu held. */
 static void deliver(cp_job *j, int status, void *result, size_t count) {
   if (j->abandoned || !j->q) {
-    free(result);
+    cport_free(result);
     if (!j->abandoned) cp_op_free_cached(NULL, j->final);
     return;
   }
