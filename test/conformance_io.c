@@ -338,8 +338,15 @@ static void test_defer(void **state) {
   rc = cport_recv(acc, in, sizeof in, 0, CPORT_NOWAIT, &n, &h);
   SUP_RC(rc, CPORT_COMPLETION);
   m = expect_msg_for(e->q, acc, h, SUP_TIMEOUT);
-  SUP_ASSERT(m.tag == CPORT_TAG_COMPLETION && m.status == CPORT_ECONNRESET,
-             "recv after a reset: %s", sup_rc_name(m.status));
+  SUP_EQ(m.tag, CPORT_TAG_COMPLETION);
+  if (sup_on_wine() && m.status == CPORT_OK && m.bytes == 0) {
+    /* docs/wine.md "Recvs after RST": Wine reads a reset that came before
+     * the recv as EOF (seen here with otp.zero_read, whose zero-byte probe
+     * is the first receive after it); still one message, as deferred. */
+    print_message("Wine: the reset read as EOF (docs/wine.md \"Recvs after RST\")\n");
+  } else {
+    SUP_ASSERT(m.status == CPORT_ECONNRESET, "recv after a reset: %s", sup_rc_name(m.status));
+  }
   /* What the library itself refuses still fails at once. */
   SUP_RC(cport_shutdown(p.client, CPORT_SHUT_WR), CPORT_OK);
   SUP_RC(cport_send(p.client, out, 10, 0, CPORT_NOWAIT, &n, &h), CPORT_EPIPE);
