@@ -63,7 +63,7 @@ typedef struct conn {
 typedef struct server {
   cport_queue *queue;
   cport_socket listener;
-  cport_handle accept_handle;     /* pending accept, or 0 */
+  cport_handle accept_handle;     /* the multishot accept, or 0 */
   uint64_t accept_retry_at;       /* nonzero: accepting paused until then (ms) */
   conn *conns;                    /* every connection not yet freed */
   unsigned long long accepted;    /* connections accepted */
@@ -259,30 +259,26 @@ static void accept_failed(server *srv, int err) {
   srv->accept_retry_at = now_ms() + ACCEPT_RETRY_MS;
 }
 
-/* Accept until an accept stays pending. */
+/* One multishot accept: a message per connection, flagged CPORT_MSG_MORE,
+ * in either mode. An error (out of descriptors, say) ends it: pause, then
+ * post it again. */
 static void listener_pump(server *srv) {
-  while (srv->accept_handle == 0 && srv->accept_retry_at == 0) {
-    cport_socket sock = CPORT_INVALID_SOCKET;
-    cport_handle h = 0;
-    int rc = cport_accept(srv->listener, CPORT_NOWAIT, &sock, &h);
-    if (rc == CPORT_OK)
-      conn_open(srv, sock);
-    else if (rc < 0)
-      accept_failed(srv, rc);
-    else
-      srv->accept_handle = h; /* select or completion: a message will come */
-  }
+  if (srv->accept_handle != 0 || srv->accept_retry_at != 0) return;
+  cport_handle h = 0;
+  int rc = cport_accept_multi(srv->listener, &h);
+  if (rc == CPORT_COMPLETION)
+    srv->accept_handle = h;
+  else
+    accept_failed(srv, rc);
 }
 
 static void listener_on_message(server *srv, const cport_msg *m) {
-  srv->accept_handle = 0;
-  if (m->tag == CPORT_TAG_ABORT) return; /* only when we close it */
-  if (m->tag == CPORT_TAG_COMPLETION) {
-    if (m->status < 0)
-      accept_failed(srv, m->status);
-    else
-      conn_open(srv, m->accepted);
-  }
+  if (!(m->flags & CPORT_MSG_MORE)) srv->accept_handle = 0; /* the handle's last message */
+  if (m->tag == CPORT_TAG_ABORT) return;                    /* only when we close it */
+  if (m->status < 0)
+    accept_failed(srv, m->status);
+  else
+    conn_open(srv, m->accepted);
   listener_pump(srv);
 }
 
