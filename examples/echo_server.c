@@ -2,7 +2,7 @@
  * echo_server: echoes every byte on every connection, with cport.
  *
  *   echo_server --port N [--mode completion|select] [--backend auto|epoll|io_uring|iocp]
- *               [--host 127.0.0.1|::1] [--idle-timeout MS]
+ *               [--host 127.0.0.1|::1] [--idle-timeout MS] [--defer 0|1]
  *
  * One handler loop serves both modes, the way Erlang's socket module is used
  * with nowait: every call may finish at once (CPORT_OK, handled inline), or
@@ -25,6 +25,10 @@
  * abort whose status is CPORT_ETIMEDOUT, and the connection is closed. On
  * exit the server prints on stderr how many connections it accepted and
  * how many it closed as idle.
+ *
+ * --defer 1 sets cport_ctx_options.defer: every call answers pending and
+ * its result comes as a message (the same loop serves; on io_uring the
+ * sends and recvs then go through the ring, batched per poll).
  *
  * SIGUSR1 (a key press on Windows) prints the table of open sockets, like
  * Erlang's socket:i().
@@ -358,12 +362,13 @@ typedef struct options {
   unsigned open_flags;
   cport_backend_id backend;
   int idle_timeout_ms; /* otp.recv_timeout of every connection; 0 = none */
+  int defer;           /* cport_ctx_options.defer */
 } options;
 
 static int usage(void) {
   fprintf(stderr, "usage: echo_server --port N [--mode completion|select]"
                   " [--backend auto|epoll|io_uring|iocp] [--host 127.0.0.1|::1]"
-                  " [--idle-timeout MS]\n");
+                  " [--idle-timeout MS] [--defer 0|1]\n");
   return 2;
 }
 
@@ -391,6 +396,10 @@ static int parse_options(int argc, char **argv, options *o) {
       unsigned long long ms = 0;
       bad = parse_number(value, 0, INT_MAX, &ms);
       o->idle_timeout_ms = (int)ms;
+    } else if (strcmp(name, "--defer") == 0) {
+      unsigned long long on = 0;
+      bad = parse_number(value, 0, 1, &on);
+      o->defer = (int)on;
     } else {
       bad = 1;
     }
@@ -432,7 +441,7 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  cport_ctx_options ctx_opts = {.backend = opts.backend};
+  cport_ctx_options ctx_opts = {.backend = opts.backend, .defer = opts.defer};
   cport_ctx *ctx = NULL;
   int rc = cport_ctx_create(&ctx, &ctx_opts);
   if (rc != CPORT_OK) {

@@ -164,9 +164,12 @@ static int ur_sock_adopt(cp_sock *s) {
   return CPORT_OK;
 }
 
+/* A socket whose every call answers with a message (otp.defer) gains
+ * nothing from a try in user space: its sends and recvs go straight to the
+ * ring, where one enter submits a whole poll's worth. */
 static int ur_start(cp_sock *s, cp_op *op) {
   if (cp_dir_active(s, op->dir) != op) return CP_PENDING; /* behind others: FIFO */
-  int rc = op->tried ? CP_PENDING : ur_try_now(s, op);
+  int rc = op->tried || (s->defer && !op->select) ? CP_PENDING : ur_try_now(s, op);
   if (rc == CP_PENDING) submit_op(s, op);
   return rc;
 }
