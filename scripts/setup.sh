@@ -22,7 +22,7 @@ fi
 
 packages=(
   cmake ninja-build gcc clang clang-format clang-tidy pkg-config dpkg-dev
-  libcmocka-dev liburing-dev
+  libcmocka-dev liburing-dev strace
   mingw-w64 wine wine64
   libuv1-dev libevent-dev libboost-dev
 )

@@ -124,6 +124,19 @@ eyeballs() { # eyeballs NAME CLIENT...
   sed 's/^/  /' "$log"
 }
 
+# System calls per message of the echo example on io_uring, counted:
+# see scripts/syscall-count.sh.
+syscall_count() {
+  local dbg="$root/build/debug" log="$logdir/syscall-count.log"
+  say "syscall count: echo_server on io_uring"
+  if bash "$root/scripts/syscall-count.sh" "$dbg/echo_server" "$dbg/loadgen" >"$log" 2>&1; then
+    record "syscall count: echo_server on io_uring" PASS
+  else
+    record "syscall count: echo_server on io_uring" FAIL "log: $log"
+  fi
+  sed 's/^/  /' "$log"
+}
+
 echo_load() {
   local dbg="$root/build/debug" win="$root/build/mingw" b m
   logdir="$root/build/test-logs/echo" && mkdir -p "$logdir"
@@ -147,6 +160,7 @@ echo_load() {
         "$dbg/echo_client" --backend "$b" --mode "$m"
     done
   done
+  syscall_count
   [ -f "$win/echo_server.exe" ] || return 0
   # Wine's sockets are the wineserver's, in its network namespace: this
   # one runs with no persistent server, so Wine starts one inside testns,
