@@ -3,6 +3,7 @@
  *
  *   echo_server --port N [--mode completion|select] [--backend auto|epoll|io_uring|iocp]
  *               [--host 127.0.0.1|::1] [--idle-timeout MS] [--defer 0|1]
+ *               [--single-thread 0|1]
  *
  * One handler loop serves both modes, the way Erlang's socket module is used
  * with nowait: every call may finish at once (CPORT_OK, handled inline), or
@@ -29,6 +30,8 @@
  * --defer 1 sets cport_ctx_options.defer: every call answers pending and
  * its result comes as a message (the same loop serves; on io_uring the
  * sends and recvs then go through the ring, batched per poll).
+ * --single-thread 1 sets cport_ctx_options.single_thread: this program
+ * makes every call from its one thread (io_uring: a single-issuer ring).
  *
  * SIGUSR1 (a key press on Windows) prints the table of open sockets, like
  * Erlang's socket:i().
@@ -363,12 +366,13 @@ typedef struct options {
   cport_backend_id backend;
   int idle_timeout_ms; /* otp.recv_timeout of every connection; 0 = none */
   int defer;           /* cport_ctx_options.defer */
+  int single_thread;   /* cport_ctx_options.single_thread */
 } options;
 
 static int usage(void) {
   fprintf(stderr, "usage: echo_server --port N [--mode completion|select]"
                   " [--backend auto|epoll|io_uring|iocp] [--host 127.0.0.1|::1]"
-                  " [--idle-timeout MS] [--defer 0|1]\n");
+                  " [--idle-timeout MS] [--defer 0|1] [--single-thread 0|1]\n");
   return 2;
 }
 
@@ -400,6 +404,10 @@ static int parse_options(int argc, char **argv, options *o) {
       unsigned long long on = 0;
       bad = parse_number(value, 0, 1, &on);
       o->defer = (int)on;
+    } else if (strcmp(name, "--single-thread") == 0) {
+      unsigned long long on = 0;
+      bad = parse_number(value, 0, 1, &on);
+      o->single_thread = (int)on;
     } else {
       bad = 1;
     }
@@ -441,7 +449,8 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  cport_ctx_options ctx_opts = {.backend = opts.backend, .defer = opts.defer};
+  cport_ctx_options ctx_opts = {
+      .backend = opts.backend, .defer = opts.defer, .single_thread = opts.single_thread};
   cport_ctx *ctx = NULL;
   int rc = cport_ctx_create(&ctx, &ctx_opts);
   if (rc != CPORT_OK) {

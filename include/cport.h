@@ -195,6 +195,13 @@ typedef struct cport_ctx_options {
   int threadpool_size;
   /* 1: sockets opened in the context start with otp.defer set. */
   int defer;
+  /* 1: a promise that one thread, the one that creates the context, makes
+   * every call on it and its sockets and queues (the context's own worker
+   * threads excepted: work and lookups may still end on them). io_uring
+   * then sets up its ring for a single submitter (SINGLE_ISSUER and
+   * DEFER_TASKRUN, Linux 6.1+; older kernels: the ordinary set-up); the
+   * other backends are unchanged. A call from another thread is undefined. */
+  int single_thread;
 } cport_ctx_options;
 #define CPORT_THREADPOOL_MAX 1024
 

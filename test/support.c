@@ -666,6 +666,8 @@ int sup_setup(void **state) {
   reset_state();
   memset(&opts, 0, sizeof opts);
   opts.backend = g_backend;
+  /* CMake's *.single variants: the suite is single-threaded throughout. */
+  opts.single_thread = getenv("CPORT_TEST_SINGLE_THREAD") != NULL;
   rc = cport_ctx_create(&e->ctx, &opts);
   if (rc != CPORT_OK) {
     print_error("cport_ctx_create(%s) failed: %s\n", cport_backend_name(g_backend),

@@ -35,8 +35,9 @@ struct cport_ctx {
   cp_jobs *jobs;     /* work.c: cport_work and lookups */
   void *be_state;
   int accepts_per_listener;
-  bool defer;  /* cport_ctx_options.defer: otp.defer of new sockets */
-  cp_mutex mu; /* the list of queues */
+  bool defer;         /* cport_ctx_options.defer: otp.defer of new sockets */
+  bool single_thread; /* cport_ctx_options.single_thread */
+  cp_mutex mu;        /* the list of queues */
   cport_queue *queues;
   cport_queue *spare;            /* idle private queues of blocking calls (under mu) */
   _Atomic(cport_queue *) poller; /* the queue whose thread drives the backend */

@@ -71,6 +71,7 @@ int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts) {
   if (!ctx) return CPORT_ENOMEM;
   ctx->be = be;
   ctx->defer = opts->defer != 0;
+  ctx->single_thread = opts->single_thread != 0;
   ctx->accepts_per_listener =
       opts->accepts_per_listener ? opts->accepts_per_listener : DEFAULT_ACCEPTS_PER_LISTENER;
   int rc = cp_timers_create(&ctx->timers);
@@ -121,3 +122,4 @@ cport_backend_id cport_ctx_backend(const cport_ctx *ctx) {
 void *cp_ctx_backend(cport_ctx *ctx) { return ctx->be_state; }
 void cp_ctx_set_backend(cport_ctx *ctx, void *state) { ctx->be_state = state; }
 int cp_ctx_accepts_per_listener(cport_ctx *ctx) { return ctx->accepts_per_listener; }
+bool cp_ctx_single_thread(cport_ctx *ctx) { return ctx->single_thread; }

@@ -281,6 +281,8 @@ cp_op *cp_op_find(cp_sock *s, cport_handle handle);
 void *cp_ctx_backend(cport_ctx *ctx);
 void cp_ctx_set_backend(cport_ctx *ctx, void *state);
 int cp_ctx_accepts_per_listener(cport_ctx *ctx);
+/* cport_ctx_options.single_thread: one thread makes every call. */
+bool cp_ctx_single_thread(cport_ctx *ctx);
 
 /* Socket options of the OS (src/posix/opts.c, src/win/opts.c). The core
  * has checked the level, value type and range, and applicability. */

@@ -9,7 +9,13 @@
  * posting order and sends never interleave. Any thread may queue SQEs
  * (under sq_mu); the poller submits them and waits in one io_uring_enter,
  * and a thread that queues while a poller waits submits at once. Only the
- * poller reaps completions. */
+ * poller reaps completions.
+ *
+ * A single-thread context (cport_ctx_options.single_thread) sets the ring
+ * up for one submitter, as the fastest io_uring programs do: the kernel
+ * then runs completion work only when that thread enters to wait for it.
+ * Worker threads still end jobs, and their wake-ups cannot submit to such
+ * a ring, so they write an eventfd that the poller keeps a read armed on. */
 #ifdef CPORT_HAVE_IO_URING
 #define _GNU_SOURCE /* accept4 flags */
 #include "posix.h"
@@ -18,6 +24,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #define RING_ENTRIES 1024u
@@ -32,22 +39,47 @@ typedef struct ur_ctx {
   bool poller_waiting; /* sq_mu: a poller is inside the kernel wait */
   bool unsubmitted;    /* sq_mu: SQEs queued since the last submit */
   atomic_int wake_pending;
+  bool single;         /* SINGLE_ISSUER | DEFER_TASKRUN: wake-ups by wakefd */
+  bool wake_armed;     /* single: a read of wakefd is in the ring */
+  int wakefd;          /* single: -1 otherwise */
+  uint64_t wake_value; /* single: where that read lands */
 } ur_ctx;
 
 static ur_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
 
+/* The ring, set up for one submitter when asked and the kernel has it
+ * (6.1+), else with COOP_TASKRUN (5.19+: no interrupt per completion),
+ * else plainly. */
+static int ring_init(ur_ctx *ur, bool single) {
+  int rc = -EINVAL;
+  if (single) {
+    rc = io_uring_queue_init(RING_ENTRIES, &ur->ring,
+                             IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+    ur->single = rc == 0;
+  }
+  if (rc == -EINVAL) rc = io_uring_queue_init(RING_ENTRIES, &ur->ring, IORING_SETUP_COOP_TASKRUN);
+  if (rc == -EINVAL) rc = io_uring_queue_init(RING_ENTRIES, &ur->ring, 0);
+  return rc;
+}
+
 static int ur_ctx_init(cport_ctx *ctx) {
   ur_ctx *ur = calloc(1, sizeof *ur);
   if (!ur) return CPORT_ENOMEM;
-  /* COOP_TASKRUN (5.19+) spares the poller an interrupt per completion. */
-  int rc = io_uring_queue_init(RING_ENTRIES, &ur->ring, IORING_SETUP_COOP_TASKRUN);
-  if (rc == -EINVAL) rc = io_uring_queue_init(RING_ENTRIES, &ur->ring, 0);
+  int rc = ring_init(ur, cp_ctx_single_thread(ctx));
   if (rc < 0) {
     free(ur);
     return rc == -ENOSYS || rc == -EPERM ? CPORT_ENOTSUP : cp_errno_to_err(-rc);
   }
+  ur->wakefd = ur->single ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
+  if (ur->single && ur->wakefd < 0) {
+    rc = cp_errno_to_err(errno);
+    io_uring_queue_exit(&ur->ring);
+    free(ur);
+    return rc;
+  }
   if (!(ur->ring.features & IORING_FEAT_EXT_ARG) || cp_mutex_init(&ur->sq_mu) != 0) {
     io_uring_queue_exit(&ur->ring); /* a timed wait would need the SQ */
+    if (ur->wakefd >= 0) close(ur->wakefd);
     free(ur);
     return CPORT_ENOTSUP;
   }
@@ -58,6 +90,7 @@ static int ur_ctx_init(cport_ctx *ctx) {
 static void ur_ctx_free(cport_ctx *ctx) {
   ur_ctx *ur = state_of(ctx);
   io_uring_queue_exit(&ur->ring);
+  if (ur->wakefd >= 0) close(ur->wakefd);
   cp_mutex_destroy(&ur->sq_mu);
   free(ur);
 }
@@ -237,8 +270,10 @@ static void reap(ur_ctx *ur, struct io_uring_cqe **batch, unsigned n) {
     uint64_t key = io_uring_cqe_get_data64(batch[i]);
     int res = batch[i]->res;
     io_uring_cqe_seen(&ur->ring, batch[i]);
-    if (key == WAKE_KEY)
+    if (key == WAKE_KEY) {
+      ur->wake_armed = false; /* single: the read took the count */
       atomic_store(&ur->wake_pending, 0);
+    }
     else if (key != IGNORE_KEY)
       complete((cp_op *)(uintptr_t)key, res);
   }
@@ -258,6 +293,15 @@ static unsigned flush_sq(struct io_uring *ring) {
   return tail - io_uring_smp_load_acquire(sq->khead);
 }
 
+/* single: a read of wakefd, which ur_wake writes from any thread; sq_mu
+ * held, on the one thread that may submit. */
+static void arm_wakefd(ur_ctx *ur) {
+  struct io_uring_sqe *sqe = get_sqe(ur);
+  io_uring_prep_read(sqe, ur->wakefd, &ur->wake_value, sizeof ur->wake_value, 0);
+  io_uring_sqe_set_data64(sqe, WAKE_KEY);
+  ur->wake_armed = true;
+}
+
 /* Submits what is queued and waits for a completion in one system call
  * (IORING_ENTER_EXT_ARG carries the timeout), or none at all when
  * completions are already there and nothing waits to go. Other threads
@@ -267,6 +311,7 @@ static int submit_and_wait(ur_ctx *ur, int timeout_ms) {
   struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
                                  .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
   cp_mutex_lock(&ur->sq_mu);
+  if (ur->single && !ur->wake_armed) arm_wakefd(ur);
   unsigned to_submit = flush_sq(&ur->ring);
   ur->unsubmitted = false;
   ur->poller_waiting = true;
@@ -275,7 +320,8 @@ static int submit_and_wait(ur_ctx *ur, int timeout_ms) {
   if (ready && to_submit == 0) return 0;
   unsigned wait = ready || timeout_ms == 0 ? 0u : 1u;
   struct io_uring_getevents_arg arg = {.ts = timeout_ms < 0 ? 0 : (uint64_t)(uintptr_t)&ts};
-  unsigned flags = IORING_ENTER_EXT_ARG | (wait ? IORING_ENTER_GETEVENTS : 0u);
+  /* DEFER_TASKRUN: completions are only made when asked for. */
+  unsigned flags = IORING_ENTER_EXT_ARG | (wait || ur->single ? IORING_ENTER_GETEVENTS : 0u);
   int rc = io_uring_enter2((unsigned)ur->ring.ring_fd, to_submit, wait, flags,
                            (sigset_t *)(void *)&arg, sizeof arg);
   return rc < 0 ? rc : 0;
@@ -314,6 +360,12 @@ static int ur_poll(cport_ctx *ctx, int timeout_ms) {
 static void ur_wake(cport_ctx *ctx) {
   ur_ctx *ur = state_of(ctx);
   if (atomic_exchange(&ur->wake_pending, 1)) return;
+  if (ur->single) { /* only the ring's thread may submit */
+    uint64_t one = 1;
+    while (write(ur->wakefd, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+    return;
+  }
   cp_mutex_lock(&ur->sq_mu);
   struct io_uring_sqe *sqe = get_sqe(ur);
   io_uring_prep_nop(sqe);
