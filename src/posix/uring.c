@@ -273,8 +273,7 @@ static void reap(ur_ctx *ur, struct io_uring_cqe **batch, unsigned n) {
     if (key == WAKE_KEY) {
       ur->wake_armed = false; /* single: the read took the count */
       atomic_store(&ur->wake_pending, 0);
-    }
-    else if (key != IGNORE_KEY)
+    } else if (key != IGNORE_KEY)
       complete((cp_op *)(uintptr_t)key, res);
   }
 }
