@@ -14,6 +14,7 @@
 
 #include <stdatomic.h>
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -907,6 +908,455 @@ static void test_work_from_threads(void **state) {
   expect_no_msg(e->q, 20);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Multishot handles across threads                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Record the first failure seen on the main thread while workers still run
+ * (the workers are stopped and joined before it is asserted). */
+static void SUP_PRINTF(3, 4) note_failure(char *failure, size_t size, const char *fmt, ...) {
+  va_list ap;
+  if (failure[0]) return;
+  va_start(ap, fmt);
+  vsnprintf(failure, size, fmt, ap);
+  va_end(ap);
+}
+
+static void set_otp_int(cport_socket s, cport_option opt, int value) {
+  cport_optval v;
+  memset(&v, 0, sizeof v);
+  v.type = CPORT_VAL_INT;
+  v.v.i = value;
+  SUP_RC(cport_setopt(s, CPORT_LEVEL_OTP, opt, &v), CPORT_OK);
+}
+
+/* A recv_multi pumped by the test thread (A), whose chunks are handed to
+ * thread B (cport_post to a second queue), which checks them in order and
+ * releases them: every cport_free, and so every resume of the paused recv,
+ * runs on B. Thread C sends the stream with blocking sends (it never frees,
+ * so it cannot hold up the reads it waits for) and then shuts down writing.
+ *
+ * The bound: A adds one to `held` when it takes a chunk from the queue; B
+ * subtracts one just BEFORE cport_free. The library counts a chunk from
+ * before its message is queued until inside cport_free, so `held` never
+ * exceeds what the library counts, and that is at most otp.rcv_outstanding
+ * (2). (Subtracting after cport_free would not do: the free can resume the
+ * recv and A can take the next chunk before B's subtraction, so `held`
+ * could read 3 with the library at 2.) Every 64th chunk B holds on to its
+ * chunk until A has taken the next one (held == 2), then checks that no
+ * third comes: so the recv pauses, and B's release resumes it. */
+#define MR_TOTAL (256 * 1024)
+#define MR_RCVBUF 512
+#define MR_OUTSTANDING 2
+#define MR_SEED 96u
+
+typedef struct mr_shared {
+  cport_queue *handoff; /* A posts (bytes, chunk) here; (0, NULL) means stop */
+  atomic_int held;      /* chunks taken by A and not yet released by B */
+  atomic_int abandon;   /* A gave up: B stops waiting for chunks */
+  /* B's results, read after the join */
+  size_t checked; /* bytes checked against the pattern, in order */
+  int released;   /* chunks released */
+  int holds;      /* times B held a chunk until the next one came */
+} mr_shared;
+
+typedef struct mr_sender {
+  cport_socket s;
+  const char *data;
+  size_t sent;
+  int rc; /* CPORT_OK, or the first call that failed (read after the join) */
+} mr_sender;
+
+static void mr_send(void *arg) {
+  mr_sender *c = (mr_sender *)arg;
+  c->rc = CPORT_OK;
+  while (c->sent < MR_TOTAL && c->rc == CPORT_OK) {
+    size_t piece = MR_TOTAL - c->sent, n = 0;
+    cport_handle h = 0;
+    if (piece > 16384) piece = 16384;
+    c->rc = cport_send(c->s, c->data + c->sent, piece, 0, SUP_TIMEOUT, &n, &h);
+    c->sent += n;
+  }
+  if (c->rc == CPORT_OK) c->rc = cport_shutdown(c->s, CPORT_SHUT_WR);
+}
+
+/* B, holding one chunk: the next one must still come (1 < 2 held), and no
+ * third while two are held. */
+static void mr_hold(mr_shared *sh) {
+  uint64_t deadline = sup_now_ms() + SUP_TIMEOUT;
+  while (atomic_load(&sh->held) < MR_OUTSTANDING) {
+    if (atomic_load(&sh->abandon)) return;
+    if (sup_now_ms() > deadline)
+      SUP_FAIL("holding one chunk (%zu bytes checked), the next one did not come in %d ms",
+               sh->checked, SUP_TIMEOUT);
+    sup_sleep_ms(1);
+  }
+  sup_sleep_ms(20);
+  SUP_ASSERT(atomic_load(&sh->held) == MR_OUTSTANDING, "%d chunks held, otp.rcv_outstanding 2",
+             atomic_load(&sh->held));
+  sh->holds++;
+}
+
+static void mr_release(void *arg) {
+  mr_shared *sh = (mr_shared *)arg;
+  for (;;) {
+    cport_msg m;
+    int got = cport_wait(sh->handoff, &m, 1, 100);
+    SUP_ASSERT(got == 0 || got == 1, "cport_wait returned %s", sup_rc_name(got));
+    if (got == 0) continue;
+    SUP_EQ(m.tag, CPORT_TAG_USER);
+    if (m.user_ptr == NULL) return;
+    sup_check_pattern(m.user_ptr, (size_t)m.user, sh->checked, MR_SEED,
+                      "recv_multi chunk checked on another thread");
+    sh->checked += (size_t)m.user;
+    if (sh->released % 64 == 7 && sh->checked < MR_TOTAL) mr_hold(sh);
+    atomic_fetch_sub(&sh->held, 1);
+    cport_free(m.user_ptr);
+    sh->released++;
+  }
+}
+
+static void test_multi_recv_freed_by_other_thread(void **state) {
+  sup_env *e = (sup_env *)*state;
+  char *data = (char *)sup_alloc(MR_TOTAL);
+  char failure[512] = "";
+  mr_shared sh;
+  mr_sender snd;
+  sup_thread *tb, *tc;
+  sup_pair p;
+  cport_handle h = 0;
+  cport_msg final;
+  cport_info info;
+  size_t bytes = 0;
+  int chunks = 0, max_held = 0, ended = 0;
+  uint64_t last = sup_now_ms();
+
+  memset(&sh, 0, sizeof sh);
+  memset(&snd, 0, sizeof snd);
+  memset(&final, 0, sizeof final);
+  atomic_init(&sh.held, 0);
+  atomic_init(&sh.abandon, 0);
+  SUP_RC(cport_queue_create(e->ctx, &sh.handoff), CPORT_OK);
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  set_otp_int(p.server, CPORT_OPT_OTP_RCV_OUTSTANDING, MR_OUTSTANDING);
+  set_otp_int(p.server, CPORT_OPT_OTP_RCVBUF, MR_RCVBUF);
+  SUP_RC(cport_recv_multi(p.server, &h), CPORT_COMPLETION);
+  sup_pattern(data, MR_TOTAL, 0, MR_SEED);
+  snd.s = p.client;
+  snd.data = data;
+  tb = sup_thread_start(mr_release, &sh);
+  tc = sup_thread_start(mr_send, &snd);
+
+  /* A: pump the owner queue until the handle's final message. */
+  while (!ended && !failure[0]) {
+    cport_msg m[4];
+    int got = cport_wait(e->q, m, 4, 100);
+    if (got < 0) {
+      note_failure(failure, sizeof failure, "cport_wait returned %s", sup_rc_name(got));
+      break;
+    }
+    if (got == 0 && sup_now_ms() - last > SUP_TIMEOUT)
+      note_failure(failure, sizeof failure,
+                   "no recv_multi message for %d ms (%zu bytes, %d chunks)", SUP_TIMEOUT, bytes,
+                   chunks);
+    if (got > 0) last = sup_now_ms();
+    for (int i = 0; i < got && !failure[0]; i++) {
+      char b[256];
+      int now, rc;
+      if (m[i].socket != p.server || m[i].handle != h || m[i].op != CPORT_OP_RECV || ended) {
+        note_failure(failure, sizeof failure, "%s: %s",
+                     ended ? "a message after the final one" : "not the recv_multi's",
+                     sup_msg_str(&m[i], b, sizeof b));
+        break;
+      }
+      if (!(m[i].flags & CPORT_MSG_MORE)) {
+        final = m[i];
+        ended = 1;
+        continue;
+      }
+      if (m[i].tag != CPORT_TAG_COMPLETION || m[i].status != CPORT_OK || m[i].bytes == 0 ||
+          m[i].bytes > MR_RCVBUF || m[i].buf == NULL || !(m[i].flags & CPORT_MSG_ALLOCATED)) {
+        note_failure(failure, sizeof failure, "recv_multi chunk: %s",
+                     sup_msg_str(&m[i], b, sizeof b));
+        break;
+      }
+      now = atomic_fetch_add(&sh.held, 1) + 1;
+      if (now > max_held) max_held = now;
+      if (now > MR_OUTSTANDING)
+        note_failure(failure, sizeof failure, "%d chunks delivered and not released (limit %d)",
+                     now, MR_OUTSTANDING);
+      bytes += m[i].bytes;
+      chunks++;
+      rc = cport_post(sh.handoff, (uint64_t)m[i].bytes, m[i].buf);
+      if (rc != CPORT_OK)
+        note_failure(failure, sizeof failure, "cport_post to B: %s", sup_rc_name(rc));
+    }
+  }
+  if (ended && !failure[0]) {
+    cport_msg extra;
+    int got = cport_wait(e->q, &extra, 1, 50);
+    if (got != 0)
+      note_failure(failure, sizeof failure, "cport_wait after the final message: %d", got);
+  }
+  /* Stop B after the chunks already handed over; C ends by itself (its
+   * sends time out if nobody reads). Then the verdicts, main thread first. */
+  atomic_store(&sh.abandon, failure[0] != 0);
+  SUP_RC(cport_post(sh.handoff, 0, NULL), CPORT_OK);
+  sup_thread_join(tc);
+  sup_thread_join(tb);
+  SUP_ASSERT(!failure[0], "%s", failure);
+  SUP_RC(snd.rc, CPORT_OK);
+  SUP_EQ(snd.sent, MR_TOTAL);
+  {
+    char b[256];
+    SUP_ASSERT(final.tag == CPORT_TAG_COMPLETION && final.status == CPORT_OK && final.bytes == 0 &&
+                   final.buf == NULL && !(final.flags & CPORT_MSG_ALLOCATED),
+               "final message at the peer's end of stream: %s", sup_msg_str(&final, b, sizeof b));
+  }
+  SUP_EQ(bytes, MR_TOTAL);
+  SUP_EQ(sh.checked, MR_TOTAL); /* every byte once, in order: B checked offsets */
+  SUP_EQ(sh.released, chunks);
+  SUP_EQ(atomic_load(&sh.held), 0);
+  SUP_ASSERT(sh.holds > 0, "B never held a chunk while the next one came");
+  SUP_EQ(max_held, MR_OUTSTANDING);
+  SUP_RC(cport_info_get(p.server, &info), CPORT_OK);
+  SUP_EQ(info.pending_reads, 0);
+  print_message("recv_multi freed on another thread: %d chunks, %d holds, at most %d held\n",
+                chunks, sh.holds, max_held);
+  SUP_RC(cport_queue_destroy(sh.handoff), CPORT_OK);
+  expect_no_msg(e->q, 20);
+}
+
+/* An accept_multi pumped by the test thread (A) while thread B connects 50
+ * clients (blocking connects) and then cancels the handle. Every result
+ * before the final message is flagged MORE and carries a socket; the final
+ * one is an abort ECANCELED, or a completion with the connection that raced
+ * the cancel; nothing follows it. Connections the handle did not take wait
+ * in the backlog for a plain accept: each of the 50 clients is accepted
+ * exactly once, none is lost. B cancels at one of three moments: */
+#define AC_CLIENTS 50
+
+typedef enum ac_when {
+  AC_AFTER_ALL, /* once A has taken all 50 results: the end must be the abort */
+  AC_AT_ONCE,   /* right after the last connect, while A pumps */
+  AC_BACKLOG    /* B connects plain OS sockets (a cport blocking connect waits
+                   on the poller, which would accept them at once), A starts
+                   pumping only once all 50 have connected, and B cancels as
+                   A starts: the cancel meets the accepts */
+} ac_when;
+
+static const char *ac_when_name(ac_when w) {
+  return w == AC_AFTER_ALL ? "after all" : w == AC_AT_ONCE ? "at once" : "backlog";
+}
+
+typedef struct ac_round {
+  cport_queue *client_q;
+  cport_addr addr;
+  cport_socket listener;
+  cport_handle h;
+  ac_when when;
+  atomic_int connected; /* B: all clients connected */
+  atomic_int pumping;   /* A: pumping starts */
+  atomic_int taken;     /* results (flagged MORE) A has taken */
+  atomic_int abandon;   /* A gave up: B stops waiting */
+  /* B's, read after the join */
+  cport_socket clients[AC_CLIENTS]; /* AC_BACKLOG: raw[] instead */
+  sup_raw raw[AC_CLIENTS];
+  uint16_t client_port[AC_CLIENTS];
+  int cancel_rc;
+} ac_round;
+
+/* Wait until *flag >= value, sleeping a millisecond between looks (or
+ * spinning: to act the moment it is set); 0 if the other side gave up (or
+ * never set it within SUP_TIMEOUT). */
+static int ac_wait_for(atomic_int *flag, int value, atomic_int *abandon, int spin) {
+  uint64_t deadline = sup_now_ms() + SUP_TIMEOUT;
+  while (atomic_load(flag) < value) {
+    if ((abandon && atomic_load(abandon)) || sup_now_ms() > deadline) return 0;
+    sup_sleep_ms(spin ? 0 : 1);
+  }
+  return 1;
+}
+
+static void ac_connect_then_cancel(void *arg) {
+  ac_round *r = (ac_round *)arg;
+  for (int i = 0; i < AC_CLIENTS; i++) {
+    cport_addr a;
+    cport_handle h = 0;
+    if (r->when == AC_BACKLOG) {
+      r->raw[i] = sup_raw_connect(&r->addr);
+      SUP_ASSERT(r->raw[i] != -1, "plain connect %d failed", i);
+      SUP_ASSERT(sup_raw_sockname(r->raw[i], &a) == 0, "getsockname");
+    } else {
+      r->clients[i] = sup_open(r->client_q, CPORT_AF_INET);
+      SUP_RC(cport_connect(r->clients[i], &r->addr, SUP_TIMEOUT, &h), CPORT_OK);
+      SUP_RC(cport_sockname(r->clients[i], &a), CPORT_OK);
+    }
+    r->client_port[i] = a.port;
+  }
+  atomic_store(&r->connected, 1);
+  if (r->when == AC_AFTER_ALL && !ac_wait_for(&r->taken, AC_CLIENTS, &r->abandon, 0)) {
+    SUP_ASSERT(atomic_load(&r->abandon), "%d of %d connections accepted after %d ms",
+               atomic_load(&r->taken), AC_CLIENTS, SUP_TIMEOUT);
+    return;
+  }
+  if (r->when == AC_BACKLOG && !ac_wait_for(&r->pumping, 1, &r->abandon, 1)) return;
+  r->cancel_rc = cport_cancel(r->listener, r->h);
+}
+
+/* An accepted socket: note its peer's port, close it. */
+static int ac_keep(cport_socket s, uint16_t *peers, int *npeers) {
+  cport_addr a;
+  int rc = cport_peername(s, &a);
+  if (rc == CPORT_OK && *npeers < AC_CLIENTS + 1) peers[(*npeers)++] = a.port;
+  if (rc == CPORT_OK) rc = cport_close(s);
+  return rc;
+}
+
+static void test_multi_accept_cancel_from_other_thread(void **state) {
+  sup_env *e = (sup_env *)*state;
+  const int rounds = sup_scale(12, 6);
+  ac_round *r = (ac_round *)sup_alloc(sizeof *r);
+  int aborted = 0, raced = 0, taken_total = 0, left_total = 0;
+
+  for (int round = 0; round < rounds; round++) {
+    char failure[512] = "";
+    uint16_t peers[AC_CLIENTS + 1];
+    int npeers = 0, more = 0, ended = 0, left = 0;
+    cport_msg final;
+    uint64_t last;
+    sup_thread *t;
+
+    memset(r, 0, sizeof *r);
+    for (int i = 0; i < AC_CLIENTS; i++) r->raw[i] = -1;
+    memset(&final, 0, sizeof final);
+    atomic_init(&r->connected, 0);
+    atomic_init(&r->pumping, 0);
+    atomic_init(&r->taken, 0);
+    atomic_init(&r->abandon, 0);
+    r->when = (ac_when)(round % 3);
+    SUP_RC(cport_queue_create(e->ctx, &r->client_q), CPORT_OK);
+    r->listener = sup_listener(e->q, CPORT_AF_INET, 0, 0, &r->addr);
+    SUP_RC(cport_accept_multi(r->listener, &r->h), CPORT_COMPLETION);
+    t = sup_thread_start(ac_connect_then_cancel, r);
+
+    if (r->when == AC_BACKLOG && !ac_wait_for(&r->connected, 1, NULL, 0))
+      note_failure(failure, sizeof failure, "B did not connect its clients");
+    atomic_store(&r->pumping, 1);
+    /* A: pump until the final message. */
+    last = sup_now_ms();
+    while (!ended && !failure[0]) {
+      cport_msg m[8];
+      int got = cport_wait(e->q, m, 8, 100);
+      if (got < 0) {
+        note_failure(failure, sizeof failure, "cport_wait returned %s", sup_rc_name(got));
+        break;
+      }
+      if (got == 0 && sup_now_ms() - last > SUP_TIMEOUT)
+        note_failure(failure, sizeof failure, "no accept_multi message for %d ms (%d taken)",
+                     SUP_TIMEOUT, more);
+      if (got > 0) last = sup_now_ms();
+      for (int i = 0; i < got && !failure[0]; i++) {
+        char b[256];
+        int rc;
+        if (m[i].socket != r->listener || m[i].handle != r->h || m[i].op != CPORT_OP_ACCEPT ||
+            ended) {
+          note_failure(failure, sizeof failure, "%s: %s",
+                       ended ? "a message after the final one" : "not the accept_multi's",
+                       sup_msg_str(&m[i], b, sizeof b));
+          break;
+        }
+        if (!(m[i].flags & CPORT_MSG_MORE)) {
+          final = m[i];
+          ended = 1;
+          continue;
+        }
+        if (m[i].tag != CPORT_TAG_COMPLETION || m[i].status != CPORT_OK ||
+            m[i].accepted == CPORT_INVALID_SOCKET) {
+          note_failure(failure, sizeof failure, "accept_multi result: %s",
+                       sup_msg_str(&m[i], b, sizeof b));
+          break;
+        }
+        rc = ac_keep(m[i].accepted, peers, &npeers);
+        if (rc != CPORT_OK)
+          note_failure(failure, sizeof failure, "accepted socket %d: %s", more, sup_rc_name(rc));
+        more++;
+        atomic_store(&r->taken, more);
+      }
+    }
+    if (ended && !failure[0]) {
+      cport_msg extra;
+      int got = cport_wait(e->q, &extra, 1, 50);
+      if (got != 0)
+        note_failure(failure, sizeof failure, "cport_wait after the final message: %d", got);
+    }
+    atomic_store(&r->abandon, failure[0] != 0);
+    sup_thread_join(t);
+    SUP_ASSERT(!failure[0], "round %d (cancel %s): %s", round, ac_when_name(r->when), failure);
+    SUP_RC(r->cancel_rc, CPORT_OK);
+
+    /* The final message. */
+    {
+      char b[256];
+      if (final.tag == CPORT_TAG_ABORT) {
+        SUP_ASSERT(final.status == CPORT_ECANCELED && final.accepted == CPORT_INVALID_SOCKET,
+                   "round %d: final abort: %s", round, sup_msg_str(&final, b, sizeof b));
+        aborted++;
+      } else {
+        SUP_ASSERT(r->when != AC_AFTER_ALL,
+                   "round %d: all %d were taken, yet the end is not an abort: %s", round,
+                   AC_CLIENTS, sup_msg_str(&final, b, sizeof b));
+        SUP_ASSERT(final.tag == CPORT_TAG_COMPLETION && final.status == CPORT_OK &&
+                       final.accepted != CPORT_INVALID_SOCKET,
+                   "round %d: a final completion carries the connection that raced the cancel: %s",
+                   round, sup_msg_str(&final, b, sizeof b));
+        SUP_RC(ac_keep(final.accepted, peers, &npeers), CPORT_OK);
+        raced++;
+      }
+    }
+    if (r->when == AC_AFTER_ALL) SUP_EQ(more, AC_CLIENTS);
+    SUP_ASSERT(npeers <= AC_CLIENTS, "round %d: %d sockets for %d clients", round, npeers,
+               AC_CLIENTS);
+    /* The connections the handle did not take are still there, for a
+     * plain accept; and there are no others. */
+    while (npeers < AC_CLIENTS) {
+      cport_socket s = CPORT_INVALID_SOCKET;
+      cport_handle h = 0;
+      int rc = cport_accept(r->listener, SUP_TIMEOUT, &s, &h);
+      SUP_ASSERT(rc == CPORT_OK, "round %d (cancel %s): %d results, %d taken in all, the next: %s",
+                 round, ac_when_name(r->when), more, npeers, sup_rc_name(rc));
+      SUP_RC(ac_keep(s, peers, &npeers), CPORT_OK);
+      left++;
+    }
+    {
+      cport_socket s = CPORT_INVALID_SOCKET;
+      cport_handle h = 0;
+      SUP_RC(cport_accept(r->listener, 50, &s, &h), CPORT_ETIMEDOUT);
+    }
+    /* Each client was accepted exactly once. */
+    for (int i = 0; i < AC_CLIENTS; i++) {
+      int n = 0;
+      for (int j = 0; j < npeers; j++) n += peers[j] == r->client_port[i];
+      SUP_ASSERT(n == 1, "round %d: client %d (port %u) accepted %d times", round, i,
+                 (unsigned)r->client_port[i], n);
+    }
+    taken_total += more;
+    left_total += left;
+    for (int i = 0; i < AC_CLIENTS; i++) {
+      if (r->when == AC_BACKLOG)
+        sup_raw_close(r->raw[i]);
+      else
+        SUP_RC(cport_close(r->clients[i]), CPORT_OK);
+    }
+    SUP_RC(cport_close(r->listener), CPORT_OK);
+    SUP_RC(cport_queue_destroy(r->client_q), CPORT_OK);
+  }
+  print_message("accept_multi cancelled from another thread: %d rounds, %d ended by an abort, "
+                "%d by a raced connection; %d results, %d connections left for a plain accept\n",
+                rounds, aborted, raced, taken_total, left_total);
+  expect_no_msg(e->q, 20);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_two_threads_own_queues_echo, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_post_wakes_infinite_waiter, sup_setup, sup_teardown),
@@ -918,6 +1368,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_close_while_other_thread_pumps, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_timers_on_threads, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_work_from_threads, sup_setup, sup_teardown),
+    cmocka_unit_test_setup_teardown(test_multi_recv_freed_by_other_thread, sup_setup, sup_teardown),
+    cmocka_unit_test_setup_teardown(test_multi_accept_cancel_from_other_thread, sup_setup,
+                                    sup_teardown),
 };
 
 int main(int argc, char **argv) {
