@@ -39,10 +39,11 @@ typedef struct ur_ctx {
   bool poller_waiting; /* sq_mu: a poller is inside the kernel wait */
   bool unsubmitted;    /* sq_mu: SQEs queued since the last submit */
   atomic_int wake_pending;
-  bool single;         /* SINGLE_ISSUER | DEFER_TASKRUN: wake-ups by wakefd */
-  bool wake_armed;     /* single: a read of wakefd is in the ring */
-  int wakefd;          /* single: -1 otherwise */
-  uint64_t wake_value; /* single: where that read lands */
+  bool single;          /* SINGLE_ISSUER | DEFER_TASKRUN: wake-ups by wakefd */
+  bool ring_registered; /* single: enters name the ring by its registered index */
+  bool wake_armed;      /* single: a read of wakefd is in the ring */
+  int wakefd;           /* single: -1 otherwise */
+  uint64_t wake_value;  /* single: where that read lands */
 } ur_ctx;
 
 static ur_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
@@ -83,6 +84,10 @@ static int ur_ctx_init(cport_ctx *ctx) {
     free(ur);
     return CPORT_ENOTSUP;
   }
+  /* A registered ring descriptor is the registering thread's own, so only
+   * a single-thread context can use one: it spares each enter a file
+   * lookup. Kernels before 5.18 lack it, which costs nothing. */
+  if (ur->single) ur->ring_registered = io_uring_register_ring_fd(&ur->ring) == 1;
   cp_ctx_set_backend(ctx, ur);
   return CPORT_OK;
 }
@@ -321,8 +326,13 @@ static int submit_and_wait(ur_ctx *ur, int timeout_ms) {
   struct io_uring_getevents_arg arg = {.ts = timeout_ms < 0 ? 0 : (uint64_t)(uintptr_t)&ts};
   /* DEFER_TASKRUN: completions are only made when asked for. */
   unsigned flags = IORING_ENTER_EXT_ARG | (wait || ur->single ? IORING_ENTER_GETEVENTS : 0u);
-  int rc = io_uring_enter2((unsigned)ur->ring.ring_fd, to_submit, wait, flags,
-                           (sigset_t *)(void *)&arg, sizeof arg);
+  int fd = ur->ring.ring_fd;
+  if (ur->ring_registered) {
+    fd = ur->ring.enter_ring_fd;
+    flags |= IORING_ENTER_REGISTERED_RING;
+  }
+  int rc =
+      io_uring_enter2((unsigned)fd, to_submit, wait, flags, (sigset_t *)(void *)&arg, sizeof arg);
   return rc < 0 ? rc : 0;
 }
 
