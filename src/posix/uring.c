@@ -24,6 +24,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -44,6 +45,11 @@ typedef struct ur_ctx {
   bool wake_armed;      /* single: a read of wakefd is in the ring */
   int wakefd;           /* single: -1 otherwise */
   uint64_t wake_value;  /* single: where that read lands */
+  struct sqe_backlog {  /* sq_mu: SQEs that found the ring full, in order */
+    struct io_uring_sqe *v;
+    unsigned head, n, cap;
+  } backlog;
+  bool refuse_test; /* CPORT_IO_URING_BACKLOG: get_sqe acts as if the kernel refused */
 } ur_ctx;
 
 static ur_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
@@ -51,22 +57,33 @@ static ur_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
 /* The ring, set up for one submitter when asked and the kernel has it
  * (6.1+), else with COOP_TASKRUN (5.19+: no interrupt per completion),
  * else plainly. */
-static int ring_init(ur_ctx *ur, bool single) {
+static int ring_init(ur_ctx *ur, bool single, unsigned entries) {
   int rc = -EINVAL;
   if (single) {
-    rc = io_uring_queue_init(RING_ENTRIES, &ur->ring,
+    rc = io_uring_queue_init(entries, &ur->ring,
                              IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
     ur->single = rc == 0;
   }
-  if (rc == -EINVAL) rc = io_uring_queue_init(RING_ENTRIES, &ur->ring, IORING_SETUP_COOP_TASKRUN);
-  if (rc == -EINVAL) rc = io_uring_queue_init(RING_ENTRIES, &ur->ring, 0);
+  if (rc == -EINVAL) rc = io_uring_queue_init(entries, &ur->ring, IORING_SETUP_COOP_TASKRUN);
+  if (rc == -EINVAL) rc = io_uring_queue_init(entries, &ur->ring, 0);
   return rc;
+}
+
+/* The ring's size: RING_ENTRIES, or CPORT_IO_URING_ENTRIES, a test hook
+ * (a tiny ring fills at once, so its full-ring paths run all the time;
+ * with CPORT_IO_URING_BACKLOG=1 too, every entry that finds it full goes
+ * through the backlog, the path of a kernel that refuses). */
+static unsigned ring_entries(void) {
+  const char *v = cp_getenv("CPORT_IO_URING_ENTRIES");
+  long n = v ? strtol(v, NULL, 10) : 0;
+  return n >= 1 && n <= 4096 ? (unsigned)n : RING_ENTRIES;
 }
 
 static int ur_ctx_init(cport_ctx *ctx) {
   ur_ctx *ur = calloc(1, sizeof *ur);
   if (!ur) return CPORT_ENOMEM;
-  int rc = ring_init(ur, cp_ctx_single_thread(ctx));
+  int rc = ring_init(ur, cp_ctx_single_thread(ctx), ring_entries());
+  ur->refuse_test = cp_getenv("CPORT_IO_URING_BACKLOG") != NULL;
   if (rc < 0) {
     free(ur);
     return rc == -ENOSYS || rc == -EPERM ? CPORT_ENOTSUP : cp_errno_to_err(-rc);
@@ -96,21 +113,66 @@ static void ur_ctx_free(cport_ctx *ctx) {
   ur_ctx *ur = state_of(ctx);
   io_uring_queue_exit(&ur->ring);
   if (ur->wakefd >= 0) close(ur->wakefd);
+  free(ur->backlog.v);
   cp_mutex_destroy(&ur->sq_mu);
   free(ur);
 }
 
-/* A free SQE; sq_mu held. Submits to make room when the ring is full. */
-static struct io_uring_sqe *get_sqe(ur_ctx *ur) {
+/* Hands the ring's queued SQEs to the kernel. It may refuse them for now
+ * (EBUSY, EAGAIN: it wants completions reaped first, which only the poller
+ * does, and perhaps not this thread): they stay queued, and the poller's
+ * next enter submits them. Never a loop waiting for the kernel. */
+static bool submit_some(ur_ctx *ur) {
+  int rc = io_uring_submit(&ur->ring);
+  if (rc == -EINTR) rc = io_uring_submit(&ur->ring);
+  return rc > 0;
+}
+
+/* A slot at the end of the backlog (zeroed), or NULL without memory. */
+static struct io_uring_sqe *backlog_slot(ur_ctx *ur) {
+  struct sqe_backlog *b = &ur->backlog;
+  if (b->n == b->cap) {
+    unsigned cap = b->cap ? 2 * b->cap : 64;
+    struct io_uring_sqe *v = realloc(b->v, cap * sizeof *v);
+    if (!v) return NULL;
+    b->v = v;
+    b->cap = cap;
+  }
+  struct io_uring_sqe *sqe = &b->v[b->n++];
+  memset(sqe, 0, sizeof *sqe);
+  return sqe;
+}
+
+/* Moves what the backlog holds into the ring, as far as it has room. */
+static void backlog_drain(ur_ctx *ur) {
+  struct sqe_backlog *b = &ur->backlog;
   struct io_uring_sqe *sqe;
-  while ((sqe = io_uring_get_sqe(&ur->ring)) == NULL) io_uring_submit(&ur->ring);
+  while (b->head < b->n && (sqe = io_uring_get_sqe(&ur->ring)) != NULL) *sqe = b->v[b->head++];
+  if (b->head == b->n) b->head = b->n = 0;
+}
+
+/* A free SQE; sq_mu held. A full ring is submitted to make room; if the
+ * kernel takes nothing now, the entry waits in the backlog, behind any
+ * already there, so requests reach the kernel in the order they were
+ * made (a cancel never overtakes its op). Without memory for that, the
+ * one remaining choice is to wait for the ring. */
+static struct io_uring_sqe *get_sqe(ur_ctx *ur) {
+  struct io_uring_sqe *sqe = NULL;
+  if (ur->backlog.head == ur->backlog.n) {
+    sqe = io_uring_get_sqe(&ur->ring);
+    if (!sqe && !ur->refuse_test && submit_some(ur)) sqe = io_uring_get_sqe(&ur->ring);
+  }
+  if (!sqe) sqe = backlog_slot(ur);
+  while (!sqe) {
+    submit_some(ur);
+    sqe = io_uring_get_sqe(&ur->ring);
+  }
   return sqe;
 }
 
 static void submit_locked(ur_ctx *ur) {
-  int rc;
-  while ((rc = io_uring_submit(&ur->ring)) == -EINTR || rc == -EAGAIN) {
-  }
+  backlog_drain(ur);
+  submit_some(ur);
   ur->unsubmitted = false;
 }
 
@@ -316,13 +378,15 @@ static int submit_and_wait(ur_ctx *ur, int timeout_ms) {
                                  .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
   cp_mutex_lock(&ur->sq_mu);
   if (ur->single && !ur->wake_armed) arm_wakefd(ur);
+  backlog_drain(ur);
+  bool behind = ur->backlog.n > 0; /* more to submit once this enter made room */
   unsigned to_submit = flush_sq(&ur->ring);
   ur->unsubmitted = false;
   ur->poller_waiting = true;
   cp_mutex_unlock(&ur->sq_mu);
   bool ready = io_uring_cq_ready(&ur->ring) > 0;
   if (ready && to_submit == 0) return 0;
-  unsigned wait = ready || timeout_ms == 0 ? 0u : 1u;
+  unsigned wait = ready || behind || timeout_ms == 0 ? 0u : 1u;
   struct io_uring_getevents_arg arg = {.ts = timeout_ms < 0 ? 0 : (uint64_t)(uintptr_t)&ts};
   /* DEFER_TASKRUN: completions are only made when asked for. */
   unsigned flags = IORING_ENTER_EXT_ARG | (wait || ur->single ? IORING_ENTER_GETEVENTS : 0u);
