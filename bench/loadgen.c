@@ -3,7 +3,7 @@
  * (no library), single-threaded. It checks every echoed byte against a
  * deterministic pattern and prints ONE result line of key=value pairs.
  *
- *   loadgen --port N [--host 127.0.0.1] --mode pingpong|stream|connect|idle
+ *   loadgen --port N [--host 127.0.0.1] --mode pingpong|stream|connect|idle|http
  *           [--conns C] [--size S] [--secs D] [--msgs N] [--window W]
  *           [--timeout T] [--quickack 0|1]
  *
@@ -24,13 +24,22 @@
  *             and none may close), then check each still echoes one byte.
  *             A message is one connection's one-byte echo; latency is that
  *             echo's round trip.
+ *   http      for HTTP servers (examples/http_hello.c): C keep-alive
+ *             connections; each sends "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+ *             waits for the whole response, repeats (as wrk does, one request
+ *             in flight per connection). Each response is checked: status
+ *             line "HTTP/1.1 200 ", a Content-Length header, and a body that
+ *             is exactly "Hello, World!"; other headers may be anything. A
+ *             message is one request; latency is request sent to response
+ *             complete. --size is ignored (size= reports the request length);
+ *             bytes= counts response bytes.
  *
  * Result line (stdout), always printed:
  *   mode= conns= size= msgs= bytes= secs= msgs_per_sec= p50_us= p99_us=
  *   window= client_cpu_ms= errors= ok=
- * bytes counts echoed bytes received and verified; secs is the measured
- * phase (after all connections are up, for pingpong/stream/idle the whole
- * hold-and-echo phase).
+ * bytes counts echoed bytes (http: response bytes) received and verified;
+ * secs is the measured phase (after all connections are up, for
+ * pingpong/stream/idle the whole hold-and-echo phase).
  *
  * Exit status: 0 all good; 1 a byte mismatch, a failed or dropped
  * connection, or a stall longer than --timeout seconds; 2 bad usage.
@@ -48,6 +57,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -77,6 +87,21 @@ static void pattern_init(void) {
 
 static const unsigned char *pattern_at(uint32_t seed, uint64_t pos) {
   return &g_pat[(seed + pos) % PAT_LEN];
+}
+
+/* http mode: the request, repeated so that any MAX_IO-byte slice of the
+ * request stream is contiguous (stream byte k is HTTP_REQ[k % HTTP_REQ_LEN]),
+ * and what every response must carry. */
+#define HTTP_REQ "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+#define HTTP_REQ_LEN (sizeof HTTP_REQ - 1)
+#define HTTP_STATUS "HTTP/1.1 200 "
+#define HTTP_BODY "Hello, World!"
+#define HTTP_HDR_MAX 1024 /* a response's status line and headers, at most */
+static unsigned char g_req[(MAX_IO / HTTP_REQ_LEN + 2) * HTTP_REQ_LEN];
+
+static void http_init(void) {
+  for (size_t i = 0; i + HTTP_REQ_LEN <= sizeof g_req; i += HTTP_REQ_LEN)
+    memcpy(g_req + i, HTTP_REQ, HTTP_REQ_LEN);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -131,8 +156,9 @@ static double hist_pct_us(double p) {
 /* Options and global state                                                 */
 /* ------------------------------------------------------------------------ */
 
-enum mode { M_PINGPONG, M_STREAM, M_CONNECT, M_IDLE };
-static const char *const mode_names[] = {"pingpong", "stream", "connect", "idle"};
+enum mode { M_PINGPONG, M_STREAM, M_CONNECT, M_IDLE, M_HTTP };
+static const char *const mode_names[] = {"pingpong", "stream", "connect", "idle", "http"};
+#define N_MODES 5
 
 static struct {
   enum mode mode;
@@ -183,6 +209,13 @@ typedef struct conn {
   /* stream: chunks sent and not yet echoed (end position, time) */
   uint64_t *ch_end, *ch_t;
   unsigned ch_head, ch_count, ch_cap;
+  /* http: the response being read: its head (status line and headers) so
+   * far, or, once the head is whole, the body bytes still to come */
+  char *hdr;
+  unsigned hlen;
+  int in_body;
+  uint64_t body_pos, body_len;
+  uint64_t responses; /* whole responses received and checked */
 } conn;
 
 static conn *g_conns;
@@ -217,6 +250,9 @@ static int conn_open(conn *c) {
   c->gen++;
   c->sent = c->rcvd = c->target = 0;
   c->ch_head = c->ch_count = 0;
+  c->hlen = 0;
+  c->in_body = 0;
+  c->responses = 0;
   c->seed = (uint32_t)((c->idx * 7919ull + c->cycles * 104729ull) % PAT_LEN);
   c->t_start = now_ns();
   c->state = C_CONNECTING;
@@ -254,7 +290,9 @@ static ssize_t send_pattern(conn *c, size_t n) {
   while (done < n) {
     size_t len = n - done;
     if (len > MAX_IO) len = MAX_IO;
-    ssize_t k = send(c->fd, pattern_at(c->seed, c->sent), len, MSG_NOSIGNAL);
+    const unsigned char *src =
+        o.mode == M_HTTP ? &g_req[c->sent % HTTP_REQ_LEN] : pattern_at(c->seed, c->sent);
+    ssize_t k = send(c->fd, src, len, MSG_NOSIGNAL);
     if (k > 0) {
       c->sent += (uint64_t)k;
       done += (size_t)k;
@@ -268,6 +306,69 @@ static ssize_t send_pattern(conn *c, size_t n) {
   return (ssize_t)done;
 }
 
+/* http: the head of a response is whole (it ends with an empty line):
+ * check its status line and find its Content-Length. Returns 0 or -1. */
+static int http_head(conn *c) {
+  c->hdr[c->hlen] = '\0';
+  if (strncmp(c->hdr, HTTP_STATUS, strlen(HTTP_STATUS)) != 0) {
+    fail("conn %u: response %" PRIu64 ": bad status line: %.*s", c->idx, c->responses + 1,
+         (int)strcspn(c->hdr, "\r\n"), c->hdr);
+    return -1;
+  }
+  for (const char *line = strstr(c->hdr, "\r\n"); line && line[2] != '\r';
+       line = strstr(line + 2, "\r\n")) {
+    if (strncasecmp(line + 2, "content-length:", 15) == 0) {
+      c->body_len = strtoull(line + 17, NULL, 10);
+      c->body_pos = 0;
+      c->in_body = 1;
+      c->hlen = 0;
+      if (c->body_len == strlen(HTTP_BODY)) return 0;
+      fail("conn %u: Content-Length %" PRIu64 ", want %zu", c->idx, c->body_len, strlen(HTTP_BODY));
+      return -1;
+    }
+  }
+  fail("conn %u: response %" PRIu64 " has no Content-Length", c->idx, c->responses + 1);
+  return -1;
+}
+
+/* http: consumes n response bytes: heads are collected and checked, bodies
+ * compared with HTTP_BODY. Returns 0, or -1 on a bad response or one no
+ * request asked for. */
+static int http_consume(conn *c, const unsigned char *p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (c->responses >= c->sent / HTTP_REQ_LEN) {
+      fail("conn %u: %zu bytes more than the responses to %" PRIu64 " requests", c->idx, n - i,
+           c->sent / HTTP_REQ_LEN);
+      return -1;
+    }
+    if (!c->in_body) {
+      if (c->hlen == HTTP_HDR_MAX - 1) {
+        fail("conn %u: response head longer than %d bytes", c->idx, HTTP_HDR_MAX - 1);
+        return -1;
+      }
+      c->hdr[c->hlen++] = (char)p[i++];
+      if (c->hlen >= 4 && memcmp(c->hdr + c->hlen - 4, "\r\n\r\n", 4) == 0 && http_head(c) != 0)
+        return -1;
+      continue;
+    }
+    size_t take = n - i;
+    if (take > c->body_len - c->body_pos) take = (size_t)(c->body_len - c->body_pos);
+    if (memcmp(p + i, &HTTP_BODY[c->body_pos], take) != 0) {
+      fail("conn %u: response %" PRIu64 ": body is not \"" HTTP_BODY "\"", c->idx,
+           c->responses + 1);
+      return -1;
+    }
+    i += take;
+    c->body_pos += take;
+    if (c->body_pos == c->body_len) {
+      c->in_body = 0;
+      c->responses++;
+    }
+  }
+  return 0;
+}
+
 /* Reads what is there and verifies it. Returns bytes read (0 = would
  * block), or -1 on error, EOF or mismatch. */
 static ssize_t recv_verify(conn *c) {
@@ -276,6 +377,13 @@ static ssize_t recv_verify(conn *c) {
     if (k > 0 && o.quickack) {
       int one = 1;
       setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    }
+    if (k > 0 && o.mode == M_HTTP) {
+      if (http_consume(c, g_rbuf, (size_t)k) != 0) return -1;
+      c->rcvd += (uint64_t)k;
+      g_bytes += (uint64_t)k;
+      g_last_progress = now_ns();
+      return k;
     }
     if (k > 0) {
       if (c->rcvd + (uint64_t)k > c->sent) {
@@ -366,6 +474,12 @@ static void stream_account(conn *c) {
   }
 }
 
+/* Whether the current message's whole echo (http: its response) arrived. */
+static int msg_answered(const conn *c) {
+  if (o.mode == M_HTTP) return c->responses == c->target / HTTP_REQ_LEN;
+  return c->rcvd == c->target;
+}
+
 /* Whole echo of the current message arrived. */
 static int msg_finished(conn *c) {
   uint64_t t = now_ns();
@@ -373,6 +487,7 @@ static int msg_finished(conn *c) {
   g_msgs++;
   switch (o.mode) {
   case M_PINGPONG:
+  case M_HTTP:
     if (may_start()) return msg_start(c, o.size);
     c->state = C_DONE;
     return 0;
@@ -422,7 +537,7 @@ static void on_event(conn *c, uint32_t ev) {
     if (k < 0) goto bad;
     if (o.mode == M_STREAM) {
       stream_account(c);
-    } else if (c->rcvd == c->target && c->sent == c->target) {
+    } else if (c->sent == c->target && msg_answered(c)) {
       if (msg_finished(c) != 0) goto bad;
       return;
     }
@@ -508,7 +623,8 @@ static int never(void) { return 0; }
 /* ------------------------------------------------------------------------ */
 
 static int usage(void) {
-  fprintf(stderr, "usage: loadgen --port N [--host 127.0.0.1] --mode pingpong|stream|connect|idle\n"
+  fprintf(stderr, "usage: loadgen --port N [--host 127.0.0.1]\n"
+                  "               --mode pingpong|stream|connect|idle|http\n"
                   "               [--conns C] [--size S] [--secs D] [--msgs N] [--window W]\n"
                   "               [--timeout T] [--quickack 0|1]\n");
   return 2;
@@ -541,7 +657,7 @@ static int parse(int argc, char **argv) {
       o.quickack = (int)strtol(v, &end, 10);
     else if (!strcmp(a, "--mode")) {
       int m = -1;
-      for (int k = 0; k < 4; k++)
+      for (int k = 0; k < N_MODES; k++)
         if (!strcmp(v, mode_names[k])) m = k;
       if (m < 0) return -1;
       o.mode = (enum mode)m;
@@ -552,6 +668,7 @@ static int parse(int argc, char **argv) {
   if (o.port <= 0 || o.port > 65535 || o.conns < 1 || o.size < 1 || o.secs < 0 || o.timeout <= 0)
     return -1;
   if (o.mode == M_IDLE) o.size = 1;
+  if (o.mode == M_HTTP) o.size = HTTP_REQ_LEN; /* a message is one request */
   if (o.mode == M_STREAM) {
     if (o.window == 0) o.window = 4 * o.size;
     if (o.window < o.size) return -1;
@@ -568,6 +685,7 @@ int main(int argc, char **argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   pattern_init();
+  http_init();
   memset(&g_addr, 0, sizeof g_addr);
   g_addr.sin_family = AF_INET;
   g_addr.sin_port = htons((uint16_t)o.port);
@@ -585,6 +703,7 @@ int main(int argc, char **argv) {
     conn *c = &g_conns[i];
     c->fd = -1;
     c->idx = (uint32_t)i;
+    if (o.mode == M_HTTP && !(c->hdr = malloc(HTTP_HDR_MAX))) return 1;
     if (o.mode == M_STREAM) {
       c->ch_cap = (unsigned)(o.window / o.size) + 2u;
       c->ch_end = calloc(c->ch_cap, sizeof *c->ch_end);

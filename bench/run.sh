@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/run.sh: cport's echo server against its peers (bench/README.md).
+# bench/run.sh: cport's echo server against its peers, and cport's HTTP
+# hello server against libuv's (bench/README.md).
 #
 # For every scenario and server it starts a fresh server pinned to CPU 0,
 # runs bench/loadgen pinned to CPU 1, and measures the server process: CPU
@@ -25,15 +26,23 @@
 #   SERVERS="..."     subset/order of: raw_epoll libuv libevent asio liburing
 #                     cport-completion cport-select, and the extras
 #                     raw_epoll_et cport-uring-completion cport-uring-select
-#                     alt-completion alt-select
-#   SCENARIOS="..."   subset of: pp1 pp100 pp1000 stream10 connect50 idle10k,
-#                     and the extras stream10q (loadgen ACKs at once:
+#                     alt-completion alt-select (the echo scenarios' servers)
+#   SCENARIOS="..."   subset of: pp1 pp100 pp1000 stream10 connect50 idle10k
+#                     http, and the extras stream10q (loadgen ACKs at once:
 #                     TCP_QUICKACK) and stream10w1 (one chunk in flight)
-#   CPORT_BUILD=dir   a build dir holding cport's echo_server (default: the
-#                     release preset's, build/release, built if needed)
+#   HTTP_SERVERS="..."  the http scenario's servers, subset/order of: libuv
+#                     (peers/uv_http_hello) cport-completion (examples/
+#                     http_hello, epoll) cport-uring-completion (io_uring)
+#                     alt-completion (CPORT_ALT_BUILD's http_hello); default
+#                     all but alt-completion (added when CPORT_ALT_BUILD is set)
+#   HTTP_CONNS=100    keep-alive connections in the http scenario
+#   CPORT_BUILD=dir   a build dir holding cport's echo_server and http_hello
+#                     (default: the release preset's, build/release, built
+#                     if needed)
 #   CPORT_ALT_BUILD=dir  A/B: another build's echo_server (a patched tree),
 #                     run as the servers alt-completion and alt-select (added
-#                     to the default SERVERS when this is set)
+#                     to the default SERVERS when this is set), and its
+#                     http_hello as alt-completion in the http scenario
 #   BENCH_BUILD=dir   where loadgen and the peers are built (build/bench)
 #   SKIP_BUILD=1      use the binaries as they are
 #   OUT=dir           results (bench/results): latest.csv (every run),
@@ -62,7 +71,11 @@ CPORT_ALT_BUILD=${CPORT_ALT_BUILD:-}
 DEFAULT_SERVERS="raw_epoll libuv libevent asio liburing cport-completion cport-select"
 [ -n "$CPORT_ALT_BUILD" ] && DEFAULT_SERVERS="$DEFAULT_SERVERS alt-completion alt-select"
 SERVERS=${SERVERS:-$DEFAULT_SERVERS}
-SCENARIOS=${SCENARIOS:-"pp1 pp100 pp1000 stream10 connect50 idle10k"}
+DEFAULT_HTTP_SERVERS="libuv cport-completion cport-uring-completion"
+[ -n "$CPORT_ALT_BUILD" ] && DEFAULT_HTTP_SERVERS="$DEFAULT_HTTP_SERVERS alt-completion"
+HTTP_SERVERS=${HTTP_SERVERS:-$DEFAULT_HTTP_SERVERS}
+HTTP_CONNS=${HTTP_CONNS:-100}
+SCENARIOS=${SCENARIOS:-"pp1 pp100 pp1000 stream10 connect50 idle10k http"}
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "run.sh: $*"; exit 2; }
@@ -106,31 +119,52 @@ fi
 LOADGEN=$BENCH_BIN/loadgen
 [ -x "$LOADGEN" ] || die "no loadgen in $BENCH_BIN"
 
-# cport's echo server: CPORT_BUILD, else the release preset (built here),
-# else the bench build's own copy (same build type).
+# cport's echo server and HTTP server: CPORT_BUILD, else the release preset
+# (built here), else the bench build's own copies (same build type).
 CPORT_ECHO=""
+CPORT_HTTP=""
 if [ -n "${CPORT_BUILD:-}" ]; then
   CPORT_ECHO=$CPORT_BUILD/echo_server
-  [ -x "$CPORT_ECHO" ] || die "CPORT_BUILD=$CPORT_BUILD has no echo_server"
+  CPORT_HTTP=$CPORT_BUILD/http_hello
+  [ -x "$CPORT_ECHO" ] || [ -x "$CPORT_HTTP" ] ||
+    die "CPORT_BUILD=$CPORT_BUILD has no echo_server and no http_hello"
 else
   rel=$ROOT/build/release
   if [ "${SKIP_BUILD:-0}" != 1 ]; then
     if (cd "$ROOT" && { [ -f "$rel/CMakeCache.txt" ] || cmake --preset release >"$rel.log" 2>&1; } &&
-        cmake --build "$rel" --target echo_server >>"$rel.log" 2>&1); then
+        cmake --build "$rel" --target echo_server http_hello >>"$rel.log" 2>&1); then
       CPORT_ECHO=$rel/echo_server
+      CPORT_HTTP=$rel/http_hello
     else
-      log "run.sh: release preset build of echo_server failed (see $rel.log)"
+      log "run.sh: release preset build of echo_server and http_hello failed (see $rel.log)"
     fi
   elif [ -x "$rel/echo_server" ]; then
     CPORT_ECHO=$rel/echo_server
+    CPORT_HTTP=$rel/http_hello
   fi
   if [ -z "$CPORT_ECHO" ] && [ -x "$BENCH_BUILD/echo_server" ]; then
     CPORT_ECHO=$BENCH_BUILD/echo_server
-    log "run.sh: using $CPORT_ECHO"
+    CPORT_HTTP=$BENCH_BUILD/http_hello
+    log "run.sh: using $CPORT_ECHO and $CPORT_HTTP"
   fi
 fi
 
-server_cmd() {
+# The http scenario's servers answer HTTP: the same names, other programs.
+http_server_cmd() {
+  case $1 in
+  libuv) echo "$BENCH_BIN/uv_http_hello --port 0" ;;
+  cport-completion) echo "$CPORT_HTTP --port 0 --backend epoll" ;;
+  cport-uring-completion) echo "$CPORT_HTTP --port 0 --backend io_uring" ;;
+  alt-completion) echo "$CPORT_ALT_BUILD/http_hello --port 0 --backend epoll" ;;
+  *) return 1 ;;
+  esac
+}
+
+server_cmd() { # server_cmd SERVER [SCENARIO]
+  if [ "${2:-}" = http ]; then
+    http_server_cmd "$1"
+    return
+  fi
   case $1 in
   raw_epoll) echo "$BENCH_BIN/raw_epoll --port 0" ;;
   raw_epoll_et) echo "$BENCH_BIN/raw_epoll --port 0 --trigger et" ;;
@@ -158,23 +192,50 @@ scenario_args() {
   stream10w1) echo "--mode stream --conns 10 --size 16384 --window 16384 --secs $SECS" ;;
   connect50) echo "--mode connect --conns 50 --size 64 --secs $SECS" ;;
   idle10k) echo "--mode idle --conns $IDLE_CONNS --secs $IDLE_SECS" ;;
+  http) echo "--mode http --conns $HTTP_CONNS --secs $SECS" ;;
   *) return 1 ;;
   esac
 }
 
-# Servers that can run: a missing binary is skipped with a note.
-RUN_SERVERS=()
-for s in $SERVERS; do
-  cmd=$(server_cmd "$s") || die "unknown server $s"
-  bin=${cmd%% *}
-  if [ -n "$bin" ] && [ -x "$bin" ]; then
-    RUN_SERVERS+=("$s")
-  else
-    log "run.sh: skipping $s (no binary${bin:+ $bin})"
-  fi
-done
 for sc in $SCENARIOS; do scenario_args "$sc" >/dev/null || die "unknown scenario $sc"; done
-[ ${#RUN_SERVERS[@]} -gt 0 ] || die "no server to run"
+HAVE_ECHO=0
+HAVE_HTTP=0
+for sc in $SCENARIOS; do
+  if [ "$sc" = http ]; then HAVE_HTTP=1; else HAVE_ECHO=1; fi
+done
+
+# Servers that can run: a missing binary is skipped with a note.
+for s in $SERVERS; do server_cmd "$s" >/dev/null || die "unknown server $s"; done
+for s in $HTTP_SERVERS; do server_cmd "$s" http >/dev/null || die "unknown http server $s"; done
+runnable() { # runnable SCENARIO_KIND SERVER...: prints those with a binary
+  local kind=$1 s cmd bin
+  shift
+  for s in "$@"; do
+    cmd=$(server_cmd "$s" "$kind")
+    bin=${cmd%% *}
+    if [ -n "$bin" ] && [ -x "$bin" ]; then
+      echo "$s"
+    else
+      log "run.sh: skipping${kind:+ $kind} $s (no binary${bin:+ $bin})"
+    fi
+  done
+}
+RUN_SERVERS=()
+RUN_HTTP_SERVERS=()
+# shellcheck disable=SC2086
+[ $HAVE_ECHO = 1 ] && mapfile -t RUN_SERVERS < <(runnable "" $SERVERS)
+# shellcheck disable=SC2086
+[ $HAVE_HTTP = 1 ] && mapfile -t RUN_HTTP_SERVERS < <(runnable http $HTTP_SERVERS)
+[ $((${#RUN_SERVERS[@]} + ${#RUN_HTTP_SERVERS[@]})) -gt 0 ] || die "no server to run"
+servers_for() { # the servers a scenario runs, one a line
+  if [ "$1" = http ]; then
+    [ ${#RUN_HTTP_SERVERS[@]} -eq 0 ] || printf '%s\n' "${RUN_HTTP_SERVERS[@]}"
+  else
+    [ ${#RUN_SERVERS[@]} -eq 0 ] || printf '%s\n' "${RUN_SERVERS[@]}"
+  fi
+}
+# Every server of the run, in order, once: the table's and the plot's columns.
+ALL_SERVERS=$(printf '%s\n' "${RUN_SERVERS[@]}" "${RUN_HTTP_SERVERS[@]}" | awk 'NF && !seen[$0]++' | tr '\n' ' ')
 
 # Both processes need room for the idle scenario (each stays under 20,000).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -226,7 +287,7 @@ SPID=""
 
 run_cell() { # run_cell ROUND SCENARIO SERVER
   local round=$1 sc=$2 srv=$3 cmd args port="" line rc c0 c1 t0 t1 hwm exit_code ok
-  cmd=$(server_cmd "$srv")
+  cmd=$(server_cmd "$srv" "$sc")
   args=$(scenario_args "$sc")
   : >"$WORK/out"
   # shellcheck disable=SC2086
@@ -300,13 +361,14 @@ run_cell() { # run_cell ROUND SCENARIO SERVER
 }
 
 log "run.sh: ${ROUNDS} round(s), ${SECS} s cells, idle ${IDLE_CONNS} conns held ${IDLE_SECS} s"
-log "run.sh: servers: ${RUN_SERVERS[*]}"
-log "run.sh: cport echo_server: ${CPORT_ECHO:-none}"
+[ $HAVE_ECHO = 1 ] && log "run.sh: servers: ${RUN_SERVERS[*]}"
+[ $HAVE_HTTP = 1 ] && log "run.sh: http servers: ${RUN_HTTP_SERVERS[*]} ($HTTP_CONNS connections)"
+log "run.sh: cport echo_server: ${CPORT_ECHO:-none}, http_hello: ${CPORT_HTTP:-none}"
 START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
   log "run.sh: round $round/$ROUNDS"
   for sc in $SCENARIOS; do
-    for srv in "${RUN_SERVERS[@]}"; do
+    for srv in $(servers_for "$sc"); do
       run_cell "$round" "$sc" "$srv"
     done
   done
@@ -314,11 +376,11 @@ done
 ELAPSED=$(($(date +%s) - START))
 
 # ---------------------------------------------------------------------------
-# Summary: medians over rounds, ratios to raw_epoll
+# Summary: medians over rounds, ratios to raw_epoll (http: to libuv)
 # ---------------------------------------------------------------------------
 SUMMARY=$OUT/summary.csv
 TABLE=$OUT/latest.txt
-awk -F, -v scen="$SCENARIOS" -v servers="${RUN_SERVERS[*]}" -v summary="$SUMMARY" '
+awk -F, -v scen="$SCENARIOS" -v servers="$ALL_SERVERS" -v summary="$SUMMARY" '
 function median(list,    a, n, i, j, t) {
   n = split(list, a, " ")
   if (n == 0) return ""
@@ -354,7 +416,7 @@ END {
     "scenario", "server", "cpu ns/msg", "x raw", "paired", "msgs/s", "x raw", "p50 us", "x raw", \
     "p99 us", "x raw", "RSS MiB", "x raw", "fails"
   for (i = 1; i <= ns; i++) {
-    b = S[i] SUBSEP "raw_epoll"
+    b = S[i] SUBSEP (S[i] == "http" ? "libuv" : "raw_epoll") # no raw_epoll speaks HTTP
     bc = median(cpu[b]); bt = median(tput[b]); b5 = median(p50[b]); b9 = median(p99[b]); br = median(rss[b])
     for (j = 1; j <= nv; j++) {
       k = S[i] SUBSEP V[j]
@@ -378,6 +440,11 @@ END {
   echo "            paired: median over rounds of the ratio to raw_epoll in the same round"
   echo "messages: pp*/connect: one 64-byte round trip (connect: a whole connect-echo-close cycle);"
   echo "          stream10: one 16 KiB chunk echoed; idle10k: one connection (accept, hold, 1-byte echo, close)"
+  case " $SCENARIOS " in *" http "*)
+    echo "http: examples/http_hello (cport-*) and peers/uv_http_hello (libuv), $HTTP_CONNS keep-alive"
+    echo "      connections, one request in flight each; a message is one request and its response;"
+    echo "      x raw and paired are ratios to libuv there (no raw_epoll HTTP server)" ;;
+  esac
   echo
   cat "$WORK/table"
 } >"$TABLE"
@@ -386,7 +453,7 @@ cat "$TABLE"
 # Data for the plot: scenarios as rows, servers as columns (a server with
 # no figure at all, e.g. one that failed everywhere, is left out).
 DAT=$OUT/cpu_per_msg.dat
-awk -F, -v scen="$SCENARIOS" -v servers="${RUN_SERVERS[*]}" '
+awk -F, -v scen="$SCENARIOS" -v servers="$ALL_SERVERS" '
 NR == 1 { next }
 $5 != "" { v[$1 SUBSEP $2] = $5; has[$2] = 1 }
 END {
