@@ -159,6 +159,9 @@ echo_load() {
       eyeballs "happy eyeballs: linux $b $m, --host both.test.cport" \
         "$dbg/echo_client" --backend "$b" --mode "$m"
     done
+    run_pair "http_hello: linux $b, 100 keep-alive connections, 20000 requests" INT \
+      "$dbg/http_hello" --port 0 --backend "$b" -- \
+      "$dbg/loadgen" --port PORT --mode http --conns 100 --msgs 20000
   done
   syscall_count
   [ -f "$win/echo_server.exe" ] || return 0
@@ -173,6 +176,9 @@ echo_load() {
   done
   bash cmake/wine-run.sh --start-server
   wine_up=1
+  run_pair "http_hello: wine http_hello.exe, 50 keep-alive connections from linux" INT \
+    bash cmake/wine-run.sh "$win/http_hello.exe" --port 0 -- \
+    "$dbg/loadgen" --port PORT --mode http --conns 50 --msgs 5000
   for m in completion select; do
     run_pair "echo load: wine echo_server.exe $m, 200 connections from linux" INT \
       bash cmake/wine-run.sh "$win/echo_server.exe" --port 0 --mode "$m" --idle-timeout 20000 -- \
