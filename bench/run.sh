@@ -26,6 +26,9 @@
 #   SERVERS="..."     subset/order of: raw_epoll libuv libevent asio liburing
 #                     cport-completion cport-select, and the extras
 #                     raw_epoll_et cport-uring-completion cport-uring-select
+#                     cport-uring-defer (otp.defer: sends and recvs through
+#                     the ring) cport-uring-single (and a single-thread
+#                     context: SINGLE_ISSUER, DEFER_TASKRUN)
 #                     alt-completion alt-select (the echo scenarios' servers)
 #   SCENARIOS="..."   subset of: pp1 pp100 pp1000 stream10 connect50 idle10k
 #                     http, and the extras stream10q (loadgen ACKs at once:
@@ -176,6 +179,8 @@ server_cmd() { # server_cmd SERVER [SCENARIO]
   cport-select) echo "$CPORT_ECHO --port 0 --mode select --backend epoll" ;;
   cport-uring-completion) echo "$CPORT_ECHO --port 0 --mode completion --backend io_uring" ;;
   cport-uring-select) echo "$CPORT_ECHO --port 0 --mode select --backend io_uring" ;;
+  cport-uring-defer) echo "$CPORT_ECHO --port 0 --backend io_uring --defer 1" ;;
+  cport-uring-single) echo "$CPORT_ECHO --port 0 --backend io_uring --defer 1 --single-thread 1" ;;
   alt-completion) echo "$CPORT_ALT_BUILD/echo_server --port 0 --mode completion --backend epoll" ;;
   alt-select) echo "$CPORT_ALT_BUILD/echo_server --port 0 --mode select --backend epoll" ;;
   *) return 1 ;;
