@@ -278,7 +278,13 @@ typedef struct cport_msg {
 CPORT_API int cport_queue_create(cport_ctx *ctx, cport_queue **out);
 
 /* Destroy a queue. CPORT_EBUSY while a socket still has it as owner. Its
- * timers still armed are dropped with it, with no message. */
+ * messages, its timers still armed and its work and lookups not yet ended
+ * are dropped with it, with no message. From then on every call naming it
+ * answers CPORT_EBADF (destroy again, cport_wait, cport_post, timers,
+ * work, lookups, cport_open, otp.owner), and a thread blocked in cport_wait
+ * on it returns CPORT_EBADF at once: the queue's memory stays, as a
+ * tombstone, until cport_ctx_destroy. Using a queue (or anything else of
+ * a context) after cport_ctx_destroy is undefined. */
 CPORT_API int cport_queue_destroy(cport_queue *q);
 
 /* The context of a queue. */

@@ -455,6 +455,49 @@ static void test_queue_post_and_wait(void **state) {
   SUP_EQ(cport_wait(e->q, m, 16, CPORT_NOWAIT), 0);
 }
 
+static void noop_work(void *arg) { (void)arg; }
+
+/* A destroyed queue answers CPORT_EBADF to every call that names it, as a
+ * closed socket does, instead of being memory that was freed. */
+static void test_destroyed_queue(void **state) {
+  sup_env *e = (sup_env *)*state;
+  cport_msg m[4];
+  cport_queue *dead = NULL;
+  cport_handle h = 0;
+  cport_socket s;
+  SUP_RC(cport_queue_create(e->ctx, &dead), CPORT_OK);
+  SUP_RC(cport_post(dead, 1, NULL), CPORT_OK); /* a message it drops */
+  SUP_RC(cport_timer_start(dead, 60000, 0, 0, NULL, &h), CPORT_OK);
+  SUP_RC(cport_queue_destroy(dead), CPORT_OK);
+
+  SUP_RC(cport_queue_destroy(dead), CPORT_EBADF);
+  SUP_EQ(cport_wait(dead, m, 4, CPORT_NOWAIT), CPORT_EBADF);
+  SUP_EQ(cport_wait(dead, m, 4, 100), CPORT_EBADF);
+  SUP_EQ(cport_wait(dead, m, 4, CPORT_INFINITY), CPORT_EBADF);
+  SUP_RC(cport_post(dead, 2, NULL), CPORT_EBADF);
+  SUP_RC(cport_timer_start(dead, 10, 0, 0, NULL, &h), CPORT_EBADF);
+  SUP_EQ(h, 0);
+  SUP_RC(cport_queue_cancel(dead, 1), CPORT_EBADF);
+  SUP_RC(cport_work(dead, noop_work, NULL, &h), CPORT_EBADF);
+  cport_addrinfo *ai = NULL;
+  SUP_RC(cport_resolve(dead, "127.0.0.1", "80", NULL, CPORT_NOWAIT, &ai, &h), CPORT_EBADF);
+  SUP_ASSERT(ai == NULL, "no answer");
+  SUP_RC(cport_open(dead, CPORT_AF_INET, CPORT_SOCK_STREAM, 0, &s), CPORT_EBADF);
+  SUP_EQ(s, CPORT_INVALID_SOCKET);
+  /* A socket cannot be given to it either, and keeps its owner. */
+  s = sup_open(e->q, CPORT_AF_INET);
+  cport_optval v;
+  memset(&v, 0, sizeof v);
+  v.type = CPORT_VAL_QUEUE;
+  v.v.queue = dead;
+  SUP_RC(cport_setopt(s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_OWNER, &v), CPORT_EBADF);
+  SUP_RC(cport_getopt(s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_OWNER, &v), CPORT_OK);
+  SUP_ASSERT(v.v.queue == e->q, "owner unchanged");
+  SUP_RC(cport_close(s), CPORT_OK);
+  /* The timer and the message went with it: nothing shows up elsewhere. */
+  SUP_EQ(cport_wait(e->q, m, 4, 50), 0);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Registry                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -738,7 +781,7 @@ static const struct CMUnitTest tests[] = {
     CONF_TEST(test_null_pointers), CONF_TEST(test_bad_lengths_flags_timeouts),
     CONF_TEST(test_wrong_state),   CONF_TEST(test_queue_post_and_wait),
     CONF_TEST(test_registry),      CONF_TEST(test_owner_change),
-    CONF_TEST(test_info),
+    CONF_TEST(test_info),          CONF_TEST(test_destroyed_queue),
 };
 
 const struct CMUnitTest *conf_api_tests(size_t *count) {

@@ -124,6 +124,46 @@ static void test_post_wakes_infinite_waiter(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* A queue destroyed while a thread waits on it                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct doomed_wait {
+  cport_queue *q;
+  int result;
+} doomed_wait;
+
+static void wait_on_doomed(void *arg) {
+  doomed_wait *w = arg;
+  cport_msg m;
+  w->result = cport_wait(w->q, &m, 1, CPORT_INFINITY);
+}
+
+/* The waiter returns CPORT_EBADF at once, whether it drives the poller
+ * (alone) or sleeps while another thread polls for the context. */
+static void test_destroy_wakes_waiter(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_watchdog_start(30, "destroy wakes a waiter");
+  for (int round = 0; round < 2; round++) {
+    doomed_wait w = {NULL, 1};
+    SUP_RC(cport_queue_create(e->ctx, &w.q), CPORT_OK);
+    sup_thread *poller = NULL;
+    doomed_wait other = {e->q, 1};
+    if (round == 1) poller = sup_thread_start(wait_on_doomed, &other); /* polls for e->q */
+    sup_thread *t = sup_thread_start(wait_on_doomed, &w);
+    sup_sleep_ms(100); /* let it block */
+    SUP_RC(cport_queue_destroy(w.q), CPORT_OK);
+    sup_thread_join(t);
+    SUP_EQ(w.result, CPORT_EBADF);
+    if (poller) {
+      SUP_RC(cport_post(e->q, 1, NULL), CPORT_OK);
+      sup_thread_join(poller);
+      SUP_EQ(other.result, 1);
+    }
+  }
+  sup_watchdog_stop();
+}
+
+/* ------------------------------------------------------------------------ */
 /* Several threads waiting on one queue                                     */
 /* ------------------------------------------------------------------------ */
 
@@ -1360,6 +1400,7 @@ static void test_multi_accept_cancel_from_other_thread(void **state) {
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_two_threads_own_queues_echo, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_post_wakes_infinite_waiter, sup_setup, sup_teardown),
+    cmocka_unit_test_setup_teardown(test_destroy_wakes_waiter, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_several_waiters_one_queue, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_order_with_two_pumpers, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_blocking_infinity_wakes, sup_setup, sup_teardown),

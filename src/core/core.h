@@ -16,6 +16,7 @@ struct cport_queue {
   int waiters;       /* threads blocked on cv */
   int backlog_skips; /* cport_wait calls that skipped polling on a backlog */
   atomic_int owned;  /* sockets whose owner this is */
+  atomic_bool dead;  /* destroyed: kept as a tombstone until the context goes */
   struct cport_queue *next, *prev;
   struct cport_queue *next_spare; /* ctx->spare list: a blocking call's, idle */
 };
@@ -58,6 +59,13 @@ void cp_queue_free(cport_queue *q);
 /* A private queue for one blocking call, and its return once empty. */
 cport_queue *cp_queue_borrow(cport_ctx *ctx);
 void cp_queue_give_back(cport_queue *q);
+/* Whether q was destroyed (every call naming it answers CPORT_EBADF). */
+static inline bool cp_queue_dead(const cport_queue *q) {
+  return atomic_load_explicit(&q->dead, memory_order_acquire);
+}
+/* q becomes a socket's owner: CPORT_OK, or CPORT_EBADF if it was destroyed
+ * (checked under q->mu, which destroy also takes). */
+int cp_queue_own(cport_queue *q);
 
 /* Handle table (table.c). */
 int cp_table_alloc(cport_ctx *ctx, cport_queue *owner, cp_sock **out); /* returns s locked */

@@ -165,16 +165,18 @@ static int check_value(const opt_def *d, const cp_sock *s, const cport_optval *v
   }
 }
 
-static void set_owner(cp_sock *s, cport_queue *q) {
-  if (q == s->owner) return;
-  atomic_fetch_add(&q->owned, 1);
+static int set_owner(cp_sock *s, cport_queue *q) {
+  if (q == s->owner) return CPORT_OK;
+  int rc = cp_queue_own(q);
+  if (rc != CPORT_OK) return rc;
   atomic_fetch_sub(&s->owner->owned, 1);
   s->owner = q; /* messages already delivered stay where they are */
+  return CPORT_OK;
 }
 
 static int set_otp(cp_sock *s, cport_option opt, const cport_optval *v) {
   switch (opt) {
-  case CPORT_OPT_OTP_OWNER: set_owner(s, v->v.queue); return CPORT_OK;
+  case CPORT_OPT_OTP_OWNER: return set_owner(s, v->v.queue);
   case CPORT_OPT_OTP_DEBUG: s->debug = (uint8_t)v->v.b; return CPORT_OK;
   case CPORT_OPT_OTP_USE_REGISTRY:
     cp_registry_remove(s);

@@ -36,6 +36,35 @@ fail_mutex:
   return CPORT_ENOMEM;
 }
 
+/* Frees a chain of ops linked by next, with the buffers their messages
+ * carry. No lock held: releasing a multishot chunk may lock its socket. */
+static void free_chain(cp_op *op) {
+  while (op) {
+    cp_op *next = op->next;
+    if (op->msg_flags & CPORT_MSG_ALLOCATED) cport_free(op->buf);
+    cp_op_free_cached(NULL, op);
+    op = next;
+  }
+}
+
+/* Unlinks q's messages and cached ops into one chain for free_chain;
+ * q->mu held (or q private to the caller). */
+static cp_op *take_all_ops(cport_queue *q) {
+  cp_op *chain = q->head;
+  if (q->tail) q->tail->next = NULL;
+  cp_op **end = q->tail ? &q->tail->next : &chain;
+  for (int i = 0; i < 2; i++) {
+    *end = q->free_ops[i];
+    for (; *end; end = &(*end)->next)
+      (*end)->msg_flags = 0; /* their buffers went with their messages */
+    q->free_ops[i] = NULL;
+    q->free_op_count[i] = 0;
+  }
+  q->head = q->tail = NULL;
+  q->count = 0;
+  return chain;
+}
+
 void cp_queue_free(cport_queue *q) {
   cport_ctx *ctx = q->ctx;
   cp_mutex_lock(&ctx->mu);
@@ -45,19 +74,7 @@ void cp_queue_free(cport_queue *q) {
     ctx->queues = q->next;
   if (q->next) q->next->prev = q->prev;
   cp_mutex_unlock(&ctx->mu);
-  while (q->head) { /* undelivered: nobody else will free these */
-    cp_op *op = q->head;
-    q->head = op->next;
-    if (op->msg_flags & CPORT_MSG_ALLOCATED) cport_free(op->buf);
-    cp_op_free_cached(NULL, op);
-  }
-  for (int i = 0; i < 2; i++) {
-    while (q->free_ops[i]) {
-      cp_op *op = q->free_ops[i];
-      q->free_ops[i] = op->next;
-      cp_op_free_cached(NULL, op);
-    }
-  }
+  free_chain(take_all_ops(q)); /* undelivered: nobody else will free these */
   cp_cond_destroy(&q->cv);
   cp_mutex_destroy(&q->mu);
   free(q);
@@ -89,13 +106,37 @@ int cport_queue_create(cport_ctx *ctx, cport_queue **out) {
   return cp_queue_create(ctx, out);
 }
 
+int cp_queue_own(cport_queue *q) {
+  cp_mutex_lock(&q->mu);
+  int rc = q->dead ? CPORT_EBADF : CPORT_OK;
+  if (rc == CPORT_OK) atomic_fetch_add(&q->owned, 1);
+  cp_mutex_unlock(&q->mu);
+  return rc;
+}
+
+/* A destroyed queue stays as a tombstone (its struct, on ctx->queues)
+ * until the context goes, so every later call naming it, or a thread still
+ * waiting on it, reads valid memory and answers CPORT_EBADF. Its timers
+ * and jobs go first (they end with no message), then its messages. */
 int cport_queue_destroy(cport_queue *q) {
   if (!q) return CPORT_EINVAL;
+  if (cp_queue_dead(q)) return CPORT_EBADF;
   if (atomic_load(&q->owned) > 0) return CPORT_EBUSY;
   cp_timers_drop_queue(q->ctx->timers, q);
   cp_jobs_drop_queue(q->ctx->jobs, q);
-  cp_queue_free(q);
-  return CPORT_OK;
+  cp_op *gone = NULL;
+  cp_mutex_lock(&q->mu);
+  int rc = q->dead ? CPORT_EBADF : atomic_load(&q->owned) > 0 ? CPORT_EBUSY : CPORT_OK;
+  if (rc == CPORT_OK) {
+    atomic_store_explicit(&q->dead, true, memory_order_release);
+    gone = take_all_ops(q);
+    if (q->waiters > 0) cp_cond_broadcast(&q->cv);
+  }
+  cp_mutex_unlock(&q->mu);
+  free_chain(gone);
+  /* A thread polling for q returns to find it gone. */
+  if (rc == CPORT_OK && atomic_load(&q->ctx->poller) == q) q->ctx->be->wake(q->ctx);
+  return rc;
 }
 
 cport_ctx *cport_queue_ctx(const cport_queue *q) { return q ? q->ctx : NULL; }
@@ -104,6 +145,12 @@ void cp_queue_push(cport_queue *q, cp_op *op, cp_op **refill) {
   cport_ctx *ctx = q->ctx;
   op->next = NULL;
   cp_mutex_lock(&q->mu);
+  if (q->dead) { /* a post that raced the destroy: nobody can take it */
+    cp_mutex_unlock(&q->mu);
+    if (op->msg_flags & CPORT_MSG_ALLOCATED) cport_free(op->buf);
+    cp_op_free_cached(NULL, op);
+    return;
+  }
   if (refill) *refill = cp_op_take_cached(q, op->has_addr);
   if (q->tail)
     q->tail->next = op;
@@ -122,6 +169,7 @@ void cp_queue_push(cport_queue *q, cp_op *op, cp_op **refill) {
  * holds its messages in the ops themselves and never grows. */
 int cport_post(cport_queue *q, uint64_t value, void *ptr) {
   if (!q) return CPORT_EINVAL;
+  if (cp_queue_dead(q)) return CPORT_EBADF;
   cp_op *op = cp_op_alloc_queue(q, CPORT_OP_NONE, value, ptr);
   if (!op) return CPORT_ENOMEM;
   cp_queue_push(q, op, NULL);
@@ -216,6 +264,10 @@ int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
                                                 : cp_now_ms() + (uint64_t)timeout;
   bool polled_once = false;
   cp_mutex_lock(&q->mu);
+  if (q->dead) {
+    cp_mutex_unlock(&q->mu);
+    return CPORT_EBADF;
+  }
   /* Messages already queued must not starve the OS: a program that keeps
    * posting itself work would never see its I/O. One poll that does not
    * wait gives the OS its turn, unless another thread is polling anyway.
@@ -229,7 +281,7 @@ int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
     if (atomic_compare_exchange_strong(&ctx->poller, &none, q)) poll_once(q, 0);
   }
   for (;;) {
-    if (q->count > 0) break;
+    if (q->count > 0 || q->dead) break; /* dead: destroyed meanwhile by another thread */
     int left = remaining_ms(deadline);
     if (left == 0 && polled_once) break;
     cport_queue *none = NULL;
@@ -248,7 +300,7 @@ int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
     q->waiters--;
     polled_once = true;
   }
-  int n = take(q, msgs, max);
+  int n = q->dead ? CPORT_EBADF : take(q, msgs, max);
   cp_mutex_unlock(&q->mu);
   return n;
 }

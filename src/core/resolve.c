@@ -225,7 +225,7 @@ static int wait_job(cport_queue *q, uint8_t kind, cp_job_start_fn start, cp_job_
 static int check_call(cport_queue *q, int timeout, void *result, cport_handle *handle) {
   if (!q || timeout < CPORT_NOWAIT) return CPORT_EINVAL;
   if (timeout == CPORT_NOWAIT ? !handle : !result) return CPORT_EINVAL;
-  return CPORT_OK;
+  return cp_queue_dead(q) ? CPORT_EBADF : CPORT_OK;
 }
 
 int cport_resolve(cport_queue *q, const char *host, const char *service,

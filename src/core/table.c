@@ -88,7 +88,12 @@ int cp_table_alloc(cport_ctx *ctx, cport_queue *owner, cp_sock **out) {
   s->ctx = ctx;
   s->owner = owner;
   s->next_handle = 1;
-  atomic_fetch_add(&owner->owned, 1);
+  if (cp_queue_own(owner) != CPORT_OK) {
+    s->state = CP_SOCK_FREE;
+    cp_mutex_unlock(&s->mu);
+    put_free_slot(s);
+    return CPORT_EBADF;
+  }
   *out = s;
   return CPORT_OK;
 }

@@ -221,6 +221,7 @@ int cport_timer_start(cport_queue *q, uint64_t after_ms, uint64_t repeat_ms, uin
   if (handle) *handle = 0;
   if (!q || !handle || after_ms > CPORT_TIMER_MAX_MS || repeat_ms > CPORT_TIMER_MAX_MS)
     return CPORT_EINVAL;
+  if (cp_queue_dead(q)) return CPORT_EBADF;
   cp_timers *t = q->ctx->timers;
   cp_op *final = cp_op_alloc_queue(q, CPORT_OP_TIMER, user, user_ptr);
   if (!final) return CPORT_ENOMEM;
@@ -245,6 +246,7 @@ int cport_timer_start(cport_queue *q, uint64_t after_ms, uint64_t repeat_ms, uin
 
 int cport_queue_cancel(cport_queue *q, cport_handle handle) {
   if (!q) return CPORT_EINVAL;
+  if (cp_queue_dead(q)) return CPORT_EBADF;
   if ((handle & CP_QUEUE_HANDLE) && (handle & CP_JOB_HANDLE)) return cp_jobs_cancel(q, handle);
   cp_timers *t = q->ctx->timers;
   cp_mutex_lock(&t->mu);

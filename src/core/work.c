@@ -380,5 +380,6 @@ static int run_work(cp_job *job, void **result, size_t *count) {
 int cport_work(cport_queue *q, void (*fn)(void *arg), void *arg, cport_handle *handle) {
   if (handle) *handle = 0;
   if (!q || !fn || !handle) return CPORT_EINVAL;
+  if (cp_queue_dead(q)) return CPORT_EBADF;
   return cp_job_submit(q, CPORT_OP_WORK, run_work, arg, &fn, sizeof fn, handle);
 }
