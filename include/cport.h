@@ -212,7 +212,9 @@ CPORT_API int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts);
 /* Destroy a context: closes every socket still open in it (their aborts are
  * discarded with the queues), drops work and lookups not yet started, waits
  * for those running to return, waits a bounded time for the OS to release
- * pending buffers, and frees every queue. No thread may still be using it. */
+ * pending buffers, and frees every queue, destroyed ones included. No
+ * thread may still be using it: a context, or any queue of it, used after
+ * this call is undefined (socket handles of it answer CPORT_EBADF). */
 CPORT_API void cport_ctx_destroy(cport_ctx *ctx);
 
 /* The backend a context runs on, and its name ("epoll", "io_uring",
