@@ -2,10 +2,15 @@
  * worker threads, each ending its handle with one message.
  *
  * A job waits in a FIFO until a worker takes it, runs with no lock held,
- * and is then delivered under jobs.mu, the lock a queue's destruction also
- * takes to drop its jobs: a job can never push into a freed queue. Its
- * final message is allocated when it is submitted, so that a job that ran
- * can always say so (rule 3: nothing lost).
+ * leaves the running list under jobs.mu, and is then delivered with no
+ * lock held: once out of the list, no cancel or queue destruction can
+ * reach it (they take jobs.mu to find it), and its queue, even destroyed,
+ * stays in memory as a tombstone until the context goes, which joins the
+ * workers first (a push into a destroyed queue frees the message). A job
+ * the OS runs (cp_job_finish) is delivered under jobs.mu, because the
+ * context's destruction waits for those only until in_os drops. Its final
+ * message is allocated when it is submitted, so that a job that ran can
+ * always say so (rule 3: nothing lost).
  *
  * Cancelling a job that waits removes it: it never runs, and its abort is
  * delivered at once. A running lookup is abandoned: its abort is delivered
@@ -84,7 +89,8 @@ static cp_job *list_find(const job_list *l, cport_queue *q, cport_handle handle)
 
 /* ---- the pool's side ------------------------------------------------------ */
 
-/* Delivers a job that ran; jobs.mu held. */
+/* Delivers a job that ran, out of every list (its abandoned and q can no
+ * longer change). */
 static void deliver(cp_job *j, int status, void *result, size_t count) {
   if (j->abandoned || !j->q) {
     cport_free(result);
@@ -121,8 +127,8 @@ static void worker(void *arg) {
   int status = j->run(j, &result, &count);
   cp_mutex_lock(&jobs->mu);
   list_remove(&jobs->running, j);
-  deliver(j, status, result, count);
   cp_mutex_unlock(&jobs->mu);
+  deliver(j, status, result, count); /* out of the list: no cancel or destroy reaches j now */
   free(j);
 }
 
