@@ -168,6 +168,7 @@ struct cp_sock {
   uint8_t debug;     /* otp.debug: trace each message to stderr */
   uint8_t zero_read; /* otp.zero_read: receive buffers go to the OS only when readable */
   uint8_t defer;     /* otp.defer: every nowait call ends with a message */
+  uint8_t multi[2];  /* per cp_dir: a multishot op is pending there (multi.c) */
   uint32_t rcvbuf;   /* otp.rcvbuf: what cport_recv_alloc allocates (0: default) */
   uint32_t rcv_max;  /* otp.rcv_outstanding (0: default) */
   int recv_timeout;  /* otp.recv_timeout, ms (0: none) */

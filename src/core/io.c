@@ -47,10 +47,11 @@ static bool select_pending(const cp_sock *s, int dir) {
 /* A multishot op has its direction to itself: its messages are the
  * direction's only ones, so they need no ordering against others. A
  * cancelled select op makes no message (io_uring keeps it until the kernel
- * lets go), so it is no conflict. */
+ * lets go), so it is no conflict. Other calls pay one flag test. */
 static bool multi_conflict(const cp_sock *s, int dir, bool multi) {
+  if (s->multi[dir] || !multi) return s->multi[dir];
   for (const cp_op *op = s->dirs[dir].head; op; op = op->next)
-    if (op->multi || (multi && !(op->select && op->cancelled))) return true;
+    if (!(op->select && op->cancelled)) return true;
   return false;
 }
 
@@ -97,8 +98,8 @@ static int check_state(const cp_sock *s, const request *rq, bool select) {
     if (s->type == CPORT_SOCK_STREAM) return CPORT_EOPNOTSUPP;
     return s->bound || s->connected ? CPORT_OK : CPORT_EINVAL;
   default:
-    if (s->type == CPORT_SOCK_DGRAM && (rq->flags & CPORT_WAITALL || rq->multi))
-      return rq->multi ? CPORT_EOPNOTSUPP : CPORT_EINVAL;
+    if (s->type == CPORT_SOCK_DGRAM && rq->multi) return CPORT_EOPNOTSUPP;
+    if (s->type == CPORT_SOCK_DGRAM && rq->flags & CPORT_WAITALL) return CPORT_EINVAL;
     return s->connected ? CPORT_OK : CPORT_ENOTCONN;
   }
 }
@@ -151,15 +152,15 @@ static int default_deadline(const cp_sock *s, const cp_op *op) {
   return op->dir == CP_RD ? s->recv_timeout : s->send_timeout;
 }
 
-/* Gives the op a record (and its default deadline, armed before the OS
- * sees the op so that failing to arm it leaves nothing to undo), queues it
- * behind its direction's others and starts it. Returns as submit does. */
 /* otp.defer: a completion-mode nowait call ends with a message, whatever
  * its outcome (a blocking call's private queue needs no such help). */
 static bool deferred(const cp_sock *s, const cp_op *op) {
   return s->defer && !op->select && !op->dest;
 }
 
+/* Gives the op a record (and its default deadline, armed before the OS
+ * sees the op so that failing to arm it leaves nothing to undo), queues it
+ * behind its direction's others and starts it. Returns as submit does. */
 static int start_record(cp_sock *s, cp_op *proto, result *res, cport_handle *handle) {
   cp_op *op = cp_op_record(s, proto);
   int ms = default_deadline(s, proto);
@@ -211,6 +212,7 @@ static int start_multi(cp_sock *s, const cp_op *proto, cport_handle *handle) {
     return rc;
   }
   cp_list_append(&s->dirs[op->dir], op);
+  s->multi[op->dir] = 1; /* until cp_multi_end */
   *handle = op->handle;
   cp_multi_arm(s, op);
   return CPORT_COMPLETION;
@@ -430,18 +432,18 @@ int cport_recv_alloc(cport_socket s, unsigned flags, int timeout, void **buf, si
   return rc;
 }
 
-int cport_accept_multi(cport_socket listener, cport_handle *handle) {
+static int submit_multi(cport_socket id, uint8_t kind, cport_handle *handle) {
   if (!handle) return CPORT_EINVAL;
   *handle = 0;
-  request rq = {.kind = CPORT_OP_ACCEPT, .multi = true};
+  request rq = {.kind = kind, .multi = true};
   result res;
-  return submit(listener, &rq, NULL, &res, handle);
+  return submit(id, &rq, NULL, &res, handle);
+}
+
+int cport_accept_multi(cport_socket listener, cport_handle *handle) {
+  return submit_multi(listener, CPORT_OP_ACCEPT, handle);
 }
 
 int cport_recv_multi(cport_socket s, cport_handle *handle) {
-  if (!handle) return CPORT_EINVAL;
-  *handle = 0;
-  request rq = {.kind = CPORT_OP_RECV, .multi = true};
-  result res;
-  return submit(s, &rq, NULL, &res, handle);
+  return submit_multi(s, CPORT_OP_RECV, handle);
 }

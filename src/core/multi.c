@@ -146,6 +146,7 @@ void cp_multi_end(cp_op *op) {
   op->bufs = NULL;
   op->multi = 0;
   op->paused = 0;
+  op->sock->multi[op->dir] = 0;
 }
 
 /* A release brought a paused recv under its limit: arm it again, if it is

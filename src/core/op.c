@@ -62,28 +62,26 @@ static cp_op *op_get(cp_sock *s, cport_queue *q, bool has_addr) {
 _Static_assert(offsetof(cp_op, handle) < OP_BODY_START && offsetof(cp_op, socket) < OP_BODY_START,
                "links and identity come before an op's body");
 
-cp_op *cp_op_record(cp_sock *s, const cp_op *proto) {
+/* A record of s holding proto's body, with the given handle. */
+static cp_op *record_of(cp_sock *s, const cp_op *proto, cport_handle handle) {
   bool has_addr = wants_addr(s, proto->kind);
   cp_op *op = op_get(s, proto->dest ? proto->dest : s->owner, has_addr);
   if (!op) return NULL;
   memcpy((char *)op + OP_BODY_START, (const char *)proto + OP_BODY_START, OP_BODY_LEN);
   op->has_addr = has_addr;
   op->sock = s;
-  op->handle = s->next_handle++;
+  op->handle = handle;
   if (has_addr) op->addr = proto->addr;
   return op;
 }
 
-cp_op *cp_op_copy(cp_sock *s, const cp_op *op) {
-  cp_op *m = op_get(s, op->dest ? op->dest : s->owner, op->has_addr);
-  if (!m) return NULL;
-  memcpy((char *)m + OP_BODY_START, (const char *)op + OP_BODY_START, OP_BODY_LEN);
-  m->has_addr = op->has_addr;
-  m->sock = s;
-  m->handle = op->handle;
-  if (op->has_addr) m->addr = op->addr;
-  return m;
+cp_op *cp_op_record(cp_sock *s, const cp_op *proto) {
+  cp_op *op = record_of(s, proto, s->next_handle);
+  if (op) s->next_handle++;
+  return op;
 }
+
+cp_op *cp_op_copy(cp_sock *s, const cp_op *op) { return record_of(s, op, op->handle); }
 
 /* Short, without addr: an armed timer holds one until it ends, and a
  * million timers would otherwise pin twice the memory. */
