@@ -259,21 +259,6 @@ static void test_done_now(void **state) {
  * CPORT_COMPLETION and deliver their result as one message; in select mode
  * the option changes nothing. Set on the listener, accepted sockets
  * inherit it; cport_ctx_options.defer sets it on new sockets. */
-static void set_defer(cport_socket s, int on) {
-  cport_optval v;
-  memset(&v, 0, sizeof v);
-  v.type = CPORT_VAL_BOOL;
-  v.v.b = on;
-  SUP_RC(cport_setopt(s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_DEFER, &v), CPORT_OK);
-}
-
-static int get_defer(cport_socket s) {
-  cport_optval v;
-  memset(&v, 0, sizeof v);
-  SUP_RC(cport_getopt(s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_DEFER, &v), CPORT_OK);
-  return v.v.b;
-}
-
 /* A nowait call under otp.defer: pending in completion mode, its one
  * message carrying what a done-now call would have returned. */
 static cport_msg expect_deferred(sup_env *e, cport_socket s, int rc, cport_handle h, int op) {
@@ -295,17 +280,17 @@ static void test_defer(void **state) {
   if (sup_select_mode()) {
     /* Select mode: the option is kept, and done-now stays done now. */
     sup_make_pair(e->q, CPORT_AF_INET, &p);
-    set_defer(p.client, 1);
-    SUP_EQ(get_defer(p.client), 1);
+    sup_set_otp_bool(p.client, CPORT_OPT_OTP_DEFER, 1);
+    SUP_EQ(sup_get_otp_bool(p.client, CPORT_OPT_OTP_DEFER), 1);
     SUP_RC(cport_send(p.client, out, sizeof out, 0, CPORT_NOWAIT, &n, &h), CPORT_OK);
     SUP_EQ(n, sizeof out);
     return;
   }
   sup_make_pair(e->q, CPORT_AF_INET, &p);
-  SUP_EQ(get_defer(p.client), 0);
-  set_defer(p.client, 1);
-  set_defer(p.server, 1);
-  set_defer(p.listener, 1);
+  SUP_EQ(sup_get_otp_bool(p.client, CPORT_OPT_OTP_DEFER), 0);
+  sup_set_otp_bool(p.client, CPORT_OPT_OTP_DEFER, 1);
+  sup_set_otp_bool(p.server, CPORT_OPT_OTP_DEFER, 1);
+  sup_set_otp_bool(p.listener, CPORT_OPT_OTP_DEFER, 1);
   sup_pattern(out, sizeof out, 0, 22);
   int rc = cport_send(p.client, out, sizeof out, 0, CPORT_NOWAIT, &n, &h);
   SUP_EQ(expect_deferred(e, p.client, rc, h, CPORT_OP_SEND).bytes, sizeof out);
@@ -324,7 +309,7 @@ static void test_defer(void **state) {
   SUP_EQ(acc, CPORT_INVALID_SOCKET);
   acc = expect_deferred(e, p.listener, rc, h, CPORT_OP_ACCEPT).accepted;
   SUP_ASSERT(acc != CPORT_INVALID_SOCKET, "accepted socket");
-  SUP_EQ(get_defer(acc), 1);
+  SUP_EQ(sup_get_otp_bool(acc, CPORT_OPT_OTP_DEFER), 1);
   /* An error the OS reports at once comes as a message as well: a reset
    * that is already there when the recv is made. */
   cport_optval lg;
@@ -363,7 +348,7 @@ static void test_defer(void **state) {
   SUP_RC(cport_ctx_create(&ctx, &opts), CPORT_OK);
   SUP_RC(cport_queue_create(ctx, &q), CPORT_OK);
   SUP_RC(cport_open(q, CPORT_AF_INET, CPORT_SOCK_STREAM, 0, &s), CPORT_OK);
-  SUP_EQ(get_defer(s), 1);
+  SUP_EQ(sup_get_otp_bool(s, CPORT_OPT_OTP_DEFER), 1);
   cport_ctx_destroy(ctx);
 }
 

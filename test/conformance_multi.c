@@ -28,34 +28,6 @@ static cport_optval int_val(int i) {
   return v;
 }
 
-static void set_otp_int(cport_socket s, cport_option opt, int value) {
-  cport_optval v = int_val(value);
-  SUP_RC(cport_setopt(s, CPORT_LEVEL_OTP, opt, &v), CPORT_OK);
-}
-
-static int get_otp_int(cport_socket s, cport_option opt) {
-  cport_optval v;
-  memset(&v, 0, sizeof v);
-  SUP_RC(cport_getopt(s, CPORT_LEVEL_OTP, opt, &v), CPORT_OK);
-  SUP_EQ(v.type, CPORT_VAL_INT);
-  return v.v.i;
-}
-
-static void set_defer(cport_socket s, int on) {
-  cport_optval v;
-  memset(&v, 0, sizeof v);
-  v.type = CPORT_VAL_BOOL;
-  v.v.b = on;
-  SUP_RC(cport_setopt(s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_DEFER, &v), CPORT_OK);
-}
-
-static int get_defer(cport_socket s) {
-  cport_optval v;
-  memset(&v, 0, sizeof v);
-  SUP_RC(cport_getopt(s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_DEFER, &v), CPORT_OK);
-  return v.v.b;
-}
-
 /* A blocking send of all of buf (no message in the owner queue). */
 static void send_blocking(cport_socket s, const void *buf, size_t len) {
   size_t n = 0;
@@ -163,7 +135,7 @@ static void rm_start(rm_state *r, cport_queue *q, cport_socket s, uint32_t seed,
   r->s = s;
   r->seed = seed;
   r->base = base;
-  r->max = (size_t)get_otp_int(s, CPORT_OPT_OTP_RCVBUF);
+  r->max = (size_t)sup_get_otp_int(s, CPORT_OPT_OTP_RCVBUF);
   SUP_RC(cport_recv_multi(s, &r->h), CPORT_COMPLETION);
   SUP_ASSERT(r->h != 0, "cport_recv_multi answered CPORT_COMPLETION with handle 0");
 }
@@ -397,7 +369,7 @@ static void test_multi_recv_stream(void **state) {
   char tmp[16];
 
   sup_make_pair(e->q, CPORT_AF_INET, &p);
-  SUP_EQ(get_otp_int(p.server, CPORT_OPT_OTP_RCVBUF), 16384);
+  SUP_EQ(sup_get_otp_int(p.server, CPORT_OPT_OTP_RCVBUF), 16384);
   sup_pattern(out, total, 0, 81);
   /* Data already waiting when the call is made: it still answers
    * CPORT_COMPLETION, and the data comes as messages. */
@@ -548,8 +520,8 @@ static void test_multi_recv_backpressure(void **state) {
   sup_op snd;
 
   sup_make_pair(e->q, CPORT_AF_INET, &p);
-  set_otp_int(p.server, CPORT_OPT_OTP_RCV_OUTSTANDING, 2);
-  set_otp_int(p.server, CPORT_OPT_OTP_RCVBUF, 1024);
+  sup_set_otp_int(p.server, CPORT_OPT_OTP_RCV_OUTSTANDING, 2);
+  sup_set_otp_int(p.server, CPORT_OPT_OTP_RCVBUF, 1024);
   rm_start(&r, e->q, p.server, 86, 0);
   SUP_EQ(r.max, 1024);
   /* The peer's send runs alongside (nowait; the loop carries it on). */
@@ -694,11 +666,11 @@ static void test_multi_rcv_outstanding_option(void **state) {
   SUP_ASSERT(name != NULL && strcmp(name, "otp.rcv_outstanding") == 0, "option name '%s'",
              name ? name : "(null)");
   SUP_EQ(cport_is_supported(CPORT_LEVEL_OTP, CPORT_OPT_OTP_RCV_OUTSTANDING), 1);
-  SUP_EQ(get_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING), 16);
-  set_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING, 1);
-  SUP_EQ(get_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING), 1);
-  set_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING, 65536);
-  SUP_EQ(get_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING), 65536);
+  SUP_EQ(sup_get_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING), 16);
+  sup_set_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING, 1);
+  SUP_EQ(sup_get_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING), 1);
+  sup_set_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING, 65536);
+  SUP_EQ(sup_get_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING), 65536);
   v = int_val(0);
   SUP_RC(cport_setopt(t, CPORT_LEVEL_OTP, CPORT_OPT_OTP_RCV_OUTSTANDING, &v), CPORT_EINVAL);
   v = int_val(65537);
@@ -711,19 +683,20 @@ static void test_multi_rcv_outstanding_option(void **state) {
   SUP_RC(cport_setopt(t, CPORT_LEVEL_OTP, CPORT_OPT_OTP_RCV_OUTSTANDING, &v), CPORT_EINVAL);
   v = int_val(4);
   SUP_RC(cport_setopt(t, CPORT_LEVEL_SOCKET, CPORT_OPT_OTP_RCV_OUTSTANDING, &v), CPORT_EINVAL);
-  SUP_EQ(get_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING), 65536); /* refused values change nothing */
+  SUP_EQ(sup_get_otp_int(t, CPORT_OPT_OTP_RCV_OUTSTANDING),
+         65536); /* refused values change nothing */
 
   /* Accepted sockets inherit it, by cport_accept and by cport_accept_multi. */
   l = sup_listener(e->q, CPORT_AF_INET, 0, 0, &addr);
-  set_otp_int(l, CPORT_OPT_OTP_RCV_OUTSTANDING, 3);
-  SUP_EQ(get_otp_int(l, CPORT_OPT_OTP_RCV_OUTSTANDING), 3);
+  sup_set_otp_int(l, CPORT_OPT_OTP_RCV_OUTSTANDING, 3);
+  SUP_EQ(sup_get_otp_int(l, CPORT_OPT_OTP_RCV_OUTSTANDING), 3);
   sup_connect_pair(e->q, l, &addr, 0, &c, &s);
-  SUP_EQ(get_otp_int(s, CPORT_OPT_OTP_RCV_OUTSTANDING), 3);
-  SUP_EQ(get_otp_int(c, CPORT_OPT_OTP_RCV_OUTSTANDING), 16);
+  SUP_EQ(sup_get_otp_int(s, CPORT_OPT_OTP_RCV_OUTSTANDING), 3);
+  SUP_EQ(sup_get_otp_int(c, CPORT_OPT_OTP_RCV_OUTSTANDING), 16);
   h = accept_multi(l);
   c2 = connect_client(e->q, &addr);
   acc = expect_accepted(e->q, l, h);
-  SUP_EQ(get_otp_int(acc, CPORT_OPT_OTP_RCV_OUTSTANDING), 3);
+  SUP_EQ(sup_get_otp_int(acc, CPORT_OPT_OTP_RCV_OUTSTANDING), 3);
   SUP_RC(cport_cancel(l, h), CPORT_OK);
   expect_accept_abort(e->q, l, h, CPORT_ECANCELED);
   (void)c2;
@@ -744,11 +717,11 @@ static void test_multi_defer(void **state) {
   cport_handle h;
   rm_state r;
 
-  set_defer(l, 1);
+  sup_set_otp_bool(l, CPORT_OPT_OTP_DEFER, 1);
   h = accept_multi(l);
   c = connect_client(e->q, &addr);
   s = expect_accepted(e->q, l, h);
-  SUP_EQ(get_defer(s), 1);
+  SUP_EQ(sup_get_otp_bool(s, CPORT_OPT_OTP_DEFER), 1);
   SUP_RC(cport_cancel(l, h), CPORT_OK);
   expect_accept_abort(e->q, l, h, CPORT_ECANCELED);
 
@@ -770,7 +743,7 @@ static void test_multi_defer(void **state) {
   {
     sup_pair p;
     sup_make_pair(e->q, CPORT_AF_INET, &p);
-    set_defer(p.server, 1);
+    sup_set_otp_bool(p.server, CPORT_OPT_OTP_DEFER, 1);
     rm_start(&r, e->q, p.server, 92, 0);
     sup_pattern(out, 100, 0, 92);
     send_blocking(p.client, out, 100);

@@ -1793,3 +1793,31 @@ double sup_cpu_seconds(void) {
          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 #endif
+
+static void set_otp(cport_socket s, cport_option opt, cport_val_type type, int value) {
+  cport_optval v;
+  memset(&v, 0, sizeof v);
+  v.type = type;
+  if (type == CPORT_VAL_INT)
+    v.v.i = value;
+  else
+    v.v.b = value;
+  SUP_RC(cport_setopt(s, CPORT_LEVEL_OTP, opt, &v), CPORT_OK);
+}
+
+static int get_otp(cport_socket s, cport_option opt, cport_val_type type) {
+  cport_optval v;
+  memset(&v, 0, sizeof v);
+  SUP_RC(cport_getopt(s, CPORT_LEVEL_OTP, opt, &v), CPORT_OK);
+  SUP_EQ(v.type, type);
+  return type == CPORT_VAL_INT ? v.v.i : v.v.b;
+}
+
+void sup_set_otp_int(cport_socket s, cport_option opt, int value) {
+  set_otp(s, opt, CPORT_VAL_INT, value);
+}
+int sup_get_otp_int(cport_socket s, cport_option opt) { return get_otp(s, opt, CPORT_VAL_INT); }
+void sup_set_otp_bool(cport_socket s, cport_option opt, int on) {
+  set_otp(s, opt, CPORT_VAL_BOOL, on);
+}
+int sup_get_otp_bool(cport_socket s, cport_option opt) { return get_otp(s, opt, CPORT_VAL_BOOL); }

@@ -212,6 +212,13 @@ void expect_no_msg(cport_queue *q, int timeout_ms);
 void expect_no_msg_for(cport_queue *q, cport_socket s, cport_handle h, int timeout_ms);
 /* Drive the poller for ms, stashing whatever arrives. */
 void sup_settle(cport_queue *q, int ms);
+
+/* Set an otp option of int or bool type, asserting CPORT_OK; read one
+ * back, asserting its type. */
+void sup_set_otp_int(cport_socket s, cport_option opt, int value);
+int sup_get_otp_int(cport_socket s, cport_option opt);
+void sup_set_otp_bool(cport_socket s, cport_option opt, int on);
+int sup_get_otp_bool(cport_socket s, cport_option opt);
 /* Number of stashed messages of q. */
 int sup_stash_count(cport_queue *q);
 /* Record that (s, h) must never get a message (a select handle whose

@@ -962,14 +962,6 @@ static void SUP_PRINTF(3, 4) note_failure(char *failure, size_t size, const char
   va_end(ap);
 }
 
-static void set_otp_int(cport_socket s, cport_option opt, int value) {
-  cport_optval v;
-  memset(&v, 0, sizeof v);
-  v.type = CPORT_VAL_INT;
-  v.v.i = value;
-  SUP_RC(cport_setopt(s, CPORT_LEVEL_OTP, opt, &v), CPORT_OK);
-}
-
 /* A recv_multi pumped by the test thread (A), whose chunks are handed to
  * thread B (cport_post to a second queue), which checks them in order and
  * releases them: every cport_free, and so every resume of the paused recv,
@@ -1078,8 +1070,8 @@ static void test_multi_recv_freed_by_other_thread(void **state) {
   atomic_init(&sh.abandon, 0);
   SUP_RC(cport_queue_create(e->ctx, &sh.handoff), CPORT_OK);
   sup_make_pair(e->q, CPORT_AF_INET, &p);
-  set_otp_int(p.server, CPORT_OPT_OTP_RCV_OUTSTANDING, MR_OUTSTANDING);
-  set_otp_int(p.server, CPORT_OPT_OTP_RCVBUF, MR_RCVBUF);
+  sup_set_otp_int(p.server, CPORT_OPT_OTP_RCV_OUTSTANDING, MR_OUTSTANDING);
+  sup_set_otp_int(p.server, CPORT_OPT_OTP_RCVBUF, MR_RCVBUF);
   SUP_RC(cport_recv_multi(p.server, &h), CPORT_COMPLETION);
   sup_pattern(data, MR_TOTAL, 0, MR_SEED);
   snd.s = p.client;
