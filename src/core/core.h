@@ -86,8 +86,6 @@ cp_op *cp_op_record(cp_sock *s, const cp_op *proto);
 cp_op *cp_op_alloc_queue(cport_queue *q, uint8_t kind, uint64_t value, void *ptr);
 /* An op of s that made no message: kept as the socket's spare. s->mu held. */
 void cp_op_free(cp_sock *s, cp_op *op);
-/* An op done with: into q's cache (q->mu held), or freed if q is NULL. */
-void cp_op_free_cached(cport_queue *q, cp_op *op);
 /* An op from q's cache of that size, or NULL; q->mu held. */
 cp_op *cp_op_take_cached(cport_queue *q, bool has_addr);
 void cp_list_append(cp_list *l, cp_op *op);
@@ -103,18 +101,14 @@ void cp_op_end(cp_op *op, int status);
 /* An op did its work (ended now, or by cp_op_done unless a select op). */
 void cp_op_effects(cp_sock *s, const cp_op *op);
 
-/* Buffers handed to users (ubuf.c), all released by cport_free. owner:
- * the multishot recv whose chunk it is, or NULL. */
-void *cp_ubuf_alloc(size_t len, cp_bufs *owner);
-/* The buffer goes to the user now: its release counts (multi.c). */
+/* Buffers handed to users (ubuf.c; cp_ubuf_alloc is in internal.h), all
+ * released by cport_free. The buffer goes to the user now: its release
+ * counts (multi.c). */
 void cp_ubuf_hand_over(void *buf);
 
 /* Multishot ops (multi.c). */
 /* Sets up a multishot op just recorded (a recv gets its cp_bufs). */
 int cp_multi_begin(cp_sock *s, cp_op *op);
-/* Arms op (fresh buffer, backend start) and delivers each result that
- * comes at once, until one waits, the op pauses or it ends. */
-void cp_multi_arm(cp_sock *s, cp_op *op);
 /* op got a result (status): if it lets the handle go on, delivers it as a
  * CPORT_MSG_MORE message, re-arms op and returns true. */
 bool cp_multi_go_on(cp_sock *s, cp_op *op, int status);

@@ -123,6 +123,8 @@ typedef struct cp_op {
   uint8_t tag;        /* once delivered: the message's cport_tag */
   uint8_t multi;      /* a multishot op: each result a message, until the last (multi.c) */
   uint8_t paused;     /* a multishot recv waits for its chunks to be released */
+  uint8_t kbuf;       /* a multishot recv whose chunks' buffers the OS picks (multi.c) */
+  uint8_t os_multi;   /* the OS holds a multishot request for it: started stays set */
   unsigned flags;     /* CPORT_WAITALL */
   unsigned msg_flags; /* result: CPORT_MSG_TRUNC */
   char *buf;          /* user messages: the pointer posted */
@@ -238,6 +240,11 @@ typedef struct cp_backend {
   int (*shutdown)(cp_sock *s, int how);
   int (*sockname)(cp_sock *s, cport_addr *addr);
   int (*peername)(cp_sock *s, cport_addr *addr);
+  /* Optional (NULL: never). Whether the OS will pick the buffers of the
+   * chunks of multishot recv op, just recorded (io_uring's buffer ring).
+   * The backend then hands each chunk to cp_multi_chunk, or ends op
+   * through cp_op_done with the chunk in op->buf when the OS lets go. */
+  bool (*kernel_buffers)(cp_sock *s, cp_op *op);
 } cp_backend;
 
 /* ---- core services for backends ---------------------------------------- */
@@ -258,6 +265,29 @@ int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out);
 
 /* The first op of a direction that has not ended yet, or NULL. */
 cp_op *cp_dir_active(cp_sock *s, int dir);
+
+/* For backends whose OS receives many chunks on one request into buffers
+ * it picks (cp_backend.kernel_buffers; multi.c, ubuf.c, op.c). */
+/* A user buffer of len bytes, released by cport_free (owner: the
+ * multishot recv whose chunk it is, or NULL), and a blank message record
+ * without an address tail: a backend lends the buffer to the OS and keeps
+ * the record for the chunk that will land in it. NULL without memory. */
+void *cp_ubuf_alloc(size_t len, cp_bufs *owner);
+cp_op *cp_op_blank(void);
+/* An op done with: into q's cache (q->mu held), or freed if q is NULL. */
+void cp_op_free_cached(cport_queue *q, cp_op *op);
+/* The buffer, made without an owner, becomes a chunk of owner's. */
+void cp_ubuf_adopt(void *buf, cp_bufs *owner);
+/* One chunk while the OS goes on receiving (op->buf, op->done set,
+ * op->owns_buf): delivered as a CPORT_MSG_MORE message in rec, so it
+ * cannot fail for want of memory. Returns true if op must now pause
+ * (op->paused): the backend then stops the OS's request, and the release
+ * that resumes op arms it again through start. */
+bool cp_multi_chunk(cp_sock *s, cp_op *op, cp_op *rec);
+/* Arms a multishot op (a fresh buffer unless kbuf, the backend's start)
+ * and delivers each result that comes at once, until one waits, the op
+ * pauses or it ends. */
+void cp_multi_arm(cp_sock *s, cp_op *op);
 
 /* The ordering loop, the same for every backend with an attempt function:
  * attempts the first unended op of dir, and each next one as the one

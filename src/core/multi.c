@@ -16,7 +16,14 @@
  * (no buffer, not armed, skipped by the ordering loop); the release that
  * brings the count under the limit arms it again. The pause flag and the
  * count are read in opposite orders by the two sides (Dekker): either the
- * pausing op sees the release, or the release sees the pause. */
+ * pausing op sees the release, or the release sees the pause.
+ *
+ * Where the OS can receive many chunks on one request, into buffers it
+ * picks from a set the backend lends it (io_uring's buffer ring: op->kbuf),
+ * the backend hands each chunk to cp_multi_chunk with a message record it
+ * reserved along with the buffer, so no chunk the OS took can be lost for
+ * want of memory; a pause then stops the OS's request, and the release
+ * arms a new one. */
 #include "core.h"
 
 #include <stdlib.h>
@@ -38,6 +45,8 @@ static void bufs_unref(cp_bufs *b) {
 void cp_bufs_handed(cp_bufs *b) { atomic_fetch_add(&b->outstanding, 1u); }
 
 int cp_multi_begin(cp_sock *s, cp_op *op) {
+  op->kbuf = 0;
+  op->os_multi = 0;
   if (op->kind != CPORT_OP_RECV) return CPORT_OK;
   cp_bufs *b = malloc(sizeof *b);
   if (!b) return CPORT_ENOMEM;
@@ -47,6 +56,8 @@ int cp_multi_begin(cp_sock *s, cp_op *op) {
   b->sock = s->id;
   b->handle = op->handle;
   op->bufs = b;
+  const cp_backend *be = s->ctx->be;
+  op->kbuf = be->kernel_buffers && be->kernel_buffers(s, op);
   return CPORT_OK;
 }
 
@@ -71,7 +82,7 @@ static bool renew(cp_sock *s, cp_op *op) {
   op->status = 0;
   op->done = 0;
   op->msg_flags = 0;
-  op->started = 0;
+  if (!op->os_multi) op->started = 0;
   op->tried = 0;
   if (op->kind == CPORT_OP_ACCEPT) {
     op->accepted = CPORT_INVALID_SOCKET;
@@ -80,6 +91,7 @@ static bool renew(cp_sock *s, cp_op *op) {
   if (op->owns_buf) return true; /* still has its buffer */
   if (must_pause(s, op)) return false;
   op->len = cp_rcvbuf(s);
+  if (op->kbuf) return true; /* the OS picks a buffer when data comes */
   op->buf = cp_ubuf_alloc(op->len, op->bufs);
   if (!op->buf) {
     cp_op_end(op, CPORT_ENOMEM);
@@ -132,6 +144,16 @@ bool cp_multi_go_on(cp_sock *s, cp_op *op, int status) {
   if (!goes_on(s, op, status) || !deliver_more(s, op)) return false;
   cp_multi_arm(s, op);
   return true;
+}
+
+bool cp_multi_chunk(cp_sock *s, cp_op *op, cp_op *rec) {
+  cp_op_free(s, rec); /* the spare that the message's copy takes */
+  bool delivered = deliver_more(s, op);
+  (void)delivered; /* a spare of the right size: it cannot fail */
+  op->status = 0;
+  op->done = 0;
+  op->msg_flags = 0;
+  return op->paused || must_pause(s, op);
 }
 
 void cp_multi_end(cp_op *op) {

@@ -83,6 +83,12 @@ cp_op *cp_op_record(cp_sock *s, const cp_op *proto) {
 
 cp_op *cp_op_copy(cp_sock *s, const cp_op *op) { return record_of(s, op, op->handle); }
 
+cp_op *cp_op_blank(void) {
+  cp_op *op = malloc(OP_SIZE_NO_ADDR);
+  if (op) op->has_addr = 0;
+  return op;
+}
+
 /* Short, without addr: an armed timer holds one until it ends, and a
  * million timers would otherwise pin twice the memory. */
 cp_op *cp_op_alloc_queue(cport_queue *q, uint8_t kind, uint64_t value, void *ptr) {

@@ -33,6 +33,12 @@ void cp_ubuf_hand_over(void *buf) {
   cp_bufs_handed(h->owner);
 }
 
+void cp_ubuf_adopt(void *buf, cp_bufs *owner) {
+  ubuf_header *h = header_of(buf);
+  h->owner = owner;
+  cp_bufs_ref(owner);
+}
+
 void cport_free(void *buf) {
   if (!buf) return;
   ubuf_header *h = header_of(buf);
