@@ -19,6 +19,7 @@
 #ifdef CPORT_HAVE_IO_URING
 #define _GNU_SOURCE /* accept4 flags */
 #include "posix.h"
+#include "uring_bufs.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -50,6 +51,10 @@ typedef struct ur_ctx {
     unsigned head, n, cap;
   } backlog;
   bool refuse_test; /* CPORT_IO_URING_BACKLOG: get_sqe acts as if the kernel refused */
+  ur_bufs *bufs;    /* buffers for multishot recvs; NULL: the kernel has no buffer ring */
+  atomic_bool bufs_wanted; /* a multishot recv uses them: the poller fills them */
+  atomic_bool bufs_off;    /* the kernel refused a multishot recv: never again */
+  bool bufs_proven;        /* poller: the kernel filled one */
 } ur_ctx;
 
 static ur_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
@@ -105,6 +110,7 @@ static int ur_ctx_init(cport_ctx *ctx) {
    * a single-thread context can use one: it spares each enter a file
    * lookup. Kernels before 5.18 lack it, which costs nothing. */
   if (ur->single) ur->ring_registered = io_uring_register_ring_fd(&ur->ring) == 1;
+  ur->bufs = ur_bufs_create(&ur->ring, CP_DEFAULT_RCVBUF);
   cp_ctx_set_backend(ctx, ur);
   return CPORT_OK;
 }
@@ -112,6 +118,7 @@ static int ur_ctx_init(cport_ctx *ctx) {
 static void ur_ctx_free(cport_ctx *ctx) {
   ur_ctx *ur = state_of(ctx);
   io_uring_queue_exit(&ur->ring);
+  ur_bufs_free(ur->bufs); /* the kernel let go of them with the ring */
   if (ur->wakefd >= 0) close(ur->wakefd);
   free(ur->backlog.v);
   cp_mutex_destroy(&ur->sq_mu);
@@ -205,7 +212,12 @@ static void submit_op(cp_sock *s, cp_op *op) {
   ur_ctx *ur = state_of(s->ctx);
   cp_mutex_lock(&ur->sq_mu);
   struct io_uring_sqe *sqe = get_sqe(ur);
-  if (by_poll(s, op))
+  if (op->kbuf) {
+    io_uring_prep_recv_multishot(sqe, fd_of(s), NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = UR_BUF_GROUP;
+    op->os_multi = 1;
+  } else if (by_poll(s, op))
     io_uring_prep_poll_add(sqe, fd_of(s), poll_mask(op));
   else if (op->kind == CPORT_OP_RECV)
     io_uring_prep_recv(sqe, fd_of(s), op->buf + op->done, op->len - op->done, 0);
@@ -240,6 +252,52 @@ _Static_assert(sizeof(ur_sock) <= CP_BACKEND_SOCK_SIZE, "ur_sock fits in cp_sock
 
 static ur_sock *sock_state(cp_sock *s) { return (ur_sock *)(void *)s->be; }
 
+/* A multishot recv's chunks that came while it was paused (the kernel's
+ * request is stopped with a cancel, but what it received before that is
+ * the user's): kept in order, each in the record of its slot (buf, done),
+ * linked from op->be, until a release lets them go. */
+static cp_op **held_of(cp_op *op) { return (cp_op **)(void *)op->be; }
+_Static_assert(sizeof(cp_op *) <= CP_BACKEND_OP_SIZE, "a held list fits in cp_op.be");
+
+static void hold(cp_op *op, cp_op *rec, void *buf, size_t len) {
+  rec->buf = buf;
+  rec->done = len;
+  rec->next = NULL;
+  cp_op **tail = held_of(op);
+  while (*tail) tail = &(*tail)->next;
+  *tail = rec;
+}
+
+/* op's next chunk from the held list, back in op->buf/done; its record is
+ * returned for the message. NULL if none is held. */
+static cp_op *unhold(cp_op *op, uint32_t buf_len) {
+  cp_op *rec = *held_of(op);
+  if (!rec) return NULL;
+  *held_of(op) = rec->next;
+  op->buf = rec->buf;
+  op->done = rec->done;
+  op->len = buf_len;
+  op->owns_buf = 1;
+  return rec;
+}
+
+/* Held chunks become messages until op pauses again (true) or none is
+ * left (false). */
+static bool deliver_held(cp_sock *s, cp_op *op) {
+  cp_op *rec;
+  while ((rec = unhold(op, cp_rcvbuf(s))) != NULL)
+    if (cp_multi_chunk(s, op, rec)) return true;
+  return false;
+}
+
+/* Before op ends: what it holds goes to the user first, past the limit
+ * (nothing more will come), so that the final message is the last. */
+static void flush_held(cp_sock *s, cp_op *op) {
+  if (!op->kbuf) return;
+  cp_op *rec;
+  while ((rec = unhold(op, cp_rcvbuf(s))) != NULL) cp_multi_chunk(s, op, rec);
+}
+
 /* A try in user space, unless the ring just found the socket empty: a recv
  * then would only hear EAGAIN, and the kernel would fail once more before
  * it arms its poll. The ring completes a recv of data already there at
@@ -253,7 +311,7 @@ static int ur_try_now(cp_sock *s, cp_op *op) {
  * data); the rest get one non-blocking try first, where it may succeed. */
 static int ur_attempt(cp_sock *s, cp_op *op, bool ready) {
   (void)ready;
-  int rc = op->select ? CP_PENDING : ur_try_now(s, op);
+  int rc = op->select || op->kbuf ? CP_PENDING : ur_try_now(s, op);
   if (rc == CP_PENDING) submit_op(s, op);
   return rc;
 }
@@ -269,16 +327,22 @@ static int ur_sock_adopt(cp_sock *s) {
  * ring, where one enter submits a whole poll's worth. */
 static int ur_start(cp_sock *s, cp_op *op) {
   if (cp_dir_active(s, op->dir) != op) return CP_PENDING; /* behind others: FIFO */
-  int rc = op->tried || (s->defer && !op->select) ? CP_PENDING : ur_try_now(s, op);
+  /* Resumed: the chunks held while it was paused go first. */
+  if (op->kbuf && !op->cancelled && !op->closed && deliver_held(s, op)) return CP_PENDING;
+  if (op->os_multi) return CP_PENDING; /* still in the kernel: its end arms it again */
+  bool no_try = op->tried || op->kbuf || (s->defer && !op->select);
+  int rc = no_try ? CP_PENDING : ur_try_now(s, op);
   if (rc == CP_PENDING) submit_op(s, op);
   return rc;
 }
 
 static void ur_cancel(cp_sock *s, cp_op *op) {
-  if (op->started)
+  if (op->started) {
     submit_cancel(s, op); /* its CQE ends it, with its data if it won */
-  else
+  } else {
+    flush_held(s, op);
     cp_op_cancel_now(s, op);
+  }
 }
 
 /* The kernel holds its own file reference, so closing the fd alone would
@@ -286,7 +350,10 @@ static void ur_cancel(cp_sock *s, cp_op *op) {
 static void ur_sock_close(cp_sock *s) {
   for (int dir = CP_RD; dir <= CP_WR; dir++)
     for (cp_op *op = s->dirs[dir].head; op; op = op->next)
-      if (op->state == CP_OP_PENDING && op->started) submit_cancel(s, op);
+      if (op->state == CP_OP_PENDING && op->started)
+        submit_cancel(s, op);
+      else if (op->state == CP_OP_PENDING)
+        flush_held(s, op);
   cp_sock_drain(s); /* ops queued behind a kernel-held one wait their turn to be delivered */
   close(fd_of(s));
 }
@@ -316,9 +383,71 @@ static int interpret(cp_sock *s, cp_op *op, int res) {
   return more ? CP_PENDING : CPORT_OK;
 }
 
-static void complete(cp_op *op, int res) {
+static void end_op(cp_sock *s, cp_op *op, int status) {
+  int dir = op->dir; /* op is freed once delivered */
+  flush_held(s, op);
+  cp_op_done(op, status);
+  cp_dir_advance(s, dir, false);
+}
+
+/* A chunk the kernel filled: a message now, or held while op is paused
+ * (the first chunk that reaches the limit pauses op and stops the
+ * kernel's request). */
+static void take_chunk(cp_sock *s, cp_op *op, int res, unsigned cflags, bool live) {
+  ur_ctx *ur = state_of(s->ctx);
+  cp_op *rec = NULL;
+  void *buf = ur_bufs_take(ur->bufs, cflags >> IORING_CQE_BUFFER_SHIFT, &rec);
+  if (!buf) return; /* an id it never lent: nothing of the user's */
+  ur->bufs_proven = true;
+  cp_ubuf_adopt(buf, op->bufs);
+  if (op->paused || *held_of(op)) {
+    hold(op, rec, buf, (size_t)res);
+    return;
+  }
+  op->buf = buf;
+  op->owns_buf = 1;
+  op->len = ur_bufs_len(ur->bufs);
+  op->done = (size_t)res;
+  if (cp_multi_chunk(s, op, rec) && live) submit_cancel(s, op);
+}
+
+/* A CQE of a multishot recv (op->kbuf). While the request goes on
+ * (IORING_CQE_F_MORE) each chunk is taken; the request's last CQE decides
+ * whether op ends, waits for a release or is armed again. */
+static void chunk_done(cp_sock *s, cp_op *op, int res, unsigned cflags) {
+  ur_ctx *ur = state_of(s->ctx);
+  bool live = (cflags & IORING_CQE_F_MORE) != 0;
+  if (!live) op->os_multi = op->started = 0;
+  if (res > 0 && (cflags & IORING_CQE_F_BUFFER)) {
+    take_chunk(s, op, res, cflags, live);
+    res = -ECANCELED; /* if the request is over too: as after a stop */
+  }
+  if (live) return;
+  if (res == -EINVAL && !ur->bufs_proven) { /* a kernel with buffer rings, not multishot recv */
+    atomic_store(&ur->bufs_off, true);
+    op->kbuf = 0;
+    cp_multi_arm(s, op);
+  } else if (res >= 0) {
+    end_op(s, op, CPORT_OK); /* 0: EOF */
+  } else if (res != -ECANCELED && res != -ENOBUFS) {
+    end_op(s, op, cp_errno_to_err(-res));
+  } else if (op->cancelled || op->closed) {
+    end_op(s, op, CPORT_ECANCELED);
+  } else if (res == -ENOBUFS && ur_bufs_short(ur->bufs)) {
+    end_op(s, op, CPORT_ENOMEM);
+  } else if (!op->paused) {
+    cp_multi_arm(s, op); /* the release that resumes a paused op arms it */
+  }
+}
+
+static void complete(cp_op *op, int res, unsigned cflags) {
   cp_sock *s = op->sock;
   cp_mutex_lock(&s->mu);
+  if (op->kbuf) {
+    chunk_done(s, op, res, cflags);
+    cp_sock_unlock(s);
+    return;
+  }
   op->started = 0;
   int rc = interpret(s, op, res);
   if (rc == CP_PENDING && (op->closed || op->cancelled)) rc = CPORT_ECANCELED;
@@ -336,12 +465,13 @@ static void reap(ur_ctx *ur, struct io_uring_cqe **batch, unsigned n) {
   for (unsigned i = 0; i < n; i++) {
     uint64_t key = io_uring_cqe_get_data64(batch[i]);
     int res = batch[i]->res;
+    unsigned cflags = batch[i]->flags;
     io_uring_cqe_seen(&ur->ring, batch[i]);
     if (key == WAKE_KEY) {
       ur->wake_armed = false; /* single: the read took the count */
       atomic_store(&ur->wake_pending, 0);
     } else if (key != IGNORE_KEY)
-      complete((cp_op *)(uintptr_t)key, res);
+      complete((cp_op *)(uintptr_t)key, res, cflags);
   }
 }
 
@@ -378,6 +508,7 @@ static int submit_and_wait(ur_ctx *ur, int timeout_ms) {
                                  .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
   cp_mutex_lock(&ur->sq_mu);
   if (ur->single && !ur->wake_armed) arm_wakefd(ur);
+  if (atomic_load(&ur->bufs_wanted)) ur_bufs_fill(ur->bufs); /* before the kernel wants them */
   backlog_drain(ur);
   bool behind = ur->backlog.n > 0; /* more to submit once this enter made room */
   unsigned to_submit = flush_sq(&ur->ring);
@@ -430,6 +561,19 @@ static int ur_poll(cport_ctx *ctx, int timeout_ms) {
   return CPORT_OK;
 }
 
+/* Stream recvs of the buffers' size, when the kernel has a buffer ring and
+ * did not refuse a multishot recv. */
+static bool ur_kernel_buffers(cp_sock *s, cp_op *op) {
+  ur_ctx *ur = state_of(s->ctx);
+  (void)op;
+  if (!ur->bufs || atomic_load(&ur->bufs_off) || s->type != CPORT_SOCK_STREAM ||
+      cp_rcvbuf(s) != ur_bufs_len(ur->bufs))
+    return false;
+  atomic_store(&ur->bufs_wanted, true);
+  *held_of(op) = NULL;
+  return true;
+}
+
 static void ur_wake(cport_ctx *ctx) {
   ur_ctx *ur = state_of(ctx);
   if (atomic_exchange(&ur->wake_pending, 1)) return;
@@ -466,5 +610,6 @@ const cp_backend cp_backend_io_uring = {
     .shutdown = cp_posix_shutdown,
     .sockname = cp_posix_sockname,
     .peername = cp_posix_peername,
+    .kernel_buffers = ur_kernel_buffers,
 };
 #endif
