@@ -4,6 +4,8 @@
 #
 #   bash scripts/test.sh                  # presets debug, tsan, mingw
 #   CPORT_TEST_PRESETS="debug" bash scripts/test.sh
+#   CPORT_TEST_ONLY=hostile CPORT_TEST_PRESETS="debug mingw" bash scripts/test.sh
+#                                         # build, then only scripts/hostile.sh
 #
 # debug  Linux, ASan + UBSan: every test (conformance, threads, names, install)
 # tsan   Linux, ThreadSanitizer: only the tests matching "threads|names"
@@ -15,6 +17,13 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 read -r -a presets <<<"${CPORT_TEST_PRESETS:-debug tsan mingw}"
+# CPORT_TEST_ONLY=hostile: configure and build the presets, run no ctest
+# and no echo load, only the hostile peers (scripts/hostile.sh).
+only="${CPORT_TEST_ONLY:-}"
+case "$only" in
+  "" | hostile) ;;
+  *) echo "CPORT_TEST_ONLY: '$only' is not one of: (empty), hostile"; exit 2 ;;
+esac
 export CPORT_WINEPREFIX="${CPORT_WINEPREFIX:-${HOME:-/root}/.cache/cport/wineprefix}"
 
 logdir="$root/build/test-logs"
@@ -58,6 +67,10 @@ for p in "${presets[@]}"; do
     rows+=("$p: build FAILED"); n_fail=$((n_fail + 1)); failed=1; continue
   fi
 
+  if [ -n "$only" ]; then
+    rows+=("$p: built (no ctest: CPORT_TEST_ONLY=$only, $(elapsed $((SECONDS - t0))))")
+    continue
+  fi
   if [ "$p" = "mingw" ]; then
     say "[$p] starting a persistent wineserver ($CPORT_WINEPREFIX)"
     bash cmake/wine-run.sh --start-server
@@ -195,8 +208,42 @@ echo_load() {
   cleanup
 }
 
-say "echo load"
-echo_load
+# Hostile peers (issue 16): slowloris, an RST storm, clients that never
+# read, half-closes, random payloads and EMFILE against the echo example,
+# one row per backend and mode: see scripts/hostile.sh.
+hostile_peers() {
+  local log cell cells=() line
+  logdir="$root/build/test-logs/hostile" && mkdir -p "$logdir"
+  if [ -x "$root/build/debug/echo_server" ]; then
+    cells+=(linux:epoll:completion linux:epoll:select linux:io_uring:completion linux:io_uring:select)
+  else
+    record "hostile peers: linux" FAIL "build/debug has no echo_server"
+  fi
+  [ -f "$root/build/mingw/echo_server.exe" ] && cells+=(wine:completion wine:select)
+  for cell in "${cells[@]}"; do
+    if [ "${cell%%:*}" = wine ] && [ "$wine_up" -eq 0 ]; then
+      bash cmake/wine-run.sh --start-server
+      wine_up=1
+    fi
+    log="$logdir/${cell//:/_}.log"
+    say "hostile peers: ${cell//:/ }"
+    bash "$root/scripts/hostile.sh" "$cell" >"$log" 2>&1
+    sed 's/^/  /' "$log"
+    line="$(grep -E '^(PASS|FAIL) hostile: ' "$log" | tail -n 1)"
+    if [ "${line%% *}" = PASS ]; then
+      record "${line#PASS }" PASS
+    else
+      record "hostile: ${cell//:/ }" FAIL "log: $log"
+    fi
+  done
+  cleanup
+}
+
+if [ -z "$only" ]; then
+  say "echo load"
+  echo_load
+fi
+hostile_peers
 for r in "${results[@]}"; do rows+=("$r"); done
 [ "$n_fail" -eq 0 ] || failed=1
 
