@@ -408,7 +408,9 @@ static int recv_end(run *r, int dir, size_t len) {
   if (dir == 0) cport_free(data);
   r->taken[dir] += n;
   if (rc < 0) return rc;
-  if (n == 0) RUN_FAIL(r, "recv: end of stream");
+  if (n == 0)
+    RUN_FAIL(r, "first recv: end of stream (stream %d; first failure: %s, %s)", dir,
+             r->where ? r->where : "none", sup_rc_name(r->rc));
   return n < len ? recv_stream(r, dir, len - n) : CPORT_OK;
 }
 
