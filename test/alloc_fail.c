@@ -41,7 +41,7 @@ static int should_fail(void) {
   long at = atomic_load(&g_fail_at);
   if (at == 0 || n < at || (n > at && !atomic_load(&g_fail_rest))) return 0;
   atomic_fetch_add(&g_injected, 1);
-#ifdef ALLOC_FAIL_TRACE
+#ifdef ALLOC_FAIL_TRACE /* glibc, by hand: -DALLOC_FAIL_TRACE -rdynamic, ALLOC_FAIL_TRACE=N */
   if (getenv("ALLOC_FAIL_TRACE") && atol(getenv("ALLOC_FAIL_TRACE")) == n) {
     void *bt[16];
     fprintf(stderr, "injected failure %ld:\n", n);
