@@ -226,6 +226,30 @@ CPORT_API const char *cport_backend_name(cport_backend_id id);
 CPORT_API int cport_backend_available(cport_backend_id id);
 
 /* ------------------------------------------------------------------------ */
+/* Memory                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The allocator the library uses, with the signatures (and the contract)
+ * of malloc, realloc, calloc and free. */
+typedef void *(*cport_malloc_fn)(size_t size);
+typedef void *(*cport_realloc_fn)(void *ptr, size_t size);
+typedef void *(*cport_calloc_fn)(size_t count, size_t size);
+typedef void (*cport_free_fn)(void *ptr);
+
+/* Replace the allocator behind every allocation the library makes, buffers
+ * handed to the caller included (cport_free and cport_addrinfo_free give
+ * them back to it), as libuv's uv_replace_allocator. Call it before the
+ * first cport_ctx_create, or when no context exists, with no other thread
+ * in the library and no buffer of the library still held; passing the C
+ * library's malloc, realloc, calloc and free restores the defaults.
+ * Returns CPORT_OK, CPORT_EINVAL if any function is NULL, or CPORT_EBUSY
+ * while a context exists (the allocator is then unchanged). An allocation
+ * that fails makes the call that needed it answer CPORT_ENOMEM, or ends
+ * the operation it served with an error; the library stays usable. */
+CPORT_API int cport_set_allocator(cport_malloc_fn malloc_fn, cport_realloc_fn realloc_fn,
+                                  cport_calloc_fn calloc_fn, cport_free_fn free_fn);
+
+/* ------------------------------------------------------------------------ */
 /* Queues and messages                                                      */
 /* ------------------------------------------------------------------------ */
 

@@ -67,6 +67,10 @@ static inline bool cp_queue_dead(const cport_queue *q) {
  * (checked under q->mu, which destroy also takes). */
 int cp_queue_own(cport_queue *q);
 
+/* Contexts (ctx.c): how many exist, created and not yet destroyed
+ * (cport_set_allocator refuses to run while any does). */
+int cp_ctx_live(void);
+
 /* Handle table (table.c). */
 int cp_table_alloc(cport_ctx *ctx, cport_queue *owner, cp_sock **out); /* returns s locked */
 void cp_table_close_ctx(cport_ctx *ctx);

@@ -9,6 +9,12 @@
  * operations that were cancelled by closing their sockets. */
 #define DESTROY_DRAIN_MS 5000u
 
+/* Contexts created and not yet destroyed, counted from before a context's
+ * first allocation to after its last free (cport_set_allocator). */
+static atomic_int g_live;
+
+int cp_ctx_live(void) { return atomic_load(&g_live); }
+
 static const cp_backend *backend_for(cport_backend_id id) {
   switch (id) {
 #ifdef _WIN32
@@ -67,8 +73,12 @@ int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts) {
   cport_backend_id id = opts->backend == CPORT_BACKEND_AUTO ? default_backend() : opts->backend;
   const cp_backend *be = backend_for(id);
   if (!be) return CPORT_ENOTSUP;
-  cport_ctx *ctx = calloc(1, sizeof *ctx);
-  if (!ctx) return CPORT_ENOMEM;
+  atomic_fetch_add(&g_live, 1);
+  cport_ctx *ctx = cp_calloc(1, sizeof *ctx);
+  if (!ctx) {
+    atomic_fetch_sub(&g_live, 1);
+    return CPORT_ENOMEM;
+  }
   ctx->be = be;
   ctx->defer = opts->defer != 0;
   ctx->single_thread = opts->single_thread != 0;
@@ -81,7 +91,8 @@ int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts) {
   if (rc != CPORT_OK) {
     cp_jobs_free(ctx->jobs);
     cp_timers_free(ctx->timers);
-    free(ctx);
+    cp_free(ctx);
+    atomic_fetch_sub(&g_live, 1);
     return rc;
   }
   *out = ctx;
@@ -112,7 +123,8 @@ void cport_ctx_destroy(cport_ctx *ctx) {
   cp_timers_free(ctx->timers); /* armed timers' messages go nowhere now */
   while (ctx->queues) cp_queue_free(ctx->queues);
   cp_mutex_destroy(&ctx->mu);
-  free(ctx);
+  cp_free(ctx);
+  atomic_fetch_sub(&g_live, 1);
 }
 
 cport_backend_id cport_ctx_backend(const cport_ctx *ctx) {

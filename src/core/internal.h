@@ -30,6 +30,22 @@ void cp_cond_wait_until(cp_cond *c, cp_mutex *m, uint64_t deadline_ms);
 uint64_t cp_now_ms(void);
 uint64_t cp_now_ns(void);
 
+/* Every allocation of the library, on every platform, goes through these
+ * (alloc.c): the allocator cport_set_allocator installed, called through a
+ * pointer with no check added. Memory the OS allocates (getaddrinfo's) is
+ * freed with the OS's own function. */
+typedef struct cp_allocator {
+  cport_malloc_fn malloc_fn;
+  cport_realloc_fn realloc_fn;
+  cport_calloc_fn calloc_fn;
+  cport_free_fn free_fn;
+} cp_allocator;
+extern cp_allocator cp_mem;
+static inline void *cp_malloc(size_t size) { return cp_mem.malloc_fn(size); }
+static inline void *cp_realloc(void *ptr, size_t size) { return cp_mem.realloc_fn(ptr, size); }
+static inline void *cp_calloc(size_t count, size_t size) { return cp_mem.calloc_fn(count, size); }
+static inline void cp_free(void *ptr) { cp_mem.free_fn(ptr); }
+
 /* The value of an environment variable, or NULL. */
 const char *cp_getenv(const char *name);
 

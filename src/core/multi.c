@@ -39,7 +39,7 @@ struct cp_bufs {
 void cp_bufs_ref(cp_bufs *b) { atomic_fetch_add(&b->refs, 1u); }
 
 static void bufs_unref(cp_bufs *b) {
-  if (atomic_fetch_sub(&b->refs, 1u) == 1u) free(b);
+  if (atomic_fetch_sub(&b->refs, 1u) == 1u) cp_free(b);
 }
 
 void cp_bufs_handed(cp_bufs *b) { atomic_fetch_add(&b->outstanding, 1u); }
@@ -48,7 +48,7 @@ int cp_multi_begin(cp_sock *s, cp_op *op) {
   op->kbuf = 0;
   op->os_multi = 0;
   if (op->kind != CPORT_OP_RECV) return CPORT_OK;
-  cp_bufs *b = malloc(sizeof *b);
+  cp_bufs *b = cp_malloc(sizeof *b);
   if (!b) return CPORT_ENOMEM;
   atomic_init(&b->refs, 1u);
   atomic_init(&b->outstanding, 0u);

@@ -50,7 +50,7 @@ static cp_op *op_get(cp_sock *s, cport_queue *q, bool has_addr) {
   if (op && op->has_addr == has_addr)
     s->spare_op = NULL;
   else if ((op = pop_cached(q, has_addr)) == NULL &&
-           (op = malloc(has_addr ? sizeof *op : OP_SIZE_NO_ADDR)) == NULL)
+           (op = cp_malloc(has_addr ? sizeof *op : OP_SIZE_NO_ADDR)) == NULL)
     return NULL;
   return op;
 }
@@ -84,7 +84,7 @@ cp_op *cp_op_record(cp_sock *s, const cp_op *proto) {
 cp_op *cp_op_copy(cp_sock *s, const cp_op *op) { return record_of(s, op, op->handle); }
 
 cp_op *cp_op_blank(void) {
-  cp_op *op = malloc(OP_SIZE_NO_ADDR);
+  cp_op *op = cp_malloc(OP_SIZE_NO_ADDR);
   if (op) op->has_addr = 0;
   return op;
 }
@@ -112,7 +112,7 @@ void cp_op_free_cached(cport_queue *q, cp_op *op) {
   if (!op) return;
   int i = op->has_addr;
   if (!q || q->free_op_count[i] >= QUEUE_CACHE_MAX) {
-    free(op);
+    cp_free(op);
     return;
   }
   op->next = q->free_ops[i];

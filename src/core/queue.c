@@ -17,7 +17,7 @@
 static CP_THREAD_LOCAL cport_queue *t_polling;
 
 int cp_queue_create(cport_ctx *ctx, cport_queue **out) {
-  cport_queue *q = calloc(1, sizeof *q);
+  cport_queue *q = cp_calloc(1, sizeof *q);
   if (!q) return CPORT_ENOMEM;
   if (cp_mutex_init(&q->mu) != 0) goto fail_mutex;
   if (cp_cond_init(&q->cv) != 0) goto fail_cond;
@@ -32,7 +32,7 @@ int cp_queue_create(cport_ctx *ctx, cport_queue **out) {
 fail_cond:
   cp_mutex_destroy(&q->mu);
 fail_mutex:
-  free(q);
+  cp_free(q);
   return CPORT_ENOMEM;
 }
 
@@ -77,7 +77,7 @@ void cp_queue_free(cport_queue *q) {
   free_chain(take_all_ops(q)); /* undelivered: nobody else will free these */
   cp_cond_destroy(&q->cv);
   cp_mutex_destroy(&q->mu);
-  free(q);
+  cp_free(q);
 }
 
 /* Blocking calls reuse their private queues: a blocking recv in a loop

@@ -31,12 +31,12 @@ static cp_sock *slot_at(uint32_t index) {
 static cp_sock *grow(void) {
   uint32_t c = g_slots >> CHUNK_BITS;
   if (c >= MAX_CHUNKS) return NULL;
-  cp_sock *chunk = calloc(CHUNK_SIZE, sizeof *chunk);
+  cp_sock *chunk = cp_calloc(CHUNK_SIZE, sizeof *chunk);
   if (!chunk) return NULL;
   for (uint32_t i = 0; i < CHUNK_SIZE; i++) {
     if (cp_mutex_init(&chunk[i].mu) != 0) {
       while (i-- > 0) cp_mutex_destroy(&chunk[i].mu);
-      free(chunk);
+      cp_free(chunk);
       return NULL;
     }
     chunk[i].index = g_slots + i;

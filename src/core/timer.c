@@ -117,7 +117,7 @@ static void heap_remove(cp_timers *t, uint32_t slot) {
 static bool grow(void **array, uint32_t *cap, size_t elem) {
   uint32_t n = *cap ? *cap * 2 : 64;
   if (n <= *cap) return false;
-  void *p = realloc(*array, n * elem);
+  void *p = cp_realloc(*array, n * elem);
   if (!p) return false;
   *array = p;
   *cap = n;
@@ -179,10 +179,10 @@ static uint64_t deadline_after(uint64_t ms) { return cp_now_ns() + ms * NS_PER_M
 /* ---- context ------------------------------------------------------------- */
 
 int cp_timers_create(cp_timers **out) {
-  cp_timers *t = calloc(1, sizeof *t);
+  cp_timers *t = cp_calloc(1, sizeof *t);
   if (!t) return CPORT_ENOMEM;
   if (cp_mutex_init(&t->mu) != 0) {
-    free(t);
+    cp_free(t);
     return CPORT_ENOMEM;
   }
   t->free_head = NO_POS;
@@ -195,10 +195,10 @@ void cp_timers_free(cp_timers *t) {
   if (!t) return;
   for (uint32_t i = 0; i < t->nslots; i++)
     if (t->slots[i].kind == SLOT_USER) cp_op_free_cached(NULL, t->slots[i].u.user.final);
-  free(t->slots);
-  free(t->heap);
+  cp_free(t->slots);
+  cp_free(t->heap);
   cp_mutex_destroy(&t->mu);
-  free(t);
+  cp_free(t);
 }
 
 /* A queue that goes away takes its timers with it, without messages. */

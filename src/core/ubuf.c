@@ -17,7 +17,7 @@ _Static_assert(sizeof(ubuf_header) == 16, "the data after the header stays 16-by
 static ubuf_header *header_of(void *buf) { return (ubuf_header *)buf - 1; }
 
 void *cp_ubuf_alloc(size_t len, cp_bufs *owner) {
-  ubuf_header *h = malloc(sizeof *h + len);
+  ubuf_header *h = cp_malloc(sizeof *h + len);
   if (!h) return NULL;
   h->owner = owner;
   h->handed = 0;
@@ -43,5 +43,5 @@ void cport_free(void *buf) {
   if (!buf) return;
   ubuf_header *h = header_of(buf);
   if (h->owner) cp_bufs_release(h->owner, h->handed != 0);
-  free(h);
+  cp_free(h);
 }

@@ -129,7 +129,7 @@ static void worker(void *arg) {
   list_remove(&jobs->running, j);
   cp_mutex_unlock(&jobs->mu);
   deliver(j, status, result, count); /* out of the list: no cancel or destroy reaches j now */
-  free(j);
+  cp_free(j);
 }
 
 /* ---- the context's side --------------------------------------------------- */
@@ -154,10 +154,10 @@ unsigned cp_jobs_threads(int opt) {
 }
 
 int cp_jobs_create(cp_jobs **out, unsigned threads) {
-  cp_jobs *jobs = calloc(1, sizeof *jobs);
+  cp_jobs *jobs = cp_calloc(1, sizeof *jobs);
   if (!jobs) return CPORT_ENOMEM;
   if (cp_mutex_init(&jobs->mu) != 0 || cp_cond_init(&jobs->os_idle) != 0) {
-    free(jobs);
+    cp_free(jobs);
     return CPORT_ENOMEM;
   }
   jobs->threads = threads;
@@ -167,7 +167,7 @@ int cp_jobs_create(cp_jobs **out, unsigned threads) {
 
 static void job_discard(cp_job *j) {
   cp_op_free_cached(NULL, j->final);
-  free(j);
+  cp_free(j);
 }
 
 void cp_jobs_free(cp_jobs *jobs) {
@@ -188,16 +188,16 @@ void cp_jobs_free(cp_jobs *jobs) {
   cp_mutex_unlock(&jobs->mu);
   cp_cond_destroy(&jobs->os_idle);
   cp_mutex_destroy(&jobs->mu);
-  free(jobs);
+  cp_free(jobs);
 }
 
 static cp_job *job_new(cport_queue *q, uint8_t kind, cp_job_fn run, void *user_ptr,
                        const void *data, size_t data_len) {
-  cp_job *j = malloc(sizeof *j + data_len);
+  cp_job *j = cp_malloc(sizeof *j + data_len);
   if (!j) return NULL;
   j->final = cp_op_alloc_queue(q, kind, 0, user_ptr);
   if (!j->final) {
-    free(j);
+    cp_free(j);
     return NULL;
   }
   j->jobs = q->ctx->jobs;
@@ -305,7 +305,7 @@ int cp_job_submit_os(cport_queue *q, uint8_t kind, cp_job_start_fn start, cp_job
   } else { /* the OS answered at once */
     deliver(j, rc, result, count);
     cp_mutex_unlock(&jobs->mu);
-    free(j);
+    cp_free(j);
   }
   *handle = h;
   return CPORT_COMPLETION;
@@ -317,7 +317,7 @@ void cp_job_finish(cp_job *job, int status, void *result, size_t count) {
   os_end(jobs, job);
   deliver(job, status, result, count);
   cp_mutex_unlock(&jobs->mu);
-  free(job);
+  cp_free(job);
 }
 
 void *cp_job_data(cp_job *job) { return job->data; }
@@ -339,7 +339,7 @@ int cp_jobs_cancel(cport_queue *q, cport_handle handle) {
   if (j) {
     list_remove(&jobs->waiting, j);
     abort_now(j);
-    free(j);
+    cp_free(j);
     rc = CPORT_OK;
   } else if ((j = list_find(&jobs->running, q, handle)) != NULL && !j->abandoned) {
     if (j->final->kind == CPORT_OP_WORK) {

@@ -44,7 +44,7 @@ _Static_assert(sizeof(ep_sock) <= CP_BACKEND_SOCK_SIZE, "ep_sock fits in cp_sock
 static ep_sock *sock_state(cp_sock *s) { return (ep_sock *)s->be; }
 
 static int ep_ctx_init(cport_ctx *ctx) {
-  ep_ctx *ep = calloc(1, sizeof *ep);
+  ep_ctx *ep = cp_calloc(1, sizeof *ep);
   if (!ep) return CPORT_ENOMEM;
   ep->epfd = epoll_create1(EPOLL_CLOEXEC);
   ep->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -53,7 +53,7 @@ static int ep_ctx_init(cport_ctx *ctx) {
     int rc = cp_errno_to_err(errno);
     if (ep->epfd >= 0) close(ep->epfd);
     if (ep->wakefd >= 0) close(ep->wakefd);
-    free(ep);
+    cp_free(ep);
     return rc;
   }
   cp_ctx_set_backend(ctx, ep);
@@ -64,7 +64,7 @@ static void ep_ctx_free(cport_ctx *ctx) {
   ep_ctx *ep = state_of(ctx);
   close(ep->epfd);
   close(ep->wakefd);
-  free(ep);
+  cp_free(ep);
 }
 
 /* EPOLL_CTL_ADD reports readiness the socket already has as an edge, so

@@ -46,12 +46,12 @@ static void *worker_main(void *arg) {
 }
 
 int cp_pool_create(cp_pool **out, unsigned max_threads, void (*run)(void *arg), void *arg) {
-  cp_pool *p = calloc(1, sizeof *p);
+  cp_pool *p = cp_calloc(1, sizeof *p);
   if (!p) return CPORT_ENOMEM;
-  p->threads = calloc(max_threads, sizeof *p->threads);
+  p->threads = cp_calloc(max_threads, sizeof *p->threads);
   if (!p->threads || cp_mutex_init(&p->mu) != 0 || cp_cond_init(&p->cv) != 0) {
-    free(p->threads);
-    free(p);
+    cp_free(p->threads);
+    cp_free(p);
     return CPORT_ENOMEM;
   }
   p->max_threads = max_threads;
@@ -105,6 +105,6 @@ void cp_pool_destroy(cp_pool *p) {
   for (unsigned i = 0; i < n; i++) pthread_join(p->threads[i], NULL);
   cp_cond_destroy(&p->cv);
   cp_mutex_destroy(&p->mu);
-  free(p->threads);
-  free(p);
+  cp_free(p->threads);
+  cp_free(p);
 }

@@ -54,7 +54,7 @@ static void os_hints(const cport_resolve_hints *h, struct addrinfo *ai) {
 static int to_items(const struct addrinfo *res, cp_ai_item **items, size_t *n) {
   size_t cap = 0;
   for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) cap++;
-  *items = calloc(cap ? cap : 1, sizeof **items);
+  *items = cp_calloc(cap ? cap : 1, sizeof **items);
   if (!*items) return CPORT_ENOMEM;
   *n = 0;
   for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -82,7 +82,7 @@ int cp_os_getaddrinfo(const char *host, const char *service, const cport_resolve
   rc = to_items(res, &items, &n);
   if (rc == CPORT_OK) {
     rc = cp_addrinfo_build(items, n, res->ai_canonname, out);
-    free(items);
+    cp_free(items);
   }
   freeaddrinfo(res);
   *count = rc == CPORT_OK ? n : 0;

@@ -85,25 +85,25 @@ static unsigned ring_entries(void) {
 }
 
 static int ur_ctx_init(cport_ctx *ctx) {
-  ur_ctx *ur = calloc(1, sizeof *ur);
+  ur_ctx *ur = cp_calloc(1, sizeof *ur);
   if (!ur) return CPORT_ENOMEM;
   int rc = ring_init(ur, cp_ctx_single_thread(ctx), ring_entries());
   ur->refuse_test = cp_getenv("CPORT_IO_URING_BACKLOG") != NULL;
   if (rc < 0) {
-    free(ur);
+    cp_free(ur);
     return rc == -ENOSYS || rc == -EPERM ? CPORT_ENOTSUP : cp_errno_to_err(-rc);
   }
   ur->wakefd = ur->single ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
   if (ur->single && ur->wakefd < 0) {
     rc = cp_errno_to_err(errno);
     io_uring_queue_exit(&ur->ring);
-    free(ur);
+    cp_free(ur);
     return rc;
   }
   if (!(ur->ring.features & IORING_FEAT_EXT_ARG) || cp_mutex_init(&ur->sq_mu) != 0) {
     io_uring_queue_exit(&ur->ring); /* a timed wait would need the SQ */
     if (ur->wakefd >= 0) close(ur->wakefd);
-    free(ur);
+    cp_free(ur);
     return CPORT_ENOTSUP;
   }
   /* A registered ring descriptor is the registering thread's own, so only
@@ -120,9 +120,9 @@ static void ur_ctx_free(cport_ctx *ctx) {
   io_uring_queue_exit(&ur->ring);
   ur_bufs_free(ur->bufs); /* the kernel let go of them with the ring */
   if (ur->wakefd >= 0) close(ur->wakefd);
-  free(ur->backlog.v);
+  cp_free(ur->backlog.v);
   cp_mutex_destroy(&ur->sq_mu);
-  free(ur);
+  cp_free(ur);
 }
 
 /* Hands the ring's queued SQEs to the kernel. It may refuse them for now
@@ -140,7 +140,7 @@ static struct io_uring_sqe *backlog_slot(ur_ctx *ur) {
   struct sqe_backlog *b = &ur->backlog;
   if (b->n == b->cap) {
     unsigned cap = b->cap ? 2 * b->cap : 64;
-    struct io_uring_sqe *v = realloc(b->v, cap * sizeof *v);
+    struct io_uring_sqe *v = cp_realloc(b->v, cap * sizeof *v);
     if (!v) return NULL;
     b->v = v;
     b->cap = cap;

@@ -44,19 +44,19 @@ static unsigned ring_entries(void) {
 
 static void release(ur_bufs *p) {
   if (p->br) munmap(p->br, p->br_size);
-  free(p->empty);
-  free(p->slots);
-  free(p);
+  cp_free(p->empty);
+  cp_free(p->slots);
+  cp_free(p);
 }
 
 ur_bufs *ur_bufs_create(struct io_uring *ring, uint32_t buf_len) {
-  ur_bufs *p = calloc(1, sizeof *p);
+  ur_bufs *p = cp_calloc(1, sizeof *p);
   if (!p) return NULL;
   p->entries = ring_entries();
   p->buf_len = buf_len;
   p->br_size = p->entries * sizeof(struct io_uring_buf);
-  p->empty = malloc(p->entries * sizeof *p->empty);
-  p->slots = calloc(p->entries, sizeof *p->slots);
+  p->empty = cp_malloc(p->entries * sizeof *p->empty);
+  p->slots = cp_calloc(p->entries, sizeof *p->slots);
   void *br = mmap(NULL, p->br_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   p->br = br == MAP_FAILED ? NULL : br;
   if (!p->empty || !p->slots || !p->br) {

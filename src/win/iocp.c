@@ -83,12 +83,12 @@ static bool is_msg(const cp_op *op) {
 cp_io *cp_io_new(cp_sock *s, cp_op *op, uint8_t kind) {
   cp_io *io;
   if (is_msg(op)) {
-    cp_io_msg *b = calloc(1, sizeof *b);
+    cp_io_msg *b = cp_calloc(1, sizeof *b);
     if (!b) return NULL;
     io = &b->io;
     io->msg = &b->mb;
   } else {
-    io = calloc(1, sizeof *io);
+    io = cp_calloc(1, sizeof *io);
     if (!io) return NULL;
   }
   io->sock = s;
@@ -120,12 +120,12 @@ void cp_io_in_flight(cp_op *op, cp_io *io) {
 static int iocp_ctx_init(cport_ctx *ctx) {
   int rc = cp_win_startup();
   if (rc != CPORT_OK) return rc;
-  iocp_ctx *st = calloc(1, sizeof *st);
+  iocp_ctx *st = cp_calloc(1, sizeof *st);
   if (!st) return CPORT_ENOMEM;
   st->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
   if (!st->port) {
     rc = cp_win_err(GetLastError());
-    free(st);
+    cp_free(st);
     return rc;
   }
   st->afd = cp_afd_open(st->port, KEY_AFD); /* NULL: select mode answers ENOTSUP */
@@ -157,7 +157,7 @@ static void iocp_ctx_free(cport_ctx *ctx) {
     (void)iocp_poll(ctx, 50);
   if (st->afd) CloseHandle(st->afd);
   CloseHandle(st->port);
-  free(st);
+  cp_free(st);
 }
 
 static void iocp_wake(cport_ctx *ctx) {

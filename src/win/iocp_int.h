@@ -88,7 +88,7 @@ static inline bool retry_accept(int rc) {
  * cp_msgbuf when op is a sendmsg/recvmsg. NULL when out of memory. */
 cp_io *cp_io_new(cp_sock *s, cp_op *op, uint8_t kind);
 
-static inline void cp_io_free(cp_io *io) { free(io); }
+static inline void cp_io_free(cp_io *io) { cp_free(io); }
 
 /* The OS now owns io until its packet is dequeued; until then io keeps its
  * socket's slot (s->be_refs). */

@@ -25,11 +25,11 @@ static void release(cp_pool *p) {
   if (p->work) CloseThreadpoolWork(p->work);
   DestroyThreadpoolEnvironment(&p->env);
   if (p->pool) CloseThreadpool(p->pool);
-  free(p);
+  cp_free(p);
 }
 
 int cp_pool_create(cp_pool **out, unsigned max_threads, void (*run)(void *arg), void *arg) {
-  cp_pool *p = calloc(1, sizeof *p);
+  cp_pool *p = cp_calloc(1, sizeof *p);
   if (!p) return CPORT_ENOMEM;
   InitializeThreadpoolEnvironment(&p->env);
   p->run = run;

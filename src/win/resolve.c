@@ -16,10 +16,10 @@ static int to_wide(const char *utf8, wchar_t **out) {
   if (!utf8) return CPORT_OK;
   int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, utf8, -1, NULL, 0);
   if (n <= 0) return CPORT_EINVAL;
-  *out = malloc((size_t)n * sizeof **out);
+  *out = cp_malloc((size_t)n * sizeof **out);
   if (!*out) return CPORT_ENOMEM;
   if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, utf8, -1, *out, n) != n) {
-    free(*out);
+    cp_free(*out);
     *out = NULL;
     return CPORT_EINVAL;
   }
@@ -69,7 +69,7 @@ static int answer(cp_ai_item *items, size_t n, const wchar_t *canon, cport_addri
   char text[CPORT_NI_MAXHOST];
   bool has_canon = canon && to_utf8(canon, text, sizeof text) == CPORT_OK;
   int rc = cp_addrinfo_build(items, n, has_canon ? text : NULL, out);
-  free(items);
+  cp_free(items);
   *count = rc == CPORT_OK ? n : 0;
   return rc;
 }
@@ -79,7 +79,7 @@ static int answer(cp_ai_item *items, size_t n, const wchar_t *canon, cport_addri
 static int build(const ADDRINFOW *res, cport_addrinfo **out, size_t *count) {
   size_t cap = 0, n = 0;
   for (const ADDRINFOW *ai = res; ai; ai = ai->ai_next) cap++;
-  cp_ai_item *items = calloc(cap ? cap : 1, sizeof *items);
+  cp_ai_item *items = cp_calloc(cap ? cap : 1, sizeof *items);
   if (!items) return CPORT_ENOMEM;
   for (const ADDRINFOW *ai = res; ai; ai = ai->ai_next)
     add_item(items, &n, ai->ai_socktype, ai->ai_addr, ai->ai_addrlen);
@@ -95,7 +95,7 @@ static const ADDRINFOEXW *ex_next(const ADDRINFOEXW *ai) {
 static int build_ex(const ADDRINFOEXW *res, cport_addrinfo **out, size_t *count) {
   size_t cap = 0, n = 0;
   for (const ADDRINFOEXW *ai = res; ai; ai = ex_next(ai)) cap++;
-  cp_ai_item *items = calloc(cap ? cap : 1, sizeof *items);
+  cp_ai_item *items = cp_calloc(cap ? cap : 1, sizeof *items);
   if (!items) return CPORT_ENOMEM;
   for (const ADDRINFOEXW *ai = res; ai; ai = ex_next(ai))
     add_item(items, &n, ai->ai_socktype, ai->ai_addr, ai->ai_addrlen);
@@ -120,8 +120,8 @@ int cp_os_getaddrinfo(const char *host, const char *service, const cport_resolve
       FreeAddrInfoW(res);
     }
   }
-  free(whost);
-  free(wservice);
+  cp_free(whost);
+  cp_free(wservice);
   return rc;
 }
 
@@ -161,9 +161,9 @@ static volatile LONG g_no_async;
 
 static void lookup_free(win_lookup *wl) {
   if (wl->result) FreeAddrInfoExW(wl->result);
-  free(wl->host);
-  free(wl->service);
-  free(wl);
+  cp_free(wl->host);
+  cp_free(wl->service);
+  cp_free(wl);
 }
 
 /* On a thread of the system's: the answer becomes the job's message. */
@@ -194,7 +194,7 @@ int cp_os_resolve_start(cp_job *job, const char *host, const char *service,
                         const cport_resolve_hints *hints, cport_addrinfo **out, size_t *count) {
   if (InterlockedCompareExchange(&g_no_async, 0, 0)) return CPORT_ENOTSUP;
   int rc = cp_win_startup();
-  win_lookup *wl = rc == CPORT_OK ? calloc(1, sizeof *wl) : NULL;
+  win_lookup *wl = rc == CPORT_OK ? cp_calloc(1, sizeof *wl) : NULL;
   if (!wl) return rc == CPORT_OK ? CPORT_ENOMEM : rc;
   wl->job = job;
   rc = to_wide(host, &wl->host);

@@ -14,12 +14,16 @@ static ULONG poll_events(int dir) {
                       : always | AFD_POLL_SEND;
 }
 
-/* Makes sure an AFD poll for dir is in flight. */
-static int sel_arm(cp_sock *s, int dir) {
+/* Makes sure an AFD poll for dir is in flight, on io if given (it is
+ * then used or freed). */
+static int sel_arm(cp_sock *s, int dir, cp_io *io) {
   iocp_sock *bs = BS(s);
-  if (bs->polls[dir]) return CPORT_OK;
+  if (bs->polls[dir]) {
+    if (io) cp_io_free(io);
+    return CPORT_OK;
+  }
   iocp_ctx *st = iocp_state(s->ctx);
-  cp_io *io = cp_io_new(s, NULL, IO_POLL);
+  if (!io) io = cp_io_new(s, NULL, IO_POLL);
   if (!io) return CPORT_ENOMEM;
   io->dir = (uint8_t)dir;
   LONG status = cp_afd_poll(st->afd, bs->base, poll_events(dir), &io->u.poll, &io->ov);
@@ -171,16 +175,27 @@ static int sel_try(cp_sock *s, cp_op *op) {
 int cp_iocp_sel_attempt(cp_sock *s, cp_op *op, bool ready) {
   int rc = op->select ? (ready ? CPORT_OK : CP_PENDING) : sel_try(s, op);
   if (rc != CP_PENDING) return rc;
-  int arc = sel_arm(s, op->dir);
+  int arc = sel_arm(s, op->dir, NULL);
   return arc == CPORT_OK ? CP_PENDING : arc;
 }
 
 int cp_iocp_sel_start(cp_sock *s, cp_op *op) {
   if (cp_dir_active(s, op->dir) != op) return CP_PENDING; /* behind others: FIFO */
+  /* A connect that went out cannot be taken back, so the poll that waits
+   * for it is allocated first: failing to allocate it then leaves the
+   * socket as it was, not connecting with no op (the other calls report
+   * the bytes they moved with the error). */
+  cp_io *io = NULL;
+  if (op->kind == CPORT_OP_CONNECT && !s->connecting && !BS(s)->polls[op->dir]) {
+    io = cp_io_new(s, NULL, IO_POLL);
+    if (!io) return CPORT_ENOMEM;
+  }
   int rc = sel_try(s, op);
   if (rc == CP_PENDING) {
-    int arc = sel_arm(s, op->dir);
+    int arc = sel_arm(s, op->dir, io);
     if (arc != CPORT_OK) return arc;
+  } else if (io) {
+    cp_io_free(io);
   }
   return rc;
 }
