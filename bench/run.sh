@@ -29,6 +29,11 @@
 #                     cport-uring-defer (otp.defer: sends and recvs through
 #                     the ring) cport-uring-single (and a single-thread
 #                     context: SINGLE_ISSUER, DEFER_TASKRUN)
+#                     cport-uring-multi (--recv-multi 1: one cport_recv_multi
+#                     per connection, the kernel's multishot recv on a
+#                     provided-buffer ring) cport-uring-multi-single (and
+#                     otp.defer and a single-thread context)
+#                     cport-multi (--recv-multi 1 on epoll)
 #                     alt-completion alt-select (the echo scenarios' servers)
 #   SCENARIOS="..."   subset of: pp1 pp100 pp1000 stream10 connect50 idle10k
 #                     http, and the extras stream10q (loadgen ACKs at once:
@@ -181,6 +186,10 @@ server_cmd() { # server_cmd SERVER [SCENARIO]
   cport-uring-select) echo "$CPORT_ECHO --port 0 --mode select --backend io_uring" ;;
   cport-uring-defer) echo "$CPORT_ECHO --port 0 --backend io_uring --defer 1" ;;
   cport-uring-single) echo "$CPORT_ECHO --port 0 --backend io_uring --defer 1 --single-thread 1" ;;
+  cport-uring-multi) echo "$CPORT_ECHO --port 0 --backend io_uring --recv-multi 1" ;;
+  cport-uring-multi-single)
+    echo "$CPORT_ECHO --port 0 --backend io_uring --recv-multi 1 --defer 1 --single-thread 1" ;;
+  cport-multi) echo "$CPORT_ECHO --port 0 --backend epoll --recv-multi 1" ;;
   alt-completion) echo "$CPORT_ALT_BUILD/echo_server --port 0 --mode completion --backend epoll" ;;
   alt-select) echo "$CPORT_ALT_BUILD/echo_server --port 0 --mode select --backend epoll" ;;
   *) return 1 ;;

@@ -3,7 +3,7 @@
  *
  *   echo_server --port N [--mode completion|select] [--backend auto|epoll|io_uring|iocp]
  *               [--host 127.0.0.1|::1] [--idle-timeout MS] [--defer 0|1]
- *               [--single-thread 0|1]
+ *               [--single-thread 0|1] [--recv-multi 0|1]
  *
  * One handler loop serves both modes, the way Erlang's socket module is used
  * with nowait: every call may finish at once (CPORT_OK, handled inline), or
@@ -32,6 +32,11 @@
  * sends and recvs then go through the ring, batched per poll).
  * --single-thread 1 sets cport_ctx_options.single_thread: this program
  * makes every call from its one thread (io_uring: a single-issuer ring).
+ * --recv-multi 1 (completion mode) reads each connection with one
+ * cport_recv_multi instead: every chunk arrives in a library buffer, is
+ * sent back from it, and goes back with cport_free when its send is done.
+ * The library stops reading while MULTI_OUTSTANDING chunks are unreleased,
+ * so a client that does not read its echo still stalls only itself.
  *
  * SIGUSR1 (a key press on Windows) prints the table of open sockets, like
  * Erlang's socket:i().
@@ -52,6 +57,8 @@
 #define INLINE_ROUNDS 16
 /* After EMFILE/ENFILE, wait this long before accepting again. */
 #define ACCEPT_RETRY_MS 100
+/* --recv-multi: chunks of one connection the user may hold at once. */
+#define MULTI_OUTSTANDING 16
 
 typedef struct conn {
   struct conn *prev, *next; /* the server's connections, for shutting down */
@@ -64,13 +71,16 @@ typedef struct conn {
   int closed;               /* being closed; kept until its messages end */
   int close_pending;        /* cport_close_async called: its CPORT_OP_CLOSE is to come */
   int posted;               /* a user message carrying this conn is queued */
-  unsigned char buf[CONN_BUFFER_SIZE];
+  int sends;                /* --recv-multi: chunks being sent back */
+  void *chunks[MULTI_OUTSTANDING]; /* --recv-multi: those chunks, to free at exit */
+  unsigned char buf[CONN_BUFFER_SIZE]; /* not allocated with --recv-multi */
 } conn;
 
 typedef struct server {
   cport_queue *queue;
   cport_socket listener;
   cport_handle accept_handle;     /* the multishot accept, or 0 */
+  int recv_multi;                 /* --recv-multi */
   uint64_t accept_retry_at;       /* nonzero: accepting paused until then (ms) */
   conn *conns;                    /* every connection not yet freed */
   unsigned long long accepted;    /* connections accepted */
@@ -107,7 +117,9 @@ static void conn_unlink(server *srv, conn *c) {
  * and the user message it may have posted to itself, which is not about
  * the socket and so may come after that. */
 static void conn_release_if_idle(server *srv, conn *c) {
-  if (!c->closed || c->close_pending || c->recv_handle || c->send_handle || c->posted) return;
+  if (!c->closed || c->close_pending || c->recv_handle || c->send_handle || c->posted ||
+      c->sends)
+    return;
   conn_unlink(srv, c);
   free(c);
 }
@@ -133,6 +145,7 @@ static void conn_close(server *srv, conn *c) {
 static void conn_on_closed(server *srv, conn *c) {
   c->close_pending = 0;
   c->recv_handle = c->send_handle = 0; /* every op's message came before this */
+  c->sends = 0;
   conn_release_if_idle(srv, c);
 }
 
@@ -223,6 +236,63 @@ static void conn_on_message(server *srv, conn *c, const cport_msg *m) {
   conn_pump(srv, c);
 }
 
+/* --recv-multi: remember a chunk being sent, or forget it once sent. */
+static void chunk_track(conn *c, void *from, void *to) {
+  for (int i = 0; i < MULTI_OUTSTANDING; i++) {
+    if (c->chunks[i] == from) {
+      c->chunks[i] = to;
+      return;
+    }
+  }
+}
+
+/* --recv-multi: send a chunk back from its library buffer. */
+static void multi_echo(server *srv, conn *c, void *chunk, size_t len) {
+  size_t n = 0;
+  cport_handle h = 0;
+  int rc = cport_send(c->sock, chunk, len, 0, CPORT_NOWAIT, &n, &h);
+  if (rc == CPORT_COMPLETION) {
+    c->sends++;
+    chunk_track(c, NULL, chunk);
+    return;
+  }
+  cport_free(chunk);
+  if (rc != CPORT_OK) conn_fail(srv, c, "send", rc);
+}
+
+static void multi_start(server *srv, conn *c) {
+  int rc = cport_recv_multi(c->sock, &c->recv_handle);
+  if (rc != CPORT_COMPLETION) conn_fail(srv, c, "recv", rc);
+}
+
+/* --recv-multi: a chunk (flagged CPORT_MSG_MORE until the last message), or
+ * a chunk's send done. */
+static void multi_on_message(server *srv, conn *c, const cport_msg *m) {
+  void *chunk = (m->flags & CPORT_MSG_ALLOCATED) ? m->buf : NULL;
+  if (m->op == CPORT_OP_SEND) {
+    c->sends--;
+    chunk_track(c, m->buf, NULL);
+    cport_free(m->buf);
+  } else if (!(m->flags & CPORT_MSG_MORE)) {
+    c->recv_handle = 0;
+    c->peer_done = 1; /* EOF, or an error handled below */
+  }
+  if (c->closed || m->status < 0 || m->tag == CPORT_TAG_ABORT) {
+    cport_free(chunk);
+    if (m->status == CPORT_ETIMEDOUT) srv->idle_closed++;
+    if (m->status < 0 && m->status != CPORT_ETIMEDOUT && !c->closed)
+      report(m->op == CPORT_OP_SEND ? "send" : "recv", m->status);
+    conn_close(srv, c);
+    conn_release_if_idle(srv, c);
+    return;
+  }
+  if (chunk != NULL && m->bytes > 0)
+    multi_echo(srv, c, chunk, m->bytes);
+  else
+    cport_free(chunk);
+  if (c->peer_done && c->sends == 0) conn_close(srv, c);
+}
+
 /* A new socket we keep no state for: nothing pending on it, no meta, so its
  * CPORT_OP_CLOSE (msg.meta NULL) is ignored by dispatch. */
 static void close_stateless(cport_socket sock) {
@@ -236,7 +306,7 @@ static void conn_open(server *srv, cport_socket sock) {
   /* Only the header needs zeroing: clearing the 64 KiB buffer of every new
    * connection was 93% of the server's instructions under connect churn. */
   srv->accepted++;
-  conn *c = malloc(sizeof *c);
+  conn *c = malloc(srv->recv_multi ? offsetof(conn, buf) : sizeof *c);
   if (c == NULL) {
     report("accept", CPORT_ENOMEM);
     close_stateless(sock);
@@ -253,7 +323,10 @@ static void conn_open(server *srv, cport_socket sock) {
   }
   c->sock = sock;
   conn_link(srv, c);
-  conn_pump(srv, c);
+  if (srv->recv_multi)
+    multi_start(srv, c);
+  else
+    conn_pump(srv, c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -312,6 +385,8 @@ static void dispatch(server *srv, const cport_msg *m) {
     if (m->meta != NULL) conn_on_closed(srv, m->meta);
   } else if (m->meta == NULL) { /* the listener has none */
     listener_on_message(srv, m);
+  } else if (srv->recv_multi) {
+    multi_on_message(srv, m->meta, m);
   } else {
     conn_on_message(srv, m->meta, m);
   }
@@ -351,6 +426,7 @@ static void shut_down(server *srv, cport_ctx *ctx) {
   while (srv->conns != NULL) {
     conn *c = srv->conns;
     srv->conns = c->next;
+    for (int i = 0; i < MULTI_OUTSTANDING; i++) cport_free(c->chunks[i]);
     free(c);
   }
 }
@@ -367,12 +443,14 @@ typedef struct options {
   int idle_timeout_ms; /* otp.recv_timeout of every connection; 0 = none */
   int defer;           /* cport_ctx_options.defer */
   int single_thread;   /* cport_ctx_options.single_thread */
+  int recv_multi;      /* --recv-multi */
 } options;
 
 static int usage(void) {
   fprintf(stderr, "usage: echo_server --port N [--mode completion|select]"
                   " [--backend auto|epoll|io_uring|iocp] [--host 127.0.0.1|::1]"
-                  " [--idle-timeout MS] [--defer 0|1] [--single-thread 0|1]\n");
+                  " [--idle-timeout MS] [--defer 0|1] [--single-thread 0|1]"
+                  " [--recv-multi 0|1]\n");
   return 2;
 }
 
@@ -408,11 +486,16 @@ static int parse_options(int argc, char **argv, options *o) {
       unsigned long long on = 0;
       bad = parse_number(value, 0, 1, &on);
       o->single_thread = (int)on;
+    } else if (strcmp(name, "--recv-multi") == 0) {
+      unsigned long long on = 0;
+      bad = parse_number(value, 0, 1, &on);
+      o->recv_multi = (int)on;
     } else {
       bad = 1;
     }
     if (bad) return -1;
   }
+  if (o->recv_multi && (o->open_flags & CPORT_OPEN_SELECT)) return -1; /* sends are whole */
   return have_port ? 0 : -1;
 }
 
@@ -428,6 +511,10 @@ static int open_listener(server *srv, const options *o) {
   if (rc == CPORT_OK && o->idle_timeout_ms > 0) { /* accepted connections inherit it */
     cport_optval idle = {.type = CPORT_VAL_INT, .v.i = o->idle_timeout_ms};
     rc = cport_setopt(srv->listener, CPORT_LEVEL_OTP, CPORT_OPT_OTP_RECV_TIMEOUT, &idle);
+  }
+  if (rc == CPORT_OK && o->recv_multi) {
+    cport_optval most = {.type = CPORT_VAL_INT, .v.i = MULTI_OUTSTANDING};
+    rc = cport_setopt(srv->listener, CPORT_LEVEL_OTP, CPORT_OPT_OTP_RCV_OUTSTANDING, &most);
   }
   if (rc == CPORT_OK) rc = cport_bind(srv->listener, &addr);
   if (rc == CPORT_OK) rc = cport_listen(srv->listener, 0);
@@ -459,6 +546,7 @@ int main(int argc, char **argv) {
   }
   server srv;
   memset(&srv, 0, sizeof srv);
+  srv.recv_multi = opts.recv_multi;
   rc = cport_queue_create(ctx, &srv.queue);
   if (rc != CPORT_OK) report("queue", rc);
   if (rc == CPORT_OK) rc = open_listener(&srv, &opts);
