@@ -175,6 +175,10 @@ echo_load() {
     run_pair "http_hello: linux $b, 100 keep-alive connections, 20000 requests" INT \
       "$dbg/http_hello" --port 0 --backend "$b" -- \
       "$dbg/loadgen" --port PORT --mode http --conns 100 --msgs 20000
+    # Chunks in library buffers from cport_recv_multi, echoed from them.
+    run_pair "echo load: linux $b --recv-multi 1, 1000 connections" TERM \
+      "$dbg/echo_server" --port 0 --backend "$b" --recv-multi 1 --idle-timeout 20000 -- \
+      "$dbg/echo_client" --port PORT --connections 1000 --bytes 20000
   done
   syscall_count
   [ -f "$win/echo_server.exe" ] || return 0
@@ -192,6 +196,9 @@ echo_load() {
   run_pair "http_hello: wine http_hello.exe, 50 keep-alive connections from linux" INT \
     bash cmake/wine-run.sh "$win/http_hello.exe" --port 0 -- \
     "$dbg/loadgen" --port PORT --mode http --conns 50 --msgs 5000
+  run_pair "echo load: wine echo_server.exe --recv-multi 1, 200 connections from linux" INT \
+    bash cmake/wine-run.sh "$win/echo_server.exe" --port 0 --recv-multi 1 -- \
+    "$dbg/echo_client" --port PORT --connections 200 --bytes 20000
   for m in completion select; do
     run_pair "echo load: wine echo_server.exe $m, 200 connections from linux" INT \
       bash cmake/wine-run.sh "$win/echo_server.exe" --port 0 --mode "$m" --idle-timeout 20000 -- \
