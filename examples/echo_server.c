@@ -63,16 +63,16 @@
 typedef struct conn {
   struct conn *prev, *next; /* the server's connections, for shutting down */
   cport_socket sock;
-  cport_handle recv_handle; /* pending recv (select or completion), or 0 */
-  cport_handle send_handle; /* pending send, or 0 */
-  size_t filled;            /* bytes in buf waiting to be echoed */
-  size_t sent;              /* of those, bytes already sent */
-  int peer_done;            /* the peer shut down its sending side */
-  int closed;               /* being closed; kept until its messages end */
-  int close_pending;        /* cport_close_async called: its CPORT_OP_CLOSE is to come */
-  int posted;               /* a user message carrying this conn is queued */
-  int sends;                /* --recv-multi: chunks being sent back */
-  void *chunks[MULTI_OUTSTANDING]; /* --recv-multi: those chunks, to free at exit */
+  cport_handle recv_handle;            /* pending recv (select or completion), or 0 */
+  cport_handle send_handle;            /* pending send, or 0 */
+  size_t filled;                       /* bytes in buf waiting to be echoed */
+  size_t sent;                         /* of those, bytes already sent */
+  int peer_done;                       /* the peer shut down its sending side */
+  int closed;                          /* being closed; kept until its messages end */
+  int close_pending;                   /* cport_close_async called: its CPORT_OP_CLOSE is to come */
+  int posted;                          /* a user message carrying this conn is queued */
+  int sends;                           /* --recv-multi: chunks being sent back */
+  void *chunks[MULTI_OUTSTANDING];     /* --recv-multi: those chunks, to free at exit */
   unsigned char buf[CONN_BUFFER_SIZE]; /* not allocated with --recv-multi */
 } conn;
 
@@ -117,8 +117,7 @@ static void conn_unlink(server *srv, conn *c) {
  * and the user message it may have posted to itself, which is not about
  * the socket and so may come after that. */
 static void conn_release_if_idle(server *srv, conn *c) {
-  if (!c->closed || c->close_pending || c->recv_handle || c->send_handle || c->posted ||
-      c->sends)
+  if (!c->closed || c->close_pending || c->recv_handle || c->send_handle || c->posted || c->sends)
     return;
   conn_unlink(srv, c);
   free(c);

@@ -5,6 +5,7 @@
  */
 #include "conformance.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -775,13 +776,145 @@ static void test_owner_change(void **state) {
   expect_no_msg(e->q, 20);
 }
 
+/* ------------------------------------------------------------------------ */
+/* A context destroyed with everything still open                          */
+/* ------------------------------------------------------------------------ */
+
+/* The library's allocations not yet freed, counted by an allocator that
+ * only counts. */
+static atomic_long g_live_allocs;
+
+static void *count_malloc(size_t n) {
+  void *p = malloc(n);
+  if (p) atomic_fetch_add(&g_live_allocs, 1);
+  return p;
+}
+
+static void *count_calloc(size_t count, size_t n) {
+  void *p = calloc(count, n);
+  if (p) atomic_fetch_add(&g_live_allocs, 1);
+  return p;
+}
+
+static void *count_realloc(void *ptr, size_t n) {
+  void *p = realloc(ptr, n);
+  if (p && !ptr) atomic_fetch_add(&g_live_allocs, 1);
+  return p;
+}
+
+static void count_free(void *ptr) {
+  if (ptr) atomic_fetch_sub(&g_live_allocs, 1);
+  free(ptr);
+}
+
+static void slow_work(void *arg) {
+  (void)arg;
+  sup_sleep_ms(20);
+}
+
+/* One of everything a program may leave behind: queues (one destroyed, a
+ * tombstone), a listener with a multishot accept, a connection with a
+ * pending recv, a send the peer never reads, a multishot recv whose
+ * chunks wait in a queue untaken, a datagram socket with a recv_alloc, a
+ * close_async whose message is not taken, timers, a posted message and a
+ * running job; then cport_ctx_destroy. Its sockets must answer
+ * CPORT_EBADF after it. */
+static void leave_everything_open(cport_ctx *ctx, char *small, char *big, size_t big_len) {
+  cport_queue *q = NULL, *other = NULL, *dead = NULL;
+  cport_handle h = 0;
+  cport_socket u, gone;
+  sup_pair p;
+  size_t n = 0;
+  void *abuf = NULL;
+  SUP_RC(cport_queue_create(ctx, &q), CPORT_OK);
+  SUP_RC(cport_queue_create(ctx, &other), CPORT_OK);
+  SUP_RC(cport_queue_create(ctx, &dead), CPORT_OK);
+  SUP_RC(cport_queue_destroy(dead), CPORT_OK);
+
+  sup_make_pair(q, CPORT_AF_INET, &p);
+  /* A second connection whose reader never reads: a send stays pending. */
+  cport_socket reader = CPORT_INVALID_SOCKET, writer = CPORT_INVALID_SOCKET;
+  sup_connect_pair(q, p.listener, &p.addr, sup_mode_flags(), &reader, &writer);
+  SUP_RC(cport_accept_multi(p.listener, &h), CPORT_COMPLETION);
+  int rc = cport_send(writer, big, big_len, 0, CPORT_NOWAIT, &n, &h);
+  SUP_ASSERT(rc == CPORT_COMPLETION || rc == CPORT_SELECT, "a send the peer never reads: %s",
+             sup_rc_name(rc));
+  SUP_RC(cport_recv(p.server, small, 64, 0, CPORT_NOWAIT, &n, &h),
+         sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION);
+  /* Chunks that arrive as messages nobody takes: from here on only the
+   * other queue is waited on, which drives the I/O without taking them. */
+  SUP_RC(cport_recv_multi(p.client, &h), CPORT_COMPLETION);
+  SUP_RC(cport_send(p.server, "chunk", 5, 0, CPORT_INFINITY, &n, NULL), CPORT_OK);
+
+  cport_addr self;
+  u = sup_udp(q, CPORT_AF_INET, 0, &self);
+  SUP_RC(cport_connect(u, &self, CPORT_INFINITY, NULL), CPORT_OK); /* recv wants a peer */
+  rc = cport_recv_alloc(u, 0, CPORT_NOWAIT, &abuf, &n, &h);
+  SUP_ASSERT(rc == CPORT_COMPLETION || rc == CPORT_SELECT, "recv_alloc: %s", sup_rc_name(rc));
+  gone = sup_open(q, CPORT_AF_INET);
+  SUP_RC(cport_close_async(gone, &h), CPORT_OK);
+
+  SUP_RC(cport_timer_start(q, 60000, 0, 1, NULL, &h), CPORT_OK);
+  SUP_RC(cport_timer_start(other, 1, 1, 2, NULL, &h), CPORT_OK); /* fires every ms */
+  SUP_RC(cport_post(q, 3, NULL), CPORT_OK);
+  SUP_RC(cport_work(q, slow_work, NULL, &h), CPORT_COMPLETION);
+  cport_msg m[4];
+  SUP_ASSERT(cport_wait(dead, m, 4, 30) == CPORT_EBADF, "the tombstone answers EBADF");
+  for (int i = 0; i < 5; i++) (void)cport_wait(other, m, 4, 10);
+
+  sup_stash_drop(q); /* what the helpers above took and kept */
+  cport_ctx_destroy(ctx);
+  sup_check_ebadf(p.client, "a connection after cport_ctx_destroy");
+  sup_check_ebadf(p.listener, "a listener after cport_ctx_destroy");
+  sup_check_ebadf(u, "a datagram socket after cport_ctx_destroy");
+}
+
+static void test_ctx_destroy_with_everything_open(void **state) {
+  sup_env *e = (sup_env *)*state;
+  cport_ctx_options opts;
+  memset(&opts, 0, sizeof opts);
+  opts.backend = cport_ctx_backend(e->ctx);
+  opts.single_thread = getenv("CPORT_TEST_SINGLE_THREAD") != NULL;
+  size_t big_len = 16u << 20;
+  char *big = sup_alloc(big_len), *small = sup_alloc(64);
+  memset(big, 'x', big_len);
+  cport_ctx_destroy(e->ctx);
+  e->ctx = NULL;
+  SUP_RC(cport_set_allocator(count_malloc, count_realloc, count_calloc, count_free), CPORT_OK);
+  /* Twice: what the first round leaves is the process's own (a socket
+   * table chunk kept for the next context); the second must add nothing. */
+  long after[2];
+  for (int round = 0; round < 2; round++) {
+    cport_ctx *ctx = NULL;
+    SUP_RC(cport_ctx_create(&ctx, &opts), CPORT_OK);
+    e->ctx = ctx; /* the teardown's, should the test fail half-way */
+    leave_everything_open(ctx, small, big, big_len);
+    e->ctx = NULL;
+    after[round] = atomic_load(&g_live_allocs);
+  }
+  SUP_RC(cport_set_allocator(malloc, realloc, calloc, free), CPORT_OK);
+  SUP_ASSERT(after[1] == after[0],
+             "allocations still live after destroy: %ld after the first context, %ld after the"
+             " second",
+             after[0], after[1]);
+  SUP_RC(cport_ctx_create(&e->ctx, &opts), CPORT_OK); /* for the teardown */
+  SUP_RC(cport_queue_create(e->ctx, &e->q), CPORT_OK);
+}
+
 static const struct CMUnitTest tests[] = {
-    CONF_TEST(test_error_names),   CONF_TEST(test_backend_and_context),
-    CONF_TEST(test_addresses),     CONF_TEST(test_stale_forged_closed_sockets),
-    CONF_TEST(test_null_pointers), CONF_TEST(test_bad_lengths_flags_timeouts),
-    CONF_TEST(test_wrong_state),   CONF_TEST(test_queue_post_and_wait),
-    CONF_TEST(test_registry),      CONF_TEST(test_owner_change),
-    CONF_TEST(test_info),          CONF_TEST(test_destroyed_queue),
+    CONF_TEST(test_error_names),
+    CONF_TEST(test_backend_and_context),
+    CONF_TEST(test_addresses),
+    CONF_TEST(test_stale_forged_closed_sockets),
+    CONF_TEST(test_null_pointers),
+    CONF_TEST(test_bad_lengths_flags_timeouts),
+    CONF_TEST(test_wrong_state),
+    CONF_TEST(test_queue_post_and_wait),
+    CONF_TEST(test_registry),
+    CONF_TEST(test_owner_change),
+    CONF_TEST(test_info),
+    CONF_TEST(test_destroyed_queue),
+    CONF_TEST(test_ctx_destroy_with_everything_open),
 };
 
 const struct CMUnitTest *conf_api_tests(size_t *count) {

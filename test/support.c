@@ -594,6 +594,16 @@ int sup_stash_count(cport_queue *q) {
   return n;
 }
 
+int sup_stash_drop(cport_queue *q) {
+  int n = 0;
+  cport_msg m;
+  while (stash_take(q, NULL, NULL, &m)) {
+    if (m.flags & CPORT_MSG_ALLOCATED) cport_free(m.buf);
+    n++;
+  }
+  return n;
+}
+
 /* The set of (socket, handle) pairs that already had their one message. */
 typedef struct ended_key {
   cport_socket s;

@@ -221,6 +221,9 @@ void sup_set_otp_bool(cport_socket s, cport_option opt, int on);
 int sup_get_otp_bool(cport_socket s, cport_option opt);
 /* Number of stashed messages of q. */
 int sup_stash_count(cport_queue *q);
+/* Drop q's stashed messages (a queue about to go with its context),
+ * releasing the buffers they carry; returns how many there were. */
+int sup_stash_drop(cport_queue *q);
 /* Record that (s, h) must never get a message (a select handle whose
  * cancel returned CPORT_OK). */
 void sup_mark_ended(cport_socket s, cport_handle h);
