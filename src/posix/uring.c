@@ -50,8 +50,8 @@ typedef struct ur_ctx {
     struct io_uring_sqe *v;
     unsigned head, n, cap;
   } backlog;
-  bool refuse_test; /* CPORT_IO_URING_BACKLOG: get_sqe acts as if the kernel refused */
-  ur_bufs *bufs;    /* buffers for multishot recvs; NULL: the kernel has no buffer ring */
+  bool refuse_test;        /* CPORT_IO_URING_BACKLOG: get_sqe acts as if the kernel refused */
+  ur_bufs *bufs;           /* buffers for multishot recvs; NULL: the kernel has no buffer ring */
   atomic_bool bufs_wanted; /* a multishot recv uses them: the poller fills them */
   atomic_bool bufs_off;    /* the kernel refused a multishot recv: never again */
   bool bufs_proven;        /* poller: the kernel filled one */
@@ -435,6 +435,9 @@ static void chunk_done(cp_sock *s, cp_op *op, int res, unsigned cflags) {
     end_op(s, op, CPORT_ECANCELED);
   } else if (res == -ENOBUFS && ur_bufs_short(ur->bufs)) {
     end_op(s, op, CPORT_ENOMEM);
+  } else if (res == -ENOBUFS) {
+    ur_bufs_grow(ur->bufs);
+    if (!op->paused) cp_multi_arm(s, op);
   } else if (!op->paused) {
     cp_multi_arm(s, op); /* the release that resumes a paused op arms it */
   }

@@ -7,20 +7,28 @@
  * next fill. Each slot also holds the message record its chunk will need:
  * once the kernel has consumed bytes, only memory already in hand can
  * carry them to the user. The slots are refilled by the poller before it
- * enters the kernel, so in one poll the kernel can fill at most as many
- * chunks as the ring has slots; beyond that a recv ends with ENOBUFS and
- * is armed again after the fill. */
+ * enters the kernel, so between two polls the kernel can fill at most as
+ * many chunks as slots hold buffers; beyond that a recv ends with ENOBUFS
+ * and is armed again after the fill.
+ *
+ * So the ring is large (its slots cost 16 bytes each) but only some of
+ * them hold buffers: INITIAL_BUFFERS at first, doubled at every ENOBUFS up
+ * to the ring's size. The buffers in the ring then follow the number of
+ * connections that receive between two polls (pingpong at 1,000
+ * connections: about 1,000, the same memory as a one-shot recv per
+ * connection), and an idle context holds few. */
 #ifdef CPORT_HAVE_IO_URING
 #include "uring_bufs.h"
 
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#define DEFAULT_ENTRIES 256u
+#define DEFAULT_ENTRIES 4096u
 #define MAX_ENTRIES 32768u
+#define INITIAL_BUFFERS 64u
 
 typedef struct slot {
-  void *buf;   /* NULL: empty */
+  void *buf; /* NULL: empty */
   cp_op *rec;
 } slot;
 
@@ -28,6 +36,8 @@ struct ur_bufs {
   struct io_uring_buf_ring *br; /* shared with the kernel */
   size_t br_size;
   unsigned entries; /* a power of two */
+  unsigned wanted;  /* slots to keep filled: INITIAL_BUFFERS .. entries */
+  bool grown;       /* wanted grew since the last fill */
   uint32_t buf_len;
   bool short_of_memory;
   unsigned n_empty;
@@ -53,6 +63,9 @@ ur_bufs *ur_bufs_create(struct io_uring *ring, uint32_t buf_len) {
   ur_bufs *p = cp_calloc(1, sizeof *p);
   if (!p) return NULL;
   p->entries = ring_entries();
+  /* The test hook asks for a ring that runs dry: all of it from the start. */
+  p->wanted = cp_getenv("CPORT_IO_URING_BUFS") || p->entries < INITIAL_BUFFERS ? p->entries
+                                                                               : INITIAL_BUFFERS;
   p->buf_len = buf_len;
   p->br_size = p->entries * sizeof(struct io_uring_buf);
   p->empty = cp_malloc(p->entries * sizeof *p->empty);
@@ -91,7 +104,8 @@ bool ur_bufs_fill(ur_bufs *p) {
   int mask = io_uring_buf_ring_mask(p->entries);
   int added = 0;
   p->short_of_memory = false;
-  while (p->n_empty > 0) {
+  p->grown = false;
+  while (p->n_empty > p->entries - p->wanted) {
     uint16_t id = p->empty[p->n_empty - 1];
     void *buf = cp_ubuf_alloc(p->buf_len, NULL);
     cp_op *rec = buf ? cp_op_blank() : NULL;
@@ -106,6 +120,13 @@ bool ur_bufs_fill(ur_bufs *p) {
   }
   if (added > 0) io_uring_buf_ring_advance(p->br, added); /* publishes them to the kernel */
   return !p->short_of_memory;
+}
+
+void ur_bufs_grow(ur_bufs *p) {
+  /* Once per fill: every recv that found the ring dry reports it. */
+  if (p->grown || p->wanted == p->entries) return;
+  p->wanted *= 2;
+  p->grown = true;
 }
 
 void *ur_bufs_take(ur_bufs *p, unsigned id, cp_op **rec) {

@@ -15,8 +15,8 @@ typedef struct ur_bufs ur_bufs;
 /* Registers a buffer ring of buf_len-byte buffers with ring. NULL when the
  * kernel has none (before 5.19) or without memory: multishot recvs then
  * bring their own buffers. Its size is CPORT_IO_URING_BUFS if set (a test
- * hook: a tiny ring runs dry at once), else a default. No buffer is made
- * until ur_bufs_fill. */
+ * hook: a tiny ring, all of it filled, runs dry at once), else a default.
+ * No buffer is made until ur_bufs_fill. */
 ur_bufs *ur_bufs_create(struct io_uring *ring, uint32_t buf_len);
 /* Frees every buffer the ring still holds; the ring must be gone. */
 void ur_bufs_free(ur_bufs *p);
@@ -27,6 +27,9 @@ uint32_t ur_bufs_len(const ur_bufs *p);
 bool ur_bufs_fill(ur_bufs *p);
 /* Whether the last fill left slots empty for want of memory. */
 bool ur_bufs_short(const ur_bufs *p);
+/* The ring ran dry (ENOBUFS): keep twice as many buffers in it, up to its
+ * size, from the next fill on (once per fill). The poller only. */
+void ur_bufs_grow(ur_bufs *p);
 /* The buffer the kernel filled, by the id in its CQE, and its record; the
  * slot is empty until the next fill. NULL for an id it never lent. The
  * poller only. */
