@@ -282,20 +282,17 @@ static cp_op *unhold(cp_op *op, uint32_t buf_len) {
 }
 
 /* Held chunks become messages until op pauses again (true) or none is
- * left (false). */
-static bool deliver_held(cp_sock *s, cp_op *op) {
+ * left (false). past_limit: op is about to end, so all of them go first,
+ * and its final message is the last. */
+static bool deliver_held(cp_sock *s, cp_op *op, bool past_limit) {
   cp_op *rec;
   while ((rec = unhold(op, cp_rcvbuf(s))) != NULL)
-    if (cp_multi_chunk(s, op, rec)) return true;
+    if (cp_multi_chunk(s, op, rec) && !past_limit) return true;
   return false;
 }
 
-/* Before op ends: what it holds goes to the user first, past the limit
- * (nothing more will come), so that the final message is the last. */
 static void flush_held(cp_sock *s, cp_op *op) {
-  if (!op->kbuf) return;
-  cp_op *rec;
-  while ((rec = unhold(op, cp_rcvbuf(s))) != NULL) cp_multi_chunk(s, op, rec);
+  if (op->kbuf) deliver_held(s, op, true);
 }
 
 /* A try in user space, unless the ring just found the socket empty: a recv
@@ -328,7 +325,7 @@ static int ur_sock_adopt(cp_sock *s) {
 static int ur_start(cp_sock *s, cp_op *op) {
   if (cp_dir_active(s, op->dir) != op) return CP_PENDING; /* behind others: FIFO */
   /* Resumed: the chunks held while it was paused go first. */
-  if (op->kbuf && !op->cancelled && !op->closed && deliver_held(s, op)) return CP_PENDING;
+  if (op->kbuf && !op->cancelled && !op->closed && deliver_held(s, op, false)) return CP_PENDING;
   if (op->os_multi) return CP_PENDING; /* still in the kernel: its end arms it again */
   bool no_try = op->tried || op->kbuf || (s->defer && !op->select);
   int rc = no_try ? CP_PENDING : ur_try_now(s, op);
@@ -435,11 +432,9 @@ static void chunk_done(cp_sock *s, cp_op *op, int res, unsigned cflags) {
     end_op(s, op, CPORT_ECANCELED);
   } else if (res == -ENOBUFS && ur_bufs_short(ur->bufs)) {
     end_op(s, op, CPORT_ENOMEM);
-  } else if (res == -ENOBUFS) {
-    ur_bufs_grow(ur->bufs);
-    if (!op->paused) cp_multi_arm(s, op);
-  } else if (!op->paused) {
-    cp_multi_arm(s, op); /* the release that resumes a paused op arms it */
+  } else {
+    if (res == -ENOBUFS) ur_bufs_grow(ur->bufs);
+    if (!op->paused) cp_multi_arm(s, op); /* the release that resumes a paused op arms it */
   }
 }
 
