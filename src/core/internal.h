@@ -300,6 +300,10 @@ void cp_ubuf_adopt(void *buf, cp_bufs *owner);
  * (op->paused): the backend then stops the OS's request, and the release
  * that resumes op arms it again through start. */
 bool cp_multi_chunk(cp_sock *s, cp_op *op, cp_op *rec);
+/* One result of a multishot op (a chunk, or an accepted connection in
+ * op->accepted) delivered as a CPORT_MSG_MORE message in rec, without a
+ * pause: op is ready for its next result. */
+void cp_multi_result(cp_sock *s, cp_op *op, cp_op *rec);
 /* Arms a multishot op (a fresh buffer unless kbuf, the backend's start)
  * and delivers each result that comes at once, until one waits, the op
  * pauses or it ends. */

@@ -23,7 +23,10 @@
  * the backend hands each chunk to cp_multi_chunk with a message record it
  * reserved along with the buffer, so no chunk the OS took can be lost for
  * want of memory; a pause then stops the OS's request, and the release
- * arms a new one. */
+ * arms a new one. Where the OS keeps one readiness request armed for an
+ * accept (io_uring's multishot poll: op->os_multi), the backend accepts
+ * with a record reserved first and hands each connection to
+ * cp_multi_result, so the op never ends while the OS still holds it. */
 #include "core.h"
 
 #include <stdlib.h>
@@ -146,13 +149,18 @@ bool cp_multi_go_on(cp_sock *s, cp_op *op, int status) {
   return true;
 }
 
-bool cp_multi_chunk(cp_sock *s, cp_op *op, cp_op *rec) {
+void cp_multi_result(cp_sock *s, cp_op *op, cp_op *rec) {
   cp_op_free(s, rec); /* the spare that the message's copy takes */
   bool delivered = deliver_more(s, op);
   (void)delivered; /* a spare of the right size: it cannot fail */
   op->status = 0;
   op->done = 0;
   op->msg_flags = 0;
+  if (op->kind == CPORT_OP_ACCEPT) op->accepted = CPORT_INVALID_SOCKET;
+}
+
+bool cp_multi_chunk(cp_sock *s, cp_op *op, cp_op *rec) {
+  cp_multi_result(s, op, rec);
   return op->paused || must_pause(s, op);
 }
 

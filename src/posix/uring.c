@@ -50,11 +50,12 @@ typedef struct ur_ctx {
     struct io_uring_sqe *v;
     unsigned head, n, cap;
   } backlog;
-  bool refuse_test;        /* CPORT_IO_URING_BACKLOG: get_sqe acts as if the kernel refused */
-  ur_bufs *bufs;           /* buffers for multishot recvs; NULL: the kernel has no buffer ring */
-  atomic_bool bufs_wanted; /* a multishot recv uses them: the poller fills them */
-  atomic_bool bufs_off;    /* the kernel refused a multishot recv: never again */
-  bool bufs_proven;        /* poller: the kernel filled one */
+  bool refuse_test;           /* CPORT_IO_URING_BACKLOG: get_sqe acts as if the kernel refused */
+  ur_bufs *bufs;              /* buffers for multishot recvs; NULL: the kernel has no buffer ring */
+  atomic_bool bufs_wanted;    /* a multishot recv uses them: the poller fills them */
+  atomic_bool bufs_off;       /* the kernel refused a multishot recv: never again */
+  bool bufs_proven;           /* poller: the kernel filled one */
+  atomic_bool poll_multi_off; /* the kernel refused a multishot poll: never again */
 } ur_ctx;
 
 static ur_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
@@ -207,6 +208,27 @@ static bool by_poll(const cp_sock *s, const cp_op *op) {
          s->type == CPORT_SOCK_DGRAM || (op->kind == CPORT_OP_RECV && s->zero_read);
 }
 
+/* Per op, in op->be, by kind. held: a multishot recv's chunks that came
+ * while it was paused (the kernel's request is stopped with a cancel, but
+ * what it received before that is the user's), kept in order, each in the
+ * record of its slot (buf, done), until a release lets them go.
+ * end_status: what ends a multishot accept once the kernel lets go of its
+ * poll. */
+typedef union ur_op {
+  cp_op *held;
+  int end_status;
+} ur_op;
+_Static_assert(sizeof(ur_op) <= CP_BACKEND_OP_SIZE, "ur_op fits in cp_op.be");
+
+static ur_op *op_state(cp_op *op) { return (ur_op *)(void *)op->be; }
+
+/* A multishot accept waits on one poll that stays armed (5.13+): each
+ * readiness CQE accepts what waits, with accept4 as every accept here. */
+static bool poll_multi(ur_ctx *ur, const cp_op *op) {
+  return op->multi && op->kind == CPORT_OP_ACCEPT && !op->select &&
+         !atomic_load(&ur->poll_multi_off);
+}
+
 /* Hands the rest of op to the kernel; its CQE comes back to reap(). */
 static void submit_op(cp_sock *s, cp_op *op) {
   ur_ctx *ur = state_of(s->ctx);
@@ -216,6 +238,10 @@ static void submit_op(cp_sock *s, cp_op *op) {
     io_uring_prep_recv_multishot(sqe, fd_of(s), NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = UR_BUF_GROUP;
+    op->os_multi = 1;
+  } else if (poll_multi(ur, op)) {
+    io_uring_prep_poll_multishot(sqe, fd_of(s), POLLIN);
+    op_state(op)->end_status = 0;
     op->os_multi = 1;
   } else if (by_poll(s, op))
     io_uring_prep_poll_add(sqe, fd_of(s), poll_mask(op));
@@ -252,12 +278,7 @@ _Static_assert(sizeof(ur_sock) <= CP_BACKEND_SOCK_SIZE, "ur_sock fits in cp_sock
 
 static ur_sock *sock_state(cp_sock *s) { return (ur_sock *)(void *)s->be; }
 
-/* A multishot recv's chunks that came while it was paused (the kernel's
- * request is stopped with a cancel, but what it received before that is
- * the user's): kept in order, each in the record of its slot (buf, done),
- * linked from op->be, until a release lets them go. */
-static cp_op **held_of(cp_op *op) { return (cp_op **)(void *)op->be; }
-_Static_assert(sizeof(cp_op *) <= CP_BACKEND_OP_SIZE, "a held list fits in cp_op.be");
+static cp_op **held_of(cp_op *op) { return &op_state(op)->held; }
 
 static void hold(cp_op *op, cp_op *rec, void *buf, size_t len) {
   rec->buf = buf;
@@ -438,11 +459,57 @@ static void chunk_done(cp_sock *s, cp_op *op, int res, unsigned cflags) {
   }
 }
 
+/* A multishot accept's poll fired: accept every connection that waits,
+ * each delivered in a record reserved before its accept, so none is lost
+ * for want of memory. A result that ends the handle (EMFILE, no memory)
+ * cannot end it while the kernel holds the poll, whose CQEs name op: it
+ * is kept, and the poll cancelled; its last CQE ends op. */
+static void accept_ready(cp_sock *s, cp_op *op) {
+  while (!op->cancelled && !op->closed && s->state == CP_SOCK_OPEN) {
+    cp_op *rec = cp_op_blank();
+    int rc = rec ? cp_posix_try(s, op) : CPORT_ENOMEM;
+    if (rc == CPORT_OK) {
+      cp_multi_result(s, op, rec);
+      continue;
+    }
+    if (rec) cp_free(rec);
+    if (rc != CP_PENDING) {
+      op_state(op)->end_status = rc;
+      submit_cancel(s, op);
+    }
+    return;
+  }
+}
+
+/* A CQE of a multishot accept's poll. Its last one (no IORING_CQE_F_MORE:
+ * cancelled, or dropped by the kernel) ends op, or arms it again. */
+static void accept_event(cp_sock *s, cp_op *op, int res, unsigned cflags) {
+  ur_op *st = op_state(op);
+  if (cflags & IORING_CQE_F_MORE) {
+    if (!st->end_status) accept_ready(s, op);
+    return;
+  }
+  op->os_multi = op->started = 0;
+  if (st->end_status)
+    end_op(s, op, st->end_status);
+  else if (op->cancelled || op->closed)
+    end_op(s, op, CPORT_ECANCELED);
+  else if (res < 0 && res != -EINVAL && res != -ECANCELED)
+    end_op(s, op, cp_errno_to_err(-res));
+  else {
+    if (res == -EINVAL) atomic_store(&state_of(s->ctx)->poll_multi_off, true); /* before 5.13 */
+    cp_multi_arm(s, op); /* accepts what waits, then a new poll */
+  }
+}
+
 static void complete(cp_op *op, int res, unsigned cflags) {
   cp_sock *s = op->sock;
   cp_mutex_lock(&s->mu);
-  if (op->kbuf) {
-    chunk_done(s, op, res, cflags);
+  if (op->kbuf || op->os_multi) {
+    if (op->kbuf)
+      chunk_done(s, op, res, cflags);
+    else
+      accept_event(s, op, res, cflags);
     cp_sock_unlock(s);
     return;
   }
