@@ -35,6 +35,9 @@
 #                     otp.defer and a single-thread context)
 #                     cport-multi (--recv-multi 1 on epoll)
 #                     alt-completion alt-select (the echo scenarios' servers)
+#                     alt-uring-completion alt-uring-single
+#                     alt-uring-multi-single (the same on io_uring, as
+#                     their cport-uring-* counterparts)
 #   SCENARIOS="..."   subset of: pp1 pp100 pp1000 stream10 connect50 idle10k
 #                     http, and the extras stream10q (loadgen ACKs at once:
 #                     TCP_QUICKACK) and stream10w1 (one chunk in flight)
@@ -192,6 +195,11 @@ server_cmd() { # server_cmd SERVER [SCENARIO]
   cport-multi) echo "$CPORT_ECHO --port 0 --backend epoll --recv-multi 1" ;;
   alt-completion) echo "$CPORT_ALT_BUILD/echo_server --port 0 --mode completion --backend epoll" ;;
   alt-select) echo "$CPORT_ALT_BUILD/echo_server --port 0 --mode select --backend epoll" ;;
+  alt-uring-completion) echo "$CPORT_ALT_BUILD/echo_server --port 0 --mode completion --backend io_uring" ;;
+  alt-uring-single)
+    echo "$CPORT_ALT_BUILD/echo_server --port 0 --backend io_uring --defer 1 --single-thread 1" ;;
+  alt-uring-multi-single)
+    echo "$CPORT_ALT_BUILD/echo_server --port 0 --backend io_uring --recv-multi 1 --defer 1 --single-thread 1" ;;
   *) return 1 ;;
   esac
 }
