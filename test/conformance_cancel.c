@@ -379,10 +379,38 @@ static void test_close_idle_and_reopen(void **state) {
   expect_no_msg(e->q, 50);
 }
 
+/* A select handle that cport_cancel ended with CPORT_OK has ended: a
+ * deadline on it answers CPORT_ENOTFOUND, as a second cancel does, and no
+ * message follows (found by test/api_fuzz.c: io_uring, which keeps the op
+ * until the kernel lets go of it, answered CPORT_OK). A completion handle
+ * ends with its abort; after that too, CPORT_ENOTFOUND. */
+static void test_deadline_after_cancel(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  char buf[16];
+  size_t n = 0;
+  cport_handle h = 0;
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  SUP_RC(cport_recv(p.client, buf, sizeof buf, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
+  SUP_RC(cport_cancel(p.client, h), CPORT_OK);
+  if (sup_select_mode()) {
+    sup_mark_ended(p.client, h);
+  } else {
+    cport_msg m = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+    SUP_EQ(m.tag, CPORT_TAG_ABORT);
+    SUP_RC(m.status, CPORT_ECANCELED);
+  }
+  SUP_RC(cport_deadline(p.client, h, 1), CPORT_ENOTFOUND);
+  SUP_RC(cport_deadline(p.client, h, CPORT_INFINITY), CPORT_ENOTFOUND);
+  SUP_RC(cport_cancel(p.client, h), CPORT_ENOTFOUND);
+  expect_no_msg_for(e->q, p.client, h, 50);
+}
+
 static const struct CMUnitTest tests[] = {
     CONF_TEST(test_cancel_race_recv),       CONF_TEST(test_cancel_pending),
     CONF_TEST(test_cancel_ended_and_bogus), CONF_TEST(test_close_pending_ops),
-    CONF_TEST(test_close_idle_and_reopen),
+    CONF_TEST(test_close_idle_and_reopen),  CONF_TEST(test_deadline_after_cancel),
+    CONF_TEST(test_close_then_reuse_send),  CONF_TEST(test_close_then_reuse_sendmsg),
 };
 
 const struct CMUnitTest *conf_cancel_tests(size_t *count) {
