@@ -695,8 +695,11 @@ static void adopt_accepted(fz_run *r, cport_socket s, const char *what) {
   int rc = cport_peername(s, &peer);
   int i = sock_new(r, s, SK_STREAM, r->sk[r->listener].owner);
   note(r, "  accepted %#llx -> socket %d (peername %s)", (unsigned long long)s, i, sup_rc_name(rc));
-  if (i < 0) { /* no room: let it go */
+  if (i < 0) { /* no room: let it go; its client sees the end of the connection */
     cport_close(s);
+    for (int j = 0; rc == CPORT_OK && j < MAX_SOCKS; j++)
+      if (r->sk[j].used && r->sk[j].client && r->sk[j].peer < 0 && r->sk[j].port == peer.port)
+        r->sk[j].troubled = 1;
     return;
   }
   fz_sock *k = &r->sk[i];
@@ -892,9 +895,9 @@ static void do_recv(fz_run *r, int i) {
   }
   o->seg = seg;
   size_t len = 1 + pick(r, pick(r, 3) == 0 ? 40000 : 2000);
-  unsigned flags = how == 7 ? CPORT_WAITALL : 0u;
+  unsigned flags = how == 7 || (how != 3 && pick(r, 8) == 0) ? CPORT_WAITALL : 0u;
   int timeout = how >= 4 && how <= 6 ? 1 + (int)pick(r, 3) : CPORT_NOWAIT;
-  if (how == 7) len = 1 + pick(r, 64);
+  if (flags) len = 1 + pick(r, 64);
   size_t got = 0;
   cport_handle h = 0;
   void *abuf = NULL;
@@ -903,7 +906,7 @@ static void do_recv(fz_run *r, int i) {
   if (o->kind == K_RECV_MULTI) {
     rc = cport_recv_multi(k->s, &h);
   } else if (o->kind == K_RECV_ALLOC) {
-    rc = cport_recv_alloc(k->s, 0, timeout, &abuf, &got, hp);
+    rc = cport_recv_alloc(k->s, flags, timeout, &abuf, &got, hp);
   } else {
     o->buf = (char *)malloc(len);
     o->len = len;
@@ -934,11 +937,17 @@ static void do_recv(fz_run *r, int i) {
   if (o->kind != K_RECV_MULTI)
     CHECK(r, got <= o->len, "a recv of %zu reported %zu bytes", o->len, got);
   if (pended(r, o, rc, h, "recv")) {
-    CHECK(r, got == 0 && abuf == NULL, "a recv that pends reported %zu bytes already received",
-          got);
-    if (o->select) { /* select: the segment is empty */
+    /* Completion mode: the message carries every byte. Select mode: a
+     * waitall call may return what it read so far with CPORT_SELECT
+     * (include/cport.h, cport_recv); the select handle carries nothing. */
+    CHECK(r, (got == 0 && abuf == NULL) || (o->select && flags),
+          "a recv that pends reported %zu bytes already received", got);
+    CHECK(r, o->kind != K_RECV_ALLOC || (got > 0) == (abuf != NULL),
+          "recv_alloc: %zu bytes with buffer %p", got, abuf);
+    if (o->select) {
       o->seg = -1;
-      recv_data(r, i, seg, NULL, 0, 1);
+      recv_data(r, i, seg, o->kind == K_RECV_ALLOC ? abuf : o->buf, got, 1);
+      cport_free(abuf);
     }
     return;
   }
