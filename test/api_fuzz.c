@@ -1302,6 +1302,7 @@ static void setup(fz_run *r) {
   cport_ctx_options opts;
   memset(&opts, 0, sizeof opts);
   opts.backend = r->backend;
+  opts.single_thread = getenv("CPORT_TEST_SINGLE_THREAD") != NULL; /* the *.single variant */
   CHECK(r, cport_ctx_create(&r->ctx, &opts) == CPORT_OK, "ctx_create");
   CHECK(r, cport_queue_create(r->ctx, &r->q[0]) == CPORT_OK, "queue_create");
   CHECK(r, cport_queue_create(r->ctx, &r->q[1]) == CPORT_OK, "queue_create");
