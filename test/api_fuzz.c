@@ -137,6 +137,11 @@ typedef struct fz_run {
   /* datagrams: length of each, by sequence number */
   size_t dgram_len[MAX_DGRAMS];
   char dgram_seen[MAX_DGRAMS];
+  /* cport_recv_multi chunks the user still holds (otp.rcv_outstanding
+   * pauses the socket while too many are out; cport_free resumes it) */
+  void *held[16];
+  int nheld;
+  int draining; /* teardown: chunks are released at once */
   uint64_t ndgram;
   /* the last calls, for the report */
   char log[LOG_LINES][200];
@@ -631,7 +636,11 @@ static void on_msg(fz_run *r, int qi, const cport_msg *m) {
     }
     break;
   }
-  if (m->flags & CPORT_MSG_ALLOCATED) cport_free(m->buf);
+  if ((m->flags & CPORT_MSG_ALLOCATED) && o->kind == K_RECV_MULTI && !r->draining &&
+      r->nheld < 16 && pick(r, 2))
+    r->held[r->nheld++] = m->buf; /* released later, by do_release */
+  else if (m->flags & CPORT_MSG_ALLOCATED)
+    cport_free(m->buf);
   if (!more) op_end(r, o); /* the final message: a select message is one too */
 }
 
@@ -839,7 +848,7 @@ static void do_send(fz_run *r, int i) {
     int n = 0;
     size_t cuts[4] = {0, cut1, cut2, len};
     for (int c = 0; c < 3; c++)
-      if (cuts[c + 1] > cuts[c]) {
+      if (cuts[c + 1] > cuts[c] || pick(r, 4) == 0) { /* empty iovecs too, now and then */
         o->iov[n].base = o->buf + cuts[c];
         o->iov[n++].len = cuts[c + 1] - cuts[c];
       }
@@ -913,7 +922,7 @@ static void do_recv(fz_run *r, int i) {
     if (o->kind == K_RECVMSG) {
       size_t cut = pick(r, (unsigned)len);
       int n = 0;
-      if (cut > 0) o->iov[n].base = o->buf, o->iov[n++].len = cut;
+      if (cut > 0 || pick(r, 4) == 0) o->iov[n].base = o->buf, o->iov[n++].len = cut;
       o->iov[n].base = o->buf + cut, o->iov[n++].len = len - cut;
       memset(&o->mh, 0, sizeof o->mh);
       o->mh.iov = o->iov;
@@ -1165,6 +1174,12 @@ static void do_option(fz_run *r, int i) {
     rc = cport_setopt(k->s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_RCVBUF, &v);
     note(r, "setopt(%d, otp.rcvbuf %d) = %s", i, v.v.i, sup_rc_name(rc));
     CHECK(r, rc == CPORT_OK, "setopt otp.rcvbuf: %s", sup_rc_name(rc));
+  } else if (what == 2 && k->kind == SK_STREAM && pick(r, 2)) {
+    v.type = CPORT_VAL_INT;
+    v.v.i = 1 + (int)pick(r, 4);
+    rc = cport_setopt(k->s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_RCV_OUTSTANDING, &v);
+    note(r, "setopt(%d, otp.rcv_outstanding %d) = %s", i, v.v.i, sup_rc_name(rc));
+    CHECK(r, rc == CPORT_OK, "setopt otp.rcv_outstanding: %s", sup_rc_name(rc));
   } else if (what == 2) {
     v.type = CPORT_VAL_PTR;
     v.v.ptr = &r->sk[i];
@@ -1247,6 +1262,11 @@ static void step(fz_run *r) {
     note(r, "post(q%d, %llu) = %s", qi, (unsigned long long)r->posted[qi], sup_rc_name(rc));
     CHECK(r, rc == CPORT_OK, "post: %s", sup_rc_name(rc));
     r->posted[qi]++;
+  } else if (what < 79 && r->nheld > 0) {
+    int x = (int)pick(r, (unsigned)r->nheld);
+    note(r, "free(a recv_multi chunk, %d held)", r->nheld);
+    cport_free(r->held[x]);
+    r->held[x] = r->held[--r->nheld];
   } else if (what < 80) {
     do_stale(r);
   } else {
@@ -1261,6 +1281,7 @@ static void step(fz_run *r) {
  * message come, every user message arrive; then nothing more. */
 static void teardown(fz_run *r) {
   uint64_t until = sup_now_ms() + DRAIN_MS;
+  r->draining = 1;
   for (;;) {
     /* every socket, those an accept handed over meanwhile too */
     for (int i = 0; i < MAX_SOCKS; i++)
@@ -1291,6 +1312,7 @@ static void teardown(fz_run *r) {
   }
   for (int x = 0; x < MAX_OPS; x++)
     if (r->op[x].used) free(r->op[x].buf);
+  while (r->nheld > 0) cport_free(r->held[--r->nheld]);
   CHECK(r, cport_queue_destroy(r->q[1]) == CPORT_OK, "queue_destroy");
   CHECK(r, cport_queue_destroy(r->q[0]) == CPORT_OK, "queue_destroy");
   cport_ctx_destroy(r->ctx);
