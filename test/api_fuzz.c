@@ -75,6 +75,7 @@ typedef struct fz_sock {
   int shut_rd, shut_wr;
   int troubled;    /* connection errors and EOF are expected on it */
   int timeouts;    /* otp.recv_timeout or otp.send_timeout was set */
+  int meta_set;    /* otp.meta was set (always to &sk[i]) */
   int close_async; /* closed with cport_close_async */
   cport_handle close_h;
   unsigned close_seen; /* the queue its close message came through (a bit) */
@@ -523,7 +524,12 @@ static void on_msg(fz_run *r, int qi, const cport_msg *m) {
    * order stays visible across queues). */
   CHECK(r, !k->close_seen, "queue %d: a message about socket %d after its close message: %s", qi, i,
         b);
+  /* msg.meta: the socket's otp.meta when the op ended */
+  CHECK(r, m->meta == NULL || (k->meta_set && m->meta == (void *)k),
+        "queue %d: msg.meta %p, the socket's is %p: %s", qi, m->meta,
+        k->meta_set ? (void *)k : NULL, b);
   if (m->op == CPORT_OP_CLOSE) {
+    CHECK(r, m->meta == (k->meta_set ? (void *)k : NULL), "the close message's meta: %s", b);
     CHECK(r,
           k->close_async && m->handle == k->close_h && m->tag == CPORT_TAG_COMPLETION &&
               m->status == CPORT_OK,
@@ -1185,6 +1191,7 @@ static void do_option(fz_run *r, int i) {
     v.v.ptr = &r->sk[i];
     rc = cport_setopt(k->s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_META, &v);
     note(r, "setopt(%d, otp.meta) = %s", i, sup_rc_name(rc));
+    k->meta_set = 1;
     CHECK(r, rc == CPORT_OK, "setopt otp.meta: %s", sup_rc_name(rc));
   } else if (k->kind == SK_STREAM) {
     v.type = CPORT_VAL_BOOL;
