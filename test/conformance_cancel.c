@@ -461,11 +461,46 @@ static void close_then_reuse(sup_env *e, int use_msg) {
 static void test_close_then_reuse_send(void **state) { close_then_reuse((sup_env *)*state, 0); }
 static void test_close_then_reuse_sendmsg(void **state) { close_then_reuse((sup_env *)*state, 1); }
 
+/* The same with a recv pending on the closed socket, and bytes waiting
+ * for the socket that takes its number: they are that socket's, and the
+ * old recv ends with its abort, not with them nor with an end of stream
+ * (found by test/api_fuzz.c on io_uring: the old recv ran on the new
+ * socket). */
+static void test_close_then_reuse_recv(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  char in[16], got[5];
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  cport_socket c3 = sup_open(e->q, CPORT_AF_INET);
+  SUP_RC(sup_connect(e->q, c3, &p.addr), CPORT_OK);
+  sup_send_all(e->q, c3, "hello", 5); /* queued for the socket not yet accepted */
+  size_t n = 0;
+  cport_handle h = 0;
+  SUP_RC(cport_recv(p.client, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
+  SUP_RC(cport_close(p.client), CPORT_OK);
+  cport_socket s3 = 0;
+  cport_handle ah = 0;
+  int rc = cport_accept(p.listener, CPORT_NOWAIT, &s3, &ah);
+  if (rc != CPORT_OK) {
+    SUP_ASSERT(rc > 0, "accept: %s", sup_rc_name(rc));
+    SUP_RC(sup_accept(e->q, p.listener, &s3), CPORT_OK);
+  }
+  cport_msg m = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+  SUP_ASSERT(m.tag == CPORT_TAG_ABORT && m.status == CPORT_ECLOSED,
+             "the closed socket's recv ended %s %s with %zu bytes (its peer sent nothing)",
+             sup_tag_name(m.tag), sup_rc_name(m.status), m.bytes);
+  sup_recv_exact(e->q, s3, got, sizeof got);
+  SUP_ASSERT(memcmp(got, "hello", 5) == 0, "the new socket's bytes changed");
+  SUP_RC(cport_close(c3), CPORT_OK);
+  SUP_RC(cport_close(s3), CPORT_OK);
+}
+
 static const struct CMUnitTest tests[] = {
     CONF_TEST(test_cancel_race_recv),       CONF_TEST(test_cancel_pending),
     CONF_TEST(test_cancel_ended_and_bogus), CONF_TEST(test_close_pending_ops),
     CONF_TEST(test_close_idle_and_reopen),  CONF_TEST(test_deadline_after_cancel),
     CONF_TEST(test_close_then_reuse_send),  CONF_TEST(test_close_then_reuse_sendmsg),
+    CONF_TEST(test_close_then_reuse_recv),
 };
 
 const struct CMUnitTest *conf_cancel_tests(size_t *count) {
