@@ -33,7 +33,7 @@
 #define MAX_OPS 64     /* pending handles the model follows */
 #define MAX_SEGS 256   /* sends (or recvs) per socket per run */
 #define MAX_DGRAMS 512 /* datagrams per run */
-#define LOG_LINES 300  /* calls printed on a violation */
+#define LOG_LINES 60   /* calls and messages printed on a violation */
 #define DRAIN_MS 5000  /* how long teardown waits for the last messages */
 
 /* ======================================================================== */
