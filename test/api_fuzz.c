@@ -143,6 +143,11 @@ typedef struct fz_run {
   void *held[16];
   int nheld;
   int draining; /* teardown: chunks are released at once */
+  struct {
+    int sock;
+    cport_handle h;
+  } ended[16]; /* handles that ended lately (a ring), for cancel and deadline */
+  int nended;
   uint64_t ndgram;
   /* the last calls, for the report */
   char log[LOG_LINES][200];
@@ -307,6 +312,9 @@ static void op_end(fz_run *r, fz_op *o) {
   }
   free(o->buf);
   o->used = 0;
+  r->ended[r->nended % 16].sock = o->sock;
+  r->ended[r->nended % 16].h = o->h;
+  r->nended++;
 }
 
 static fz_op *op_find(fz_run *r, cport_socket s, cport_handle h) {
@@ -1224,6 +1232,23 @@ static void do_stale(fz_run *r) {
   CHECK(r, rc == CPORT_EBADF, "info on a stale socket: %s", sup_rc_name(rc));
   rc = cport_close_async(s, &h);
   CHECK(r, rc == CPORT_EBADF, "close_async on a stale socket: %s", sup_rc_name(rc));
+  /* a handle that ended: CPORT_ENOTFOUND (CPORT_EBADF once its socket closed) */
+  if (r->nended > 0) {
+    int e = (int)pick(r, r->nended < 16 ? (unsigned)r->nended : 16u);
+    fz_sock *k = &r->sk[r->ended[e].sock];
+    cport_handle eh = r->ended[e].h;
+    if (!op_find(r, k->s, eh)) {
+      int want = k->open ? CPORT_ENOTFOUND : CPORT_EBADF;
+      rc = cport_cancel(k->s, eh);
+      note(r, "cancel(%d, ended h=%llu) = %s", r->ended[e].sock, (unsigned long long)eh,
+           sup_rc_name(rc));
+      CHECK(r, rc == want, "cancel of an ended handle: %s, expected %s", sup_rc_name(rc),
+            sup_rc_name(want));
+      rc = cport_deadline(k->s, eh, 1);
+      CHECK(r, rc == want, "deadline on an ended handle: %s, expected %s", sup_rc_name(rc),
+            sup_rc_name(want));
+    }
+  }
   /* a live socket, a handle that never was */
   int i = pick_sock(r, 0);
   if (i >= 0) {
