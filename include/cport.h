@@ -518,7 +518,9 @@ CPORT_API int cport_send(cport_socket s, const void *buf, size_t len, unsigned f
  * one byte, or 0 meaning the peer shut down its sending side; with
  * CPORT_WAITALL the whole buffer unless EOF or an error comes first.
  * A blocking call that times out returns CPORT_ETIMEDOUT with *received set
- * to what arrived: data that arrived is never dropped. */
+ * to what arrived: data that arrived is never dropped. Select mode with
+ * CPORT_WAITALL: CPORT_SELECT may come with *received > 0, the bytes read
+ * so far (in buf); call again for the rest. */
 CPORT_API int cport_recv(cport_socket s, void *buf, size_t len, unsigned flags, int timeout,
                          size_t *received, cport_handle *handle);
 
@@ -587,8 +589,10 @@ CPORT_API int cport_recvmsg(cport_socket s, cport_msghdr *m, unsigned flags, int
  * the buffer in msg.buf with CPORT_MSG_ALLOCATED in msg.flags, on a
  * completion and on an abort alike. Select mode: the select message
  * carries no buffer; call again. A call that returns no bytes (EOF, a
- * timeout, an error) returns *buf NULL. Every buffer handed out this way is
- * the caller's to release with cport_free. flags: CPORT_WAITALL or 0. */
+ * timeout, an error) returns *buf NULL; one that returns bytes returns
+ * them in *buf, a CPORT_SELECT with CPORT_WAITALL included (as cport_recv).
+ * Every buffer handed out this way is the caller's to release with
+ * cport_free. flags: CPORT_WAITALL or 0. */
 CPORT_API int cport_recv_alloc(cport_socket s, unsigned flags, int timeout, void **buf,
                                size_t *received, cport_handle *handle);
 

@@ -379,10 +379,128 @@ static void test_close_idle_and_reopen(void **state) {
   expect_no_msg(e->q, 50);
 }
 
+/* A select handle that cport_cancel ended with CPORT_OK has ended: a
+ * deadline on it answers CPORT_ENOTFOUND, as a second cancel does, and no
+ * message follows (found by test/api_fuzz.c: io_uring, which keeps the op
+ * until the kernel lets go of it, answered CPORT_OK). A completion handle
+ * ends with its abort; after that too, CPORT_ENOTFOUND. */
+static void test_deadline_after_cancel(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  char buf[16];
+  size_t n = 0;
+  cport_handle h = 0;
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  SUP_RC(cport_recv(p.client, buf, sizeof buf, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
+  SUP_RC(cport_cancel(p.client, h), CPORT_OK);
+  if (sup_select_mode()) {
+    sup_mark_ended(p.client, h);
+  } else {
+    cport_msg m = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+    SUP_EQ(m.tag, CPORT_TAG_ABORT);
+    SUP_RC(m.status, CPORT_ECANCELED);
+  }
+  SUP_RC(cport_deadline(p.client, h, 1), CPORT_ENOTFOUND);
+  SUP_RC(cport_deadline(p.client, h, CPORT_INFINITY), CPORT_ENOTFOUND);
+  SUP_RC(cport_cancel(p.client, h), CPORT_ENOTFOUND);
+  expect_no_msg_for(e->q, p.client, h, 50);
+}
+
+/* A socket closed with a send pending, whose descriptor number an accepted
+ * socket takes at once: the old send must never run on the new socket
+ * (found by test/api_fuzz.c: io_uring submitted the send, queued since the
+ * last poll, after the close, on the number the accept had reused; and a
+ * poll-driven op retried its system call on it after readiness). The peer
+ * of the new socket receives nothing. Both stream send kinds. */
+static void close_then_reuse(sup_env *e, int use_msg) {
+  sup_pair p;
+  const size_t len = 1u << 20;
+  char *buf = (char *)sup_alloc(len);
+  char in[64];
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  /* A connection waiting in the listener's backlog, to be accepted at once. */
+  cport_socket c3 = sup_open(e->q, CPORT_AF_INET);
+  SUP_RC(sup_connect(e->q, c3, &p.addr), CPORT_OK);
+  cport_optval v = {.type = CPORT_VAL_INT, .v.i = 4096};
+  SUP_RC(cport_setopt(p.client, CPORT_LEVEL_SOCKET, CPORT_OPT_SOCKET_SNDBUF, &v), CPORT_OK);
+  memset(buf, 'x', len);
+  size_t sent = 0;
+  cport_handle h = 0;
+  cport_iovec iov = {buf, len};
+  cport_msghdr m;
+  memset(&m, 0, sizeof m);
+  m.iov = &iov;
+  m.iovcnt = 1;
+  int rc = use_msg ? cport_sendmsg(p.client, &m, 0, CPORT_NOWAIT, &sent, &h)
+                   : cport_send(p.client, buf, len, 0, CPORT_NOWAIT, &sent, &h);
+  SUP_RC(rc, sup_pending_rc());
+  SUP_RC(cport_close(p.client), CPORT_OK);
+  cport_socket s3 = 0;
+  cport_handle ah = 0;
+  rc = cport_accept(p.listener, CPORT_NOWAIT, &s3, &ah);
+  if (rc != CPORT_OK) { /* not at once here (IOCP posts its accepts ahead): wait for it */
+    SUP_ASSERT(rc > 0, "accept: %s", sup_rc_name(rc));
+    SUP_RC(sup_accept(e->q, p.listener, &s3), CPORT_OK);
+  }
+  /* the send's one message: its abort (or its completion, or readiness) */
+  cport_msg msg = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+  SUP_ASSERT(msg.tag != CPORT_TAG_USER, "tag %s", sup_tag_name(msg.tag));
+  size_t n = 0;
+  cport_handle rh = 0;
+  rc = cport_recv(c3, in, sizeof in, 0, CPORT_NOWAIT, &n, &rh);
+  SUP_ASSERT(rc == sup_pending_rc(),
+             "the new socket's peer got %s with %zu bytes: the closed "
+             "socket's send ran on it",
+             sup_rc_name(rc), n);
+  expect_no_msg_for(e->q, c3, rh, 100);
+  SUP_RC(cport_close(c3), CPORT_OK);
+  SUP_RC(cport_close(s3), CPORT_OK);
+  sup_stash_drop(e->q);
+}
+
+static void test_close_then_reuse_send(void **state) { close_then_reuse((sup_env *)*state, 0); }
+static void test_close_then_reuse_sendmsg(void **state) { close_then_reuse((sup_env *)*state, 1); }
+
+/* The same with a recv pending on the closed socket, and bytes waiting
+ * for the socket that takes its number: they are that socket's, and the
+ * old recv ends with its abort, not with them nor with an end of stream
+ * (found by test/api_fuzz.c on io_uring: the old recv ran on the new
+ * socket). */
+static void test_close_then_reuse_recv(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  char in[16], got[5];
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  cport_socket c3 = sup_open(e->q, CPORT_AF_INET);
+  SUP_RC(sup_connect(e->q, c3, &p.addr), CPORT_OK);
+  sup_send_all(e->q, c3, "hello", 5); /* queued for the socket not yet accepted */
+  size_t n = 0;
+  cport_handle h = 0;
+  SUP_RC(cport_recv(p.client, in, sizeof in, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
+  SUP_RC(cport_close(p.client), CPORT_OK);
+  cport_socket s3 = 0;
+  cport_handle ah = 0;
+  int rc = cport_accept(p.listener, CPORT_NOWAIT, &s3, &ah);
+  if (rc != CPORT_OK) {
+    SUP_ASSERT(rc > 0, "accept: %s", sup_rc_name(rc));
+    SUP_RC(sup_accept(e->q, p.listener, &s3), CPORT_OK);
+  }
+  cport_msg m = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+  SUP_ASSERT(m.tag == CPORT_TAG_ABORT && m.status == CPORT_ECLOSED,
+             "the closed socket's recv ended %s %s with %zu bytes (its peer sent nothing)",
+             sup_tag_name(m.tag), sup_rc_name(m.status), m.bytes);
+  sup_recv_exact(e->q, s3, got, sizeof got);
+  SUP_ASSERT(memcmp(got, "hello", 5) == 0, "the new socket's bytes changed");
+  SUP_RC(cport_close(c3), CPORT_OK);
+  SUP_RC(cport_close(s3), CPORT_OK);
+}
+
 static const struct CMUnitTest tests[] = {
     CONF_TEST(test_cancel_race_recv),       CONF_TEST(test_cancel_pending),
     CONF_TEST(test_cancel_ended_and_bogus), CONF_TEST(test_close_pending_ops),
-    CONF_TEST(test_close_idle_and_reopen),
+    CONF_TEST(test_close_idle_and_reopen),  CONF_TEST(test_deadline_after_cancel),
+    CONF_TEST(test_close_then_reuse_send),  CONF_TEST(test_close_then_reuse_sendmsg),
+    CONF_TEST(test_close_then_reuse_recv),
 };
 
 const struct CMUnitTest *conf_cancel_tests(size_t *count) {

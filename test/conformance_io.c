@@ -926,6 +926,86 @@ static void test_many_connections(void **state) {
   expect_no_msg(e->q, 50);
 }
 
+/* A send that pends in completion mode reports no bytes now, even when its
+ * first attempt moved some: its message carries them all (found by
+ * test/api_fuzz.c on io_uring, which counted them twice). In select mode
+ * the call reports what went now, and the rest is the caller's. */
+static void test_pending_send_reports_no_bytes(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  const size_t len = 1u << 20;
+  char *buf = (char *)sup_alloc(len), *in = (char *)sup_alloc(len);
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  cport_optval v = {.type = CPORT_VAL_INT, .v.i = 4096};
+  SUP_RC(cport_setopt(p.client, CPORT_LEVEL_SOCKET, CPORT_OPT_SOCKET_SNDBUF, &v), CPORT_OK);
+  sup_pattern(buf, len, 0, 7);
+  size_t sent = 12345;
+  cport_handle h = 0;
+  int rc = cport_send(p.client, buf, len, 0, CPORT_NOWAIT, &sent, &h);
+  SUP_RC(rc, sup_pending_rc());
+  size_t first = sent;
+  if (sup_select_mode()) {
+    SUP_ASSERT(sent < len, "a select send of 1 MiB into 4 KiB went whole");
+    expect_msg_for(e->q, p.client, h, SUP_TIMEOUT); /* nobody reads yet: the peer's window */
+  } else {
+    SUP_EQ(sent, 0);
+  }
+  sup_recv_exact(e->q, p.server, in, first);
+  if (!sup_select_mode()) {
+    sup_recv_exact(e->q, p.server, in, len);
+    cport_msg m = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+    SUP_EQ(m.tag, CPORT_TAG_COMPLETION);
+    SUP_EQ(m.bytes, len);
+  }
+  sup_check_pattern(in, sup_select_mode() ? first : len, 0, 7, "the send's bytes");
+}
+
+/* cport_recv_alloc with CPORT_WAITALL in select mode: the bytes a call read
+ * before it had to wait come back with their buffer, never dropped with it
+ * (found by test/api_fuzz.c). Every byte the peer sends arrives once. */
+static void test_recv_alloc_waitall_keeps_bytes(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  char out[100], got[100];
+  size_t total = 0;
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  sup_set_otp_int(p.client, CPORT_OPT_OTP_RCVBUF, (int)sizeof got);
+  sup_pattern(out, sizeof out, 0, 9);
+  sup_send_all(e->q, p.server, out, 10);
+  sup_settle(e->q, 20);
+  int sent_rest = 0;
+  for (int i = 0; i < 50 && total < sizeof got; i++) {
+    void *buf = NULL;
+    size_t n = 0;
+    cport_handle h = 0;
+    int rc = cport_recv_alloc(p.client, CPORT_WAITALL, CPORT_NOWAIT, &buf, &n, &h);
+    SUP_ASSERT(rc >= 0, "recv_alloc: %s", sup_rc_name(rc));
+    SUP_ASSERT(n == 0 || buf, "%zu bytes without their buffer", n);
+    SUP_ASSERT(rc != CPORT_COMPLETION || n == 0, "a pending completion reported %zu bytes", n);
+    /* The rest goes once the call has waited with the first 10 bytes. */
+    if (!sent_rest && (n > 0 || rc == CPORT_COMPLETION)) {
+      sup_send_all(e->q, p.server, out + 10, sizeof out - 10);
+      sent_rest = 1;
+    }
+    if (rc == CPORT_COMPLETION) {
+      cport_msg m = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+      SUP_EQ(m.tag, CPORT_TAG_COMPLETION);
+      buf = m.buf;
+      n = m.bytes;
+    }
+    SUP_ASSERT(total + n <= sizeof got, "%zu bytes more than were sent", total + n - sizeof got);
+    if (n) memcpy(got + total, buf, n);
+    cport_free(buf);
+    total += n;
+    if (rc == CPORT_SELECT && total < sizeof got) /* the rest, once it is there */
+      expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+    else if (rc == CPORT_SELECT) /* all came: the wait for more is not needed */
+      SUP_RC(cport_cancel(p.client, h), CPORT_OK);
+  }
+  SUP_EQ(total, sizeof got);
+  sup_check_pattern(got, total, 0, 9, "recv_alloc's bytes");
+}
+
 static const struct CMUnitTest tests[] = {
     CONF_TEST(test_echo_ipv4),
     CONF_TEST(test_echo_ipv6),
@@ -941,6 +1021,8 @@ static const struct CMUnitTest tests[] = {
     CONF_TEST(test_blocking_send_accept_connect),
     CONF_TEST(test_blocking_keeps_owner_messages),
     CONF_TEST(test_many_connections),
+    CONF_TEST(test_pending_send_reports_no_bytes),
+    CONF_TEST(test_recv_alloc_waitall_keeps_bytes),
 };
 
 const struct CMUnitTest *conf_io_tests(size_t *count) {

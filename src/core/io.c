@@ -192,9 +192,17 @@ static int start_record(cp_sock *s, cp_op *proto, result *res, cport_handle *han
     return rc;
   }
   *handle = op->handle;
-  res->bytes = op->done;
-  if (op->select) s->bytes_out += op->done; /* a partial select-mode send went now */
-  if (op->select && op->owns_buf) {         /* a readiness wait needs no buffer */
+  /* A completion op's message carries every byte it moves, those the
+   * first attempt moved included: reporting them here too would count
+   * them twice. A select op ends here: what it moved is the caller's. */
+  res->bytes = op->select ? op->done : 0;
+  if (op->select && op->dir == CP_RD) s->bytes_in += op->done;  /* a partial waitall recv */
+  if (op->select && op->dir != CP_RD) s->bytes_out += op->done; /* a partial send went now */
+  if (op->select && op->owns_buf && op->done > 0) {
+    res->buf = op->buf; /* cport_recv_alloc: the bytes it read go to the user with it */
+    op->buf = NULL;
+    op->owns_buf = 0;
+  } else if (op->select && op->owns_buf) { /* a readiness wait needs no buffer */
     cport_free(op->buf);
     op->buf = NULL;
     op->owns_buf = 0;

@@ -228,7 +228,10 @@ int cport_deadline(cport_socket id, cport_handle handle, int ms) {
   if (!s) return CPORT_EBADF;
   cp_op *op = cp_op_find(s, handle);
   int rc = CPORT_ENOTFOUND;
-  if (op && op->cancelled) {
+  if (op && op->cancelled && op->select && !op->timed_out) {
+    rc = CPORT_ENOTFOUND; /* cancelled with no message: it has ended (io_uring keeps the record
+                             until the kernel lets go of it) */
+  } else if (op && op->cancelled) {
     rc = CPORT_OK; /* already stopping: its message comes, with no deadline to change it */
   } else if (op && ms == CPORT_INFINITY) {
     if (op->deadline) cp_deadline_disarm(s, op);

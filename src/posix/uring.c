@@ -116,8 +116,13 @@ static int ur_ctx_init(cport_ctx *ctx) {
   return CPORT_OK;
 }
 
+static void submit_locked(ur_ctx *ur);
+
 static void ur_ctx_free(cport_ctx *ctx) {
   ur_ctx *ur = state_of(ctx);
+  cp_mutex_lock(&ur->sq_mu);
+  submit_locked(ur); /* a close queued behind the ring (close_behind_ring) is not lost */
+  cp_mutex_unlock(&ur->sq_mu);
   io_uring_queue_exit(&ur->ring);
   ur_bufs_free(ur->bufs); /* the kernel let go of them with the ring */
   if (ur->wakefd >= 0) close(ur->wakefd);
@@ -363,16 +368,45 @@ static void ur_cancel(cp_sock *s, cp_op *op) {
   }
 }
 
+/* An SQE names its socket by descriptor number, which the kernel resolves
+ * when the entry is submitted. Entries of a socket being closed may still
+ * wait in the ring (queued since the last poll) or in the backlog: closed
+ * now, the number could go to a new socket (the next accept or open) and
+ * those entries would run on it. So they go to the kernel first; if it
+ * takes them all, the caller closes the descriptor (returns true). If it
+ * refuses some for now, the close itself is queued behind them
+ * (IORING_OP_CLOSE), and the number stays taken until the kernel gets
+ * there (returns false). */
+static unsigned flush_sq(struct io_uring *ring);
+
+static bool close_behind_ring(ur_ctx *ur, int fd) {
+  cp_mutex_lock(&ur->sq_mu);
+  submit_locked(ur);
+  bool all_taken = ur->backlog.head == ur->backlog.n && flush_sq(&ur->ring) == 0;
+  if (!all_taken) {
+    struct io_uring_sqe *sqe = get_sqe(ur);
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data64(sqe, IGNORE_KEY);
+    queued_locked(ur);
+  }
+  cp_mutex_unlock(&ur->sq_mu);
+  return all_taken;
+}
+
 /* The kernel holds its own file reference, so closing the fd alone would
  * not end the requests in flight: cancel them, and end the rest now. */
 static void ur_sock_close(cp_sock *s) {
+  bool in_ring = false;
   for (int dir = CP_RD; dir <= CP_WR; dir++)
     for (cp_op *op = s->dirs[dir].head; op; op = op->next)
-      if (op->state == CP_OP_PENDING && op->started)
+      if (op->state == CP_OP_PENDING && op->started) {
         submit_cancel(s, op);
-      else if (op->state == CP_OP_PENDING)
+        in_ring = true;
+      } else if (op->state == CP_OP_PENDING) {
         flush_held(s, op);
+      }
   cp_sock_drain(s); /* ops queued behind a kernel-held one wait their turn to be delivered */
+  if (in_ring && !close_behind_ring(state_of(s->ctx), fd_of(s))) return;
   close(fd_of(s));
 }
 
@@ -392,7 +426,9 @@ static int interpret(cp_sock *s, cp_op *op, int res) {
   if (res == -ECANCELED) return CPORT_ECANCELED;
   note_result(s, op, res);
   if (op->select) return res < 0 && res != -EINTR ? cp_errno_to_err(-res) : CPORT_OK;
-  if (by_poll(s, op)) return cp_posix_try(s, op);
+  /* A closed socket's descriptor number may already name another socket:
+   * readiness reported for it is never followed by a system call. */
+  if (by_poll(s, op)) return op->closed ? CPORT_ECANCELED : cp_posix_try(s, op);
   if (res == -EINTR || res == -EAGAIN) return CP_PENDING;
   if (res < 0) return cp_errno_to_err(-res);
   op->done += (size_t)res;
