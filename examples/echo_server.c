@@ -3,7 +3,8 @@
  *
  *   echo_server --port N [--mode completion|select] [--backend auto|epoll|io_uring|iocp]
  *               [--host 127.0.0.1|::1] [--idle-timeout MS] [--defer 0|1]
- *               [--single-thread 0|1] [--recv-multi 0|1]
+ *               [--single-thread 0|1] [--recv-multi 0|1] [--mem-stats 0|1]
+ *               [--trim-idle 0|1]
  *
  * One handler loop serves both modes, the way Erlang's socket module is used
  * with nowait: every call may finish at once (CPORT_OK, handled inline), or
@@ -38,6 +39,21 @@
  * The library stops reading while MULTI_OUTSTANDING chunks are unreleased,
  * so a client that does not read its echo still stalls only itself.
  *
+ * --mem-stats 1 counts the library's memory: the server installs a counting
+ * allocator with cport_set_allocator before it creates its context, and
+ * prints one line
+ *   mem: rss_kb=N lib_bytes=N lib_blocks=N lib_peak_bytes=N conns=N
+ * on stderr on SIGUSR2 (POSIX), at exit while everything is still open,
+ * and once more after the context is destroyed (what the library holds
+ * then is its socket table, which lives as long as the process).
+ * rss_kb is the whole process's resident memory; lib_bytes what the
+ * library holds from the allocator (usable sizes: what malloc really gave).
+ * bench/memory.sh reads these lines.
+ * --trim-idle 1 (glibc) calls malloc_trim(0) once the server goes idle (a
+ * wait that met no message after some that did), which hands the pages of
+ * freed memory in the middle of the heap back to the system: glibc itself
+ * only returns the top of its heap.
+ *
  * SIGUSR1 (a key press on Windows) prints the table of open sockets, like
  * Erlang's socket:i().
  */
@@ -48,8 +64,17 @@
 #include "example_util.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
+
+#include <malloc.h> /* malloc_usable_size, malloc_trim (glibc); _msize (Windows) */
+#ifdef _WIN32
+#define PSAPI_VERSION 2 /* GetProcessMemoryInfo is K32GetProcessMemoryInfo in kernel32 */
+#include <psapi.h>
+#else
+#include <unistd.h> /* sysconf */
+#endif
 
 #define CONN_BUFFER_SIZE (64 * 1024)
 #define WAIT_BATCH 64
@@ -85,6 +110,9 @@ typedef struct server {
   conn *conns;                    /* every connection not yet freed */
   unsigned long long accepted;    /* connections accepted */
   unsigned long long idle_closed; /* connections closed by the idle timeout */
+  unsigned long long open;        /* connections with state (not yet freed) */
+  int mem_stats;                  /* --mem-stats */
+  int trim_idle;                  /* --trim-idle */
 } server;
 
 static void report(const char *what, int err) {
@@ -92,10 +120,129 @@ static void report(const char *what, int err) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Memory accounting (--mem-stats, --trim-idle)                             */
+/* ------------------------------------------------------------------------ */
+
+/* What the library holds from the allocator, counted by a wrapper of the C
+ * library's allocator installed with cport_set_allocator. Sizes are the
+ * usable sizes malloc really handed out; atomics, since the library may
+ * allocate on its worker threads. */
+static atomic_llong lib_bytes, lib_blocks, lib_peak;
+
+static size_t block_size(void *p) {
+#ifdef _WIN32
+  return p ? _msize(p) : 0;
+#else
+  return p ? malloc_usable_size(p) : 0;
+#endif
+}
+
+static void count_in(void *p) {
+  if (p == NULL) return;
+  long long now = atomic_fetch_add(&lib_bytes, (long long)block_size(p)) + (long long)block_size(p);
+  atomic_fetch_add(&lib_blocks, 1);
+  long long peak = atomic_load(&lib_peak);
+  while (now > peak && !atomic_compare_exchange_weak(&lib_peak, &peak, now)) {
+  }
+}
+
+static void count_out(void *p) {
+  if (p == NULL) return;
+  atomic_fetch_sub(&lib_bytes, (long long)block_size(p));
+  atomic_fetch_sub(&lib_blocks, 1);
+}
+
+static void *counting_malloc(size_t size) {
+  void *p = malloc(size);
+  count_in(p);
+  return p;
+}
+
+static void *counting_calloc(size_t count, size_t size) {
+  void *p = calloc(count, size);
+  count_in(p);
+  return p;
+}
+
+static void *counting_realloc(void *old, size_t size) {
+  size_t before = block_size(old);
+  void *p = realloc(old, size);
+  if (p == NULL) return NULL; /* old is untouched (or size was 0 and old freed: not used) */
+  atomic_fetch_sub(&lib_bytes, (long long)before);
+  if (old != NULL) atomic_fetch_sub(&lib_blocks, 1);
+  count_in(p);
+  return p;
+}
+
+static void counting_free(void *p) {
+  count_out(p);
+  free(p);
+}
+
+/* The process's resident set, in KiB (0 if unknown). */
+static unsigned long long rss_kb(void) {
+#ifdef _WIN32
+  PROCESS_MEMORY_COUNTERS pmc;
+  if (!GetProcessMemoryInfo(GetCurrentProcess(), &pmc, sizeof pmc)) return 0;
+  return (unsigned long long)pmc.WorkingSetSize / 1024u;
+#else
+  unsigned long long pages_total = 0, pages_rss = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (f == NULL) return 0;
+  int got = fscanf(f, "%llu %llu", &pages_total, &pages_rss);
+  fclose(f);
+  return got == 2 ? pages_rss * (unsigned long long)sysconf(_SC_PAGESIZE) / 1024u : 0;
+#endif
+}
+
+static void print_mem(unsigned long long conns, const char *when) {
+  fprintf(
+      stderr,
+      "mem: rss_kb=%llu lib_bytes=%lld lib_blocks=%lld lib_peak_bytes=%lld conns=%llu when=%s\n",
+      rss_kb(), atomic_load(&lib_bytes), atomic_load(&lib_blocks), atomic_load(&lib_peak), conns,
+      when);
+  fflush(stderr);
+}
+
+/* Gives the pages of free heap memory back to the system (glibc). */
+static void trim_heap(void) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
+#ifndef _WIN32
+static volatile sig_atomic_t mem_flag;
+
+static void on_mem_signal(int signo) {
+  (void)signo;
+  mem_flag = 1;
+}
+
+static int install_mem_request(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_mem_signal;
+  sigemptyset(&sa.sa_mask);
+  return sigaction(SIGUSR2, &sa, NULL);
+}
+
+static int mem_requested(void) {
+  if (!mem_flag) return 0;
+  mem_flag = 0;
+  return 1;
+}
+#else
+static int install_mem_request(void) { return 0; }
+static int mem_requested(void) { return 0; }
+#endif
+
+/* ------------------------------------------------------------------------ */
 /* Connections                                                              */
 /* ------------------------------------------------------------------------ */
 
 static void conn_link(server *srv, conn *c) {
+  srv->open++;
   c->prev = NULL;
   c->next = srv->conns;
   if (srv->conns) srv->conns->prev = c;
@@ -103,6 +250,7 @@ static void conn_link(server *srv, conn *c) {
 }
 
 static void conn_unlink(server *srv, conn *c) {
+  srv->open--;
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -393,13 +541,21 @@ static void dispatch(server *srv, const cport_msg *m) {
 
 static int serve(server *srv) {
   cport_msg msgs[WAIT_BATCH];
+  int busy = 0; /* messages came since the last trim */
   listener_pump(srv);
   while (!stop_requested()) {
     int n = cport_wait(srv->queue, msgs, WAIT_BATCH, STOP_POLL_MS);
+    if (srv->mem_stats && mem_requested()) print_mem(srv->open, "signal");
     if (n == CPORT_EINTR) continue; /* a signal: look at the stop flag */
     if (n < 0) {
       report("wait", n);
       return 1;
+    }
+    if (n > 0) {
+      busy = 1;
+    } else if (busy && srv->trim_idle) { /* idle for a whole wait after some work */
+      busy = 0;
+      trim_heap();
     }
     for (int i = 0; i < n; i++) dispatch(srv, &msgs[i]);
     listener_resume_if_due(srv);
@@ -443,13 +599,15 @@ typedef struct options {
   int defer;           /* cport_ctx_options.defer */
   int single_thread;   /* cport_ctx_options.single_thread */
   int recv_multi;      /* --recv-multi */
+  int mem_stats;       /* --mem-stats */
+  int trim_idle;       /* --trim-idle */
 } options;
 
 static int usage(void) {
   fprintf(stderr, "usage: echo_server --port N [--mode completion|select]"
                   " [--backend auto|epoll|io_uring|iocp] [--host 127.0.0.1|::1]"
                   " [--idle-timeout MS] [--defer 0|1] [--single-thread 0|1]"
-                  " [--recv-multi 0|1]\n");
+                  " [--recv-multi 0|1] [--mem-stats 0|1] [--trim-idle 0|1]\n");
   return 2;
 }
 
@@ -489,6 +647,14 @@ static int parse_options(int argc, char **argv, options *o) {
       unsigned long long on = 0;
       bad = parse_number(value, 0, 1, &on);
       o->recv_multi = (int)on;
+    } else if (strcmp(name, "--mem-stats") == 0) {
+      unsigned long long on = 0;
+      bad = parse_number(value, 0, 1, &on);
+      o->mem_stats = (int)on;
+    } else if (strcmp(name, "--trim-idle") == 0) {
+      unsigned long long on = 0;
+      bad = parse_number(value, 0, 1, &on);
+      o->trim_idle = (int)on;
     } else {
       bad = 1;
     }
@@ -530,9 +696,19 @@ static int open_listener(server *srv, const options *o) {
 int main(int argc, char **argv) {
   options opts = {0};
   if (parse_options(argc, argv, &opts) != 0) return usage();
-  if (install_stop_handlers() != 0 || install_table_request() != 0) {
+  if (install_stop_handlers() != 0 || install_table_request() != 0 ||
+      (opts.mem_stats && install_mem_request() != 0)) {
     fprintf(stderr, "echo_server: cannot install signal handlers\n");
     return 1;
+  }
+  /* Before the first context: the allocator cannot change while one exists. */
+  if (opts.mem_stats) {
+    int arc =
+        cport_set_allocator(counting_malloc, counting_realloc, counting_calloc, counting_free);
+    if (arc != CPORT_OK) {
+      report("allocator", arc);
+      return 1;
+    }
   }
 
   cport_ctx_options ctx_opts = {
@@ -546,6 +722,8 @@ int main(int argc, char **argv) {
   server srv;
   memset(&srv, 0, sizeof srv);
   srv.recv_multi = opts.recv_multi;
+  srv.mem_stats = opts.mem_stats;
+  srv.trim_idle = opts.trim_idle;
   rc = cport_queue_create(ctx, &srv.queue);
   if (rc != CPORT_OK) report("queue", rc);
   if (rc == CPORT_OK) rc = open_listener(&srv, &opts);
@@ -553,6 +731,10 @@ int main(int argc, char **argv) {
   int exit_code = (rc == CPORT_OK) ? serve(&srv) : 1;
   fprintf(stderr, "echo_server: %llu connections accepted, %llu closed idle\n", srv.accepted,
           srv.idle_closed);
+  if (srv.mem_stats) print_mem(srv.open, "exit");
   shut_down(&srv, ctx);
+  /* What the library still holds now is its socket table, kept for the
+   * life of the process by design (a stale handle must meet valid memory). */
+  if (srv.mem_stats) print_mem(srv.open, "destroyed");
   return exit_code;
 }

@@ -13,10 +13,11 @@ struct cport_queue {
   uint32_t count;
   cp_op *free_ops[2]; /* taken messages' ops, for reuse (op.c); by has_addr */
   int free_op_count[2];
-  int waiters;       /* threads blocked on cv */
-  int backlog_skips; /* cport_wait calls that skipped polling on a backlog */
-  atomic_int owned;  /* sockets whose owner this is */
-  atomic_bool dead;  /* destroyed: kept as a tombstone until the context goes */
+  uint64_t idle_since; /* cp_now_ms when a wait first found q empty with a cache; 0: not idle */
+  int waiters;         /* threads blocked on cv */
+  int backlog_skips;   /* cport_wait calls that skipped polling on a backlog */
+  atomic_int owned;    /* sockets whose owner this is */
+  atomic_bool dead;    /* destroyed: kept as a tombstone until the context goes */
   struct cport_queue *next, *prev;
   struct cport_queue *next_spare; /* ctx->spare list: a blocking call's, idle */
 };

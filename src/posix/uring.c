@@ -56,6 +56,10 @@ typedef struct ur_ctx {
   atomic_bool bufs_off;       /* the kernel refused a multishot recv: never again */
   bool bufs_proven;           /* poller: the kernel filled one */
   atomic_bool poll_multi_off; /* the kernel refused a multishot poll: never again */
+  /* sq_mu to raise, the poller to lower: multishot recvs queued for the
+   * kernel or in it (their last CQE not yet reaped). At 0, an idle poll
+   * gives the buffer ring's buffers back (trim_bufs). */
+  atomic_uint bufs_users;
 } ur_ctx;
 
 static ur_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
@@ -243,6 +247,8 @@ static void submit_op(cp_sock *s, cp_op *op) {
     io_uring_prep_recv_multishot(sqe, fd_of(s), NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = UR_BUF_GROUP;
+    if (!op->os_multi) atomic_fetch_add(&ur->bufs_users, 1u);
+    atomic_store(&ur->bufs_wanted, true); /* a trim may have stopped the fills */
     op->os_multi = 1;
   } else if (poll_multi(ur, op)) {
     io_uring_prep_poll_multishot(sqe, fd_of(s), POLLIN);
@@ -471,6 +477,7 @@ static void take_chunk(cp_sock *s, cp_op *op, int res, unsigned cflags, bool liv
 static void chunk_done(cp_sock *s, cp_op *op, int res, unsigned cflags) {
   ur_ctx *ur = state_of(s->ctx);
   bool live = (cflags & IORING_CQE_F_MORE) != 0;
+  if (!live && op->os_multi) atomic_fetch_sub(&ur->bufs_users, 1u);
   if (!live) op->os_multi = op->started = 0;
   if (res > 0 && (cflags & IORING_CQE_F_BUFFER)) {
     take_chunk(s, op, res, cflags, live);
@@ -632,11 +639,27 @@ static int submit_and_wait(ur_ctx *ur, int timeout_ms) {
   return rc < 0 ? rc : 0;
 }
 
+/* The buffer ring is a cache: it grows to what the busiest moment wanted
+ * (up to 4,096 buffers of 16 KiB). A poll that could wait and brought no
+ * completion, with no multishot recv left in the kernel or queued for it
+ * (bufs_users, checked under sq_mu, which every submit takes), gives its
+ * buffers back; the next multishot recv has the poller fill it again. The
+ * poller only, so no fill or take runs meanwhile. */
+static void trim_bufs(ur_ctx *ur) {
+  cp_mutex_lock(&ur->sq_mu);
+  if (atomic_load(&ur->bufs_users) == 0) {
+    atomic_store(&ur->bufs_wanted, false);
+    if (ur_bufs_trim(ur->bufs, &ur->ring) < 0) atomic_store(&ur->bufs_off, true);
+  }
+  cp_mutex_unlock(&ur->sq_mu);
+}
+
 static int ur_poll(cport_ctx *ctx, int timeout_ms) {
   ur_ctx *ur = state_of(ctx);
   int rc = submit_and_wait(ur, timeout_ms);
   struct io_uring_cqe *batch[MAX_REAP];
   unsigned n = io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP);
+  bool idle = n == 0 && timeout_ms != 0;
   /* Other threads filled in these ops, then submitted them holding sq_mu.
    * The kernel orders submission before completion, but only a lock taken
    * after the CQEs were seen orders it for the C11 memory model (and
@@ -655,6 +678,9 @@ static int ur_poll(cport_ctx *ctx, int timeout_ms) {
       cp_mutex_unlock(&ur->sq_mu);
     }
   }
+  if (idle && atomic_load_explicit(&ur->bufs_wanted, memory_order_relaxed) &&
+      atomic_load_explicit(&ur->bufs_users, memory_order_relaxed) == 0)
+    trim_bufs(ur);
   /* EBUSY, EAGAIN: the kernel holds back until completions are reaped,
    * which this poll just did; what it did not take is still queued. */
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)

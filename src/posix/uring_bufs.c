@@ -36,8 +36,10 @@ struct ur_bufs {
   struct io_uring_buf_ring *br; /* shared with the kernel */
   size_t br_size;
   unsigned entries; /* a power of two */
-  unsigned wanted;  /* slots to keep filled: INITIAL_BUFFERS .. entries */
+  unsigned wanted;  /* slots to keep filled: initial .. entries */
+  unsigned initial; /* wanted at first, and again after a trim */
   bool grown;       /* wanted grew since the last fill */
+  bool lost;        /* a trim could not register the ring again: no buffer is lent any more */
   uint32_t buf_len;
   bool short_of_memory;
   unsigned n_empty;
@@ -64,8 +66,9 @@ ur_bufs *ur_bufs_create(struct io_uring *ring, uint32_t buf_len) {
   if (!p) return NULL;
   p->entries = ring_entries();
   /* The test hook asks for a ring that runs dry: all of it from the start. */
-  p->wanted = cp_getenv("CPORT_IO_URING_BUFS") || p->entries < INITIAL_BUFFERS ? p->entries
-                                                                               : INITIAL_BUFFERS;
+  p->initial = cp_getenv("CPORT_IO_URING_BUFS") || p->entries < INITIAL_BUFFERS ? p->entries
+                                                                                : INITIAL_BUFFERS;
+  p->wanted = p->initial;
   p->buf_len = buf_len;
   p->br_size = p->entries * sizeof(struct io_uring_buf);
   p->empty = cp_malloc(p->entries * sizeof *p->empty);
@@ -103,7 +106,8 @@ bool ur_bufs_short(const ur_bufs *p) { return p->short_of_memory; }
 bool ur_bufs_fill(ur_bufs *p) {
   int mask = io_uring_buf_ring_mask(p->entries);
   int added = 0;
-  p->short_of_memory = false;
+  p->short_of_memory = p->lost;
+  if (p->lost) return false;
   p->grown = false;
   while (p->n_empty > p->entries - p->wanted) {
     uint16_t id = p->empty[p->n_empty - 1];
@@ -120,6 +124,33 @@ bool ur_bufs_fill(ur_bufs *p) {
   }
   if (added > 0) io_uring_buf_ring_advance(p->br, added); /* publishes them to the kernel */
   return !p->short_of_memory;
+}
+
+/* The kernel holds no request that could pick a buffer, so every buffer
+ * in the ring is ours alone: unregister the ring, free them with their
+ * records, and register it again, empty. */
+int ur_bufs_trim(ur_bufs *p, struct io_uring *ring) {
+  if (p->lost || (p->n_empty == p->entries && p->wanted == p->initial)) return 0;
+  if (io_uring_unregister_buf_ring(ring, UR_BUF_GROUP) != 0) return 0; /* keep them */
+  p->n_empty = 0;
+  for (unsigned i = 0; i < p->entries; i++) {
+    unsigned id = p->entries - 1 - i;
+    cport_free(p->slots[id].buf);
+    cp_op_free_cached(NULL, p->slots[id].rec);
+    p->slots[id] = (slot){NULL, NULL};
+    p->empty[p->n_empty++] = (uint16_t)id;
+  }
+  p->wanted = p->initial;
+  p->grown = false;
+  io_uring_buf_ring_init(p->br);
+  struct io_uring_buf_reg reg = {
+      .ring_addr = (uint64_t)(uintptr_t)p->br, .ring_entries = p->entries, .bgid = UR_BUF_GROUP};
+  if (io_uring_register_buf_ring(ring, &reg, 0) != 0) {
+    p->lost = true;
+    p->short_of_memory = true;
+    return -1;
+  }
+  return 1;
 }
 
 void ur_bufs_grow(ur_bufs *p) {

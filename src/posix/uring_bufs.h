@@ -27,6 +27,14 @@ uint32_t ur_bufs_len(const ur_bufs *p);
 bool ur_bufs_fill(ur_bufs *p);
 /* Whether the last fill left slots empty for want of memory. */
 bool ur_bufs_short(const ur_bufs *p);
+/* Gives back every buffer the ring holds, and its records, and makes it
+ * keep its first number of buffers again from the next fill on: for an
+ * idle context, with no request in the kernel or queued for it that may
+ * pick a buffer (the caller makes sure). 1: trimmed; 0: nothing to trim,
+ * or the kernel kept the ring as it was; -1: the ring could not be
+ * registered again, and lends no buffer from now on (every fill is
+ * short). The poller only. */
+int ur_bufs_trim(ur_bufs *p, struct io_uring *ring);
 /* The ring ran dry (ENOBUFS): keep twice as many buffers in it, up to its
  * size, from the next fill on (once per fill). The poller only. */
 void ur_bufs_grow(ur_bufs *p);
