@@ -104,7 +104,7 @@ lib_kb() { # asks the server for its mem: line; prints the library's KiB
 
 start_rss=$(rss_kb "$server_pid")
 start_lib=$(lib_kb)
-say "soak: echo_server --backend $BACKEND --mode $MODE $SERVER_ARGS, ${secs} s, sampled every ${SAMPLE} s"
+say "soak: echo_server --backend $BACKEND --mode $MODE${SERVER_ARGS:+ $SERVER_ARGS}, ${secs} s, sampled every ${SAMPLE} s"
 say "  clients: echo pingpong x$ECHO_CONNS (512 B), churn connect x$CHURN_CONNS (100 B), stream x$STREAM_CONNS (16 KiB chunks, 256 KiB window)"
 say "$(printf '  %6s %9s %8s %7s' t_s rss_kb lib_kb cpu_%)"
 say "$(printf '  %6d %9d %8d %7s' 0 "$start_rss" "$start_lib" -)"
@@ -175,7 +175,7 @@ fi
 errs=$(grep -E '^echo_server: ' "$log" | grep -cvE 'connections accepted|still holds')
 if [ "$errs" -gt 0 ]; then
   fail=1
-  why+=("the server reported $errs failed calls: $(grep -E '^echo_server: ' "$log" | grep -vE 'connections accepted' | head -n 3 | tr '\n' ' ')")
+  why+=("the server reported $errs failed calls: $(grep -E '^echo_server: ' "$log" | grep -vE 'connections accepted|still holds' | head -n 3 | tr '\n' ' ')")
 fi
 
 # RSS settles: nothing after the warm-up above the warm-up's peak + slack.
