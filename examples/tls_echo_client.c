@@ -522,8 +522,9 @@ static int make_config(const options *o, cport_tls_config **out) {
   return CPORT_OK;
 }
 
-static void print_session(const cport_tls_session *info) {
-  printf("version=%s cipher=%s alpn=%s peer=%s\n",
+static void print_session(const cport_tls_session *info, const char *backend, unsigned open_flags) {
+  printf("backend=%s mode=%s version=%s cipher=%s alpn=%s peer=%s\n", backend,
+         (open_flags & CPORT_OPEN_SELECT) ? "select" : "completion",
          info->version == CPORT_TLS_1_3   ? "TLSv1.3"
          : info->version == CPORT_TLS_1_2 ? "TLSv1.2"
                                           : "?",
@@ -570,7 +571,7 @@ int main(int argc, char **argv) {
   if (!cl.failed) run(&cl, deadline);
 
   if (!cl.failed) {
-    print_session(&cl.info);
+    print_session(&cl.info, cport_backend_name(cport_ctx_backend(ctx)), cl.open_flags);
     printf("OK %llu messages of %llu bytes\n", cl.done, cl.size);
   } else {
     printf("FAIL\n");

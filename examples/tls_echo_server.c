@@ -71,6 +71,7 @@ typedef struct conn {
 } conn;
 
 typedef struct server {
+  cport_ctx *ctx;
   cport_queue *queue;
   cport_socket listener;
   cport_tls_config *tls;      /* the server configuration, shared by every connection */
@@ -584,6 +585,9 @@ static int open_listener(server *srv, const options *o) {
   }
   printf("listening on %s:%u\n", o->host, (unsigned)addr.port);
   fflush(stdout);
+  fprintf(stderr, "tls_echo_server: %s mode, %s backend\n",
+          (o->open_flags & CPORT_OPEN_SELECT) ? "select" : "completion",
+          cport_backend_name(cport_ctx_backend(srv->ctx)));
   return CPORT_OK;
 }
 
@@ -608,6 +612,7 @@ int main(int argc, char **argv) {
     cport_tls_config_free(srv.tls);
     return 1;
   }
+  srv.ctx = ctx;
   rc = cport_queue_create(ctx, &srv.queue);
   if (rc != CPORT_OK) report("queue", rc);
   if (rc == CPORT_OK) rc = open_listener(&srv, &opts);

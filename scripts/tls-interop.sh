@@ -89,13 +89,13 @@ fail() { # fail NAME WHY [LOG...]
 # start_server LOG ARGS...: starts tls_echo_server, sets server_pid and
 # port from its "listening on HOST:PORT" line. Returns 1 if none came.
 start_server() {
-  local log="$1" i
+  local log="$1"
   shift
   timeout --kill-after=5 300 "$server_bin" --cert "$certs/server.pem" --key "$certs/server.key" \
     --port 0 "$@" >"$log" 2>&1 &
   server_pid=$!
   port=""
-  for i in $(seq 1 100); do # up to 10 s
+  for _ in $(seq 1 100); do # up to 10 s
     port="$(grep -m1 '^listening on ' "$log" 2>/dev/null | grep -oE '[0-9]+$')"
     [ -n "$port" ] && return 0
     kill -0 "$server_pid" 2>/dev/null || break
@@ -106,9 +106,9 @@ start_server() {
 
 # stop_server: SIGTERM, wait up to 10 s; returns its exit status (or 124).
 stop_server() {
-  local i rc
+  local rc
   kill -TERM "$server_pid" 2>/dev/null
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 100); do
     kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -132,6 +132,7 @@ s_client_echo() {
   shift 3
   : >"$out"
   : >"$err"
+  # shellcheck disable=SC2094 # the writer watches s_client's output on purpose
   {
     printf '%s\n' "$line"
     for _ in $(seq 1 100); do
@@ -231,7 +232,7 @@ listen_port() {
 # start_s_server LOG ARGS...: s_server with stdin and stdout looped through
 # a FIFO; sets peer_pid (the openssl process) and port.
 start_s_server() {
-  local log="$1" i tpid
+  local log="$1" tpid
   shift
   exec 3>&- 2>/dev/null
   rm -f "$work/loop"
@@ -241,7 +242,7 @@ start_s_server() {
   tpid=$!
   peer_pid=$tpid
   port=""
-  for i in $(seq 1 100); do # up to 10 s
+  for _ in $(seq 1 100); do # up to 10 s
     local child
     child="$(pgrep -P "$tpid" 2>/dev/null | head -n 1)"
     [ -n "$child" ] && port="$(listen_port "$child")"
@@ -254,8 +255,8 @@ start_s_server() {
 
 # wait_peer: waits up to 15 s for s_server to exit; returns its status.
 wait_peer() {
-  local i rc
-  for i in $(seq 1 150); do
+  local rc
+  for _ in $(seq 1 150); do
     kill -0 "$peer_pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -289,7 +290,7 @@ client_case() {
   timeout --kill-after=5 30 "$client_bin" --port "$port" --ca "$certs/ca.pem" "${cargs[@]}" \
     >"$cout" 2>"$cerr"
   rc=$?
-  if [ "$expect" = fail ]; then
+  if [ "$expect" = fail ] || [ "$rc" -ne 0 ]; then
     kill -TERM "$peer_pid" 2>/dev/null # it may still wait for its one connection to end
   fi
   wait_peer
