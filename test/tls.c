@@ -401,7 +401,10 @@ static void test_tls_peer_reset(void **state) {
       SUP_ASSERT(r == CPORT_ECONNRESET || r == CPORT_ETLS, "after a reset: %s", sup_rc_name(r));
       break;
     }
-    SUP_ASSERT(n > 0 || got == TOTAL, "a clean end of stream after a reset, at %zu", got);
+    /* Wine reads a reset as the end of the stream (docs/wine.md, "Recvs
+     * after RST"): cut between records, that is a clean end. */
+    SUP_ASSERT(n > 0 || got == TOTAL || sup_on_wine(),
+               "a clean end of stream after a reset, at %zu", got);
     if (n == 0) break;
     got += n;
   }

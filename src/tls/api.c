@@ -8,7 +8,7 @@
 #define ALPN_MAX 16
 
 static const tls_engine *engine_for(int id) {
-#ifdef _WIN32
+#ifdef CPORT_HAVE_SCHANNEL
   if (id == CPORT_TLS_ENGINE_DEFAULT || id == CPORT_TLS_ENGINE_SCHANNEL)
     return tls_engine_schannel();
 #endif

@@ -329,6 +329,8 @@ static void tls_raw_done(cp_sock *s, cp_op *op) {
     t->rx_busy = false;
     if (status == CPORT_OK && done > 0 && t->eng->feed(t->sess, t->rx, done) != TLS_OK)
       tls_fail(t, CPORT_ENOMEM, "no memory for received records");
+    else if (status == CPORT_OK && done == 0 && t->eng->in_pending(t->sess) > 0)
+      tls_fail(t, CPORT_ETLS, "the peer's stream ended in the middle of a record");
     else if (status == CPORT_OK && done == 0)
       t->rx_eof = true;
     else if (status != CPORT_OK && !op_was_stopped(status))

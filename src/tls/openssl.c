@@ -357,6 +357,11 @@ static int decrypt(void *p, void *buf, size_t len, size_t *got) {
   return ret == 1 ? TLS_OK : outcome(s, ret);
 }
 
+static size_t in_pending(void *p) {
+  ossl_sess *s = p;
+  return BIO_ctrl_pending(s->in) + (SSL_has_pending(s->ssl) ? 1u : 0u);
+}
+
 static size_t out_pending(void *p) {
   ossl_sess *s = p;
   return BIO_ctrl_pending(s->out);
@@ -404,6 +409,7 @@ static const tls_engine engine = {
     .handshake = handshake,
     .encrypt = encrypt,
     .decrypt = decrypt,
+    .in_pending = in_pending,
     .out_pending = out_pending,
     .take = take,
     .close_notify = close_notify,

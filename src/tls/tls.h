@@ -47,6 +47,9 @@ typedef struct tls_engine {
   /* Plaintext received: TLS_OK with *got > 0, TLS_WANT, TLS_CLOSED (the
    * peer's close_notify), TLS_FAIL. */
   int (*decrypt)(void *sess, void *buf, size_t len, size_t *got);
+  /* Bytes fed that no record has used yet: at the peer's end of stream,
+   * more than 0 means it cut a record short. */
+  size_t (*in_pending)(void *sess);
   /* The engine's output: how much waits, and a copy of up to cap bytes
    * of it (taken). */
   size_t (*out_pending)(void *sess);
