@@ -13,6 +13,10 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#ifdef _WIN32
+#include <wincrypt.h>
+#include <windows.h>
+#endif
 
 #define MAX_SANS 64
 
@@ -95,6 +99,27 @@ static bool load_roots(X509_STORE *st, const char *pem, size_t len) {
   return n > 0;
 }
 
+/* The system's roots: on Windows its ROOT store (OpenSSL's default paths
+ * name a directory of the build machine there), elsewhere OpenSSL's
+ * default file and directory. */
+static void load_system_roots(X509_STORE *st) {
+#ifdef _WIN32
+  HCERTSTORE sys = CertOpenSystemStoreW(0, L"ROOT");
+  if (!sys) return;
+  PCCERT_CONTEXT c = NULL;
+  while ((c = CertEnumCertificatesInStore(sys, c)) != NULL) {
+    const unsigned char *der = c->pbCertEncoded;
+    X509 *x = d2i_X509(NULL, &der, (long)c->cbCertEncoded);
+    if (x) X509_STORE_add_cert(st, x);
+    X509_free(x);
+  }
+  CertCloseStore(sys, 0);
+  ERR_clear_error();
+#else
+  X509_STORE_set_default_paths(st);
+#endif
+}
+
 /* The leaf, the chain after it and the key of a PEM text. */
 static bool load_identity(SSL_CTX *ssl, const tls_config *cfg, char *err, size_t len) {
   BIO *b = BIO_new_mem_buf(cfg->cert, (int)cfg->cert_len);
@@ -147,7 +172,7 @@ static ossl_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
     snprintf(err, len, "no certificate in the trusted roots given");
     ok = false;
   }
-  if (ok && !cfg->ca) X509_STORE_set_default_paths(c->roots);
+  if (ok && !cfg->ca) load_system_roots(c->roots);
   if (ok && cfg->cert) ok = load_identity(c->ssl, cfg, err, len);
   if (ok && !client && !cfg->cert) {
     snprintf(err, len, "a server needs a certificate and key");
