@@ -22,7 +22,7 @@ fi
 
 packages=(
   cmake ninja-build gcc clang clang-format clang-tidy pkg-config dpkg-dev
-  libcmocka-dev liburing-dev strace
+  libcmocka-dev liburing-dev strace valgrind
   mingw-w64 wine wine64
   libuv1-dev libevent-dev libboost-dev
   libssl-dev openssl make perl

@@ -2,7 +2,7 @@
 # THE test command: set up the machine, then for each preset configure, build
 # and run ctest. Exits non-zero if anything failed; ends with a summary.
 #
-#   bash scripts/test.sh                  # presets debug, tsan, mingw
+#   bash scripts/test.sh                  # presets debug, tsan, valgrind, mingw
 #   CPORT_TEST_PRESETS="debug" bash scripts/test.sh
 #   CPORT_TEST_ONLY=hostile CPORT_TEST_PRESETS="debug mingw" bash scripts/test.sh
 #                                         # build, then only scripts/hostile.sh
@@ -10,13 +10,16 @@
 # debug  Linux, ASan + UBSan: every test (conformance, threads, names, install)
 # tsan   Linux, ThreadSanitizer: only the tests matching "threads|names"
 #        (the filter is in CMakePresets.json's tsan test preset)
+# valgrind  Linux, no sanitizer: the conformance suite on epoll under
+#        valgrind memcheck (CPORT_TEST_LAUNCHER; io_uring's kernel writes
+#        are invisible to valgrind); only cport_conformance is built
 # mingw  Windows x64 cross build; the tests run under Wine (cmake/wine-run.sh)
 #        with a persistent wineserver on the private prefix, stopped at exit
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-read -r -a presets <<<"${CPORT_TEST_PRESETS:-debug tsan mingw}"
+read -r -a presets <<<"${CPORT_TEST_PRESETS:-debug tsan valgrind mingw}"
 # CPORT_TEST_ONLY=hostile: configure and build the presets, run no ctest
 # and no echo load, only the hostile peers (scripts/hostile.sh).
 only="${CPORT_TEST_ONLY:-}"
@@ -63,7 +66,9 @@ for p in "${presets[@]}"; do
     rows+=("$p: configure FAILED"); n_fail=$((n_fail + 1)); failed=1; continue
   fi
   say "[$p] build"
-  if ! cmake --build --preset "$p" </dev/null; then
+  targets=()
+  [ "$p" = valgrind ] && targets=(--target cport_conformance)
+  if ! cmake --build --preset "$p" "${targets[@]}" </dev/null; then
     rows+=("$p: build FAILED"); n_fail=$((n_fail + 1)); failed=1; continue
   fi
 
@@ -78,6 +83,7 @@ for p in "${presets[@]}"; do
   fi
   case "$p" in
     tsan) say "[$p] ctest (only tests matching 'threads|names'; the rest run under ASan in debug)" ;;
+    valgrind) say "[$p] ctest (the conformance suite on epoll, both modes, under valgrind memcheck)" ;;
     mingw) say "[$p] ctest (under Wine, one test at a time)" ;;
     *) say "[$p] ctest" ;;
   esac
@@ -246,11 +252,26 @@ hostile_peers() {
   cleanup
 }
 
+# A 20-second smoke of the soak (bench/soak.sh): the echo example on a
+# release build under mixed echo, connection churn and streaming, every
+# byte checked, its RSS sampled every 5 s and required to settle.
+soak_smoke() {
+  local log="$root/build/test-logs/soak-smoke.log" t0=$SECONDS
+  say "soak smoke: echo_server (release) on epoll, 20 s"
+  if MINUTES=0.34 SAMPLE=5 bash "$root/bench/soak.sh" >"$log" 2>&1; then
+    record "soak smoke: epoll, 20 s ($(elapsed $((SECONDS - t0))))" PASS
+  else
+    record "soak smoke: epoll, 20 s" FAIL "log: $log"
+  fi
+  sed 's/^/  /' "$log"
+}
+
 if [ -z "$only" ]; then
   say "echo load"
   echo_load
 fi
 hostile_peers
+if [ -z "$only" ]; then soak_smoke; fi
 for r in "${results[@]}"; do rows+=("$r"); done
 [ "$n_fail" -eq 0 ] || failed=1
 

@@ -282,6 +282,7 @@ static void test_defer(void **state) {
     sup_make_pair(e->q, CPORT_AF_INET, &p);
     sup_set_otp_bool(p.client, CPORT_OPT_OTP_DEFER, 1);
     SUP_EQ(sup_get_otp_bool(p.client, CPORT_OPT_OTP_DEFER), 1);
+    sup_pattern(out, sizeof out, 0, 22);
     SUP_RC(cport_send(p.client, out, sizeof out, 0, CPORT_NOWAIT, &n, &h), CPORT_OK);
     SUP_EQ(n, sizeof out);
     return;
