@@ -655,7 +655,7 @@ typedef enum cport_tls_verify {
 } cport_tls_verify;
 
 typedef enum cport_tls_engine {
-  CPORT_TLS_ENGINE_DEFAULT = 0, /* Schannel on Windows, OpenSSL elsewhere */
+  CPORT_TLS_ENGINE_DEFAULT = 0, /* Schannel on Windows builds that have it, else OpenSSL */
   CPORT_TLS_ENGINE_OPENSSL = 1,
   CPORT_TLS_ENGINE_SCHANNEL = 2
 } cport_tls_engine;
