@@ -16,7 +16,10 @@ bool tls_parse_ip(const char *name, unsigned char *out, size_t *len) {
   return true;
 }
 
-static char lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+static unsigned char lower(char c) {
+  unsigned char u = (unsigned char)c;
+  return u >= 'A' && u <= 'Z' ? (unsigned char)(u | 0x20u) : u;
+}
 
 static bool same_text(const char *a, const char *b, size_t n) {
   for (size_t i = 0; i < n; i++)
