@@ -708,7 +708,12 @@ CPORT_API int cport_tls_config_set_engine(cport_tls_config *cfg, int engine);
  * plaintext is there; a select-mode send goes whole into the library's
  * buffer of records (at most 64 KiB) and waits while it is full. Only a
  * connected stream socket with no operation pending and not yet TLS may
- * start (CPORT_EINVAL otherwise; CPORT_EBUSY with operations pending). */
+ * start (CPORT_EINVAL otherwise; CPORT_EBUSY with operations pending).
+ * In TLS 1.3 the client's handshake ends before the server has read the
+ * client's certificate: a server's refusal of it reaches the client as
+ * CPORT_ETLS on its next recv. A stream that ends in the middle of a
+ * record fails with CPORT_ETLS; one that ends between records without a
+ * close_notify reads as the end (0 bytes), as for plain TCP. */
 CPORT_API int cport_tls_start(cport_socket s, const cport_tls_config *cfg, int timeout,
                               cport_handle *handle);
 /* Send close_notify after every send posted before it; an operation (op
