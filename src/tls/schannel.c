@@ -787,6 +787,17 @@ static void session_info(void *p, cport_tls_session *info) {
       iana[k] = (char)cin.szCipherSuite[k];
     iana[k] = '\0';
   }
+  char *unknown = strstr(iana, "<unknown>"); /* Wine 8: "..._AES_256_GCM_<unknown>" */
+  if (unknown && unknown - iana >= 12 && (size_t)(unknown - iana) + 7 <= SZ_ALG_MAX_SIZE) {
+    const char *mode = unknown - 12; /* a GCM suite's hash is its PRF's, known from the cipher */
+    const char *prf = strncmp(mode, "AES_256_GCM_", 12) == 0   ? "SHA384"
+                      : strncmp(mode, "AES_128_GCM_", 12) == 0 ? "SHA256"
+                                                               : NULL;
+    if (prf)
+      memcpy(unknown, prf, 7);
+    else
+      iana[0] = '\0';
+  }
   if (strncmp(iana, "TLS_", 4) == 0)
     openssl_name(iana, info->cipher, sizeof info->cipher);
   else if (have_ci)
