@@ -7,13 +7,14 @@
  * name checked by verify.c, so one certificate gets the same answer on
  * every engine (docs/design.md §10).
  *
- * Client role only. A server configuration fails at session_new with a
- * reason: the server code (AcceptSecurityContext, a certificate with its
- * key in a CryptoAPI/CNG container) is not written, and Wine 8 has no
- * server role at all (AcceptSecurityContext answers
- * SEC_E_UNSUPPORTED_FUNCTION, ../shared/WINE.md "Schannel"); the OpenSSL
- * engine of the Windows build serves. Client certificates are refused
- * the same way.
+ * Both roles. A certificate of ours (a server's, or a client's) comes as
+ * PEM: its key (PKCS#8) goes into the CNG software key store under a
+ * name of this process's, deleted with the configuration, since
+ * Schannel (LSASS on Windows) reads keys from there. The server role is
+ * written for real Windows and cannot run under Wine 8, whose
+ * AcceptSecurityContext answers SEC_E_UNSUPPORTED_FUNCTION
+ * (../shared/WINE.md "Schannel"): the handshake then fails with that
+ * reason, and Wine's tests serve with the OpenSSL engine.
  *
  * Wine 8 notes handled here: the chain engine takes CERT_CHAIN_ENGINE_
  * CONFIG only at its Windows 7 size (80 bytes on x64; mingw's full 88
@@ -28,6 +29,7 @@
 #include <security.h>
 #include <sspi.h>
 #include <wincrypt.h>
+#include <ncrypt.h>
 
 #include <stddef.h>
 #include <stdio.h>
@@ -57,12 +59,17 @@ typedef struct sch_chain_config {
 
 typedef struct sch_ctx {
   CredHandle cred;
-  HCERTSTORE roots;      /* the configuration's roots, NULL: the system's */
-  HCERTCHAINENGINE hce;  /* over roots, NULL: the default engine */
+  bool have_cred;
+  HCERTSTORE roots;     /* the configuration's roots, NULL: the system's */
+  HCERTCHAINENGINE hce; /* over roots, NULL: the default engine */
+  HCERTSTORE ident_store;
+  PCCERT_CONTEXT ident;  /* our certificate, its key in the CNG store */
+  NCRYPT_KEY_HANDLE key; /* that key, persisted under a name: deleted with ctx */
 } sch_ctx;
 
 typedef struct sch_sess {
   const tls_config *cfg;
+  bool server;
   sch_ctx *c;
   CtxtHandle ctx;
   bool have_ctx;  /* ctx is live */
@@ -181,9 +188,14 @@ static bool out_add(sch_sess *s, const void *p, size_t n) {
 
 /* ---- the configuration's credentials and roots ----------------------------- */
 
+static void key_delete(NCRYPT_KEY_HANDLE key);
+
 static void ctx_free(void *p) {
   sch_ctx *c = p;
-  FreeCredentialsHandle(&c->cred);
+  if (c->have_cred) FreeCredentialsHandle(&c->cred);
+  if (c->ident) CertFreeCertificateContext(c->ident);
+  if (c->ident_store) CertCloseStore(c->ident_store, 0);
+  if (c->key) key_delete(c->key);
   if (c->hce) CertFreeCertificateChainEngine(c->hce);
   if (c->roots) CertCloseStore(c->roots, 0);
   cp_free(c);
@@ -217,6 +229,130 @@ static int load_roots(HCERTSTORE st, const char *pem, size_t len) {
   return n;
 }
 
+/* ---- our certificate and key (a server's, or a client's) ------------------ */
+
+/* CNG, found at run time: the build links secur32 and crypt32 only. */
+typedef SECURITY_STATUS(WINAPI *open_provider_fn)(NCRYPT_PROV_HANDLE *, LPCWSTR, DWORD);
+typedef SECURITY_STATUS(WINAPI *import_key_fn)(NCRYPT_PROV_HANDLE, NCRYPT_KEY_HANDLE, LPCWSTR,
+                                               NCryptBufferDesc *, NCRYPT_KEY_HANDLE *, PBYTE,
+                                               DWORD, DWORD);
+typedef SECURITY_STATUS(WINAPI *delete_key_fn)(NCRYPT_KEY_HANDLE, DWORD);
+typedef SECURITY_STATUS(WINAPI *free_object_fn)(NCRYPT_HANDLE);
+
+static FARPROC ncrypt_fn(const char *name) {
+  HMODULE m = GetModuleHandleW(L"ncrypt.dll");
+  if (!m) m = LoadLibraryW(L"ncrypt.dll"); /* kept loaded */
+  return m ? GetProcAddress(m, name) : NULL;
+}
+
+static void key_delete(NCRYPT_KEY_HANDLE key) {
+  delete_key_fn del = (delete_key_fn)(void (*)(void))ncrypt_fn("NCryptDeleteKey");
+  if (del) del(key, 0); /* frees the handle too */
+}
+
+/* The first PEM block labelled label ("CERTIFICATE", "PRIVATE KEY") at or
+ * after *from, in DER (cp_malloc'd); *from moves past it. */
+static BYTE *pem_block(const char *pem, size_t len, const char **from, const char *label,
+                       DWORD *der_len) {
+  char begin[48], end[48];
+  snprintf(begin, sizeof begin, "-----BEGIN %s-----", label);
+  snprintf(end, sizeof end, "-----END %s-----", label);
+  const char *stop = pem + len;
+  const char *b = strstr(*from, begin);
+  if (!b || b >= stop) return NULL;
+  const char *e = strstr(b, end);
+  if (!e || e >= stop) return NULL;
+  e += strlen(end);
+  *from = e;
+  DWORD text_len = (DWORD)(e - b), n = 0;
+  if (!CryptStringToBinaryA(b, text_len, CRYPT_STRING_BASE64HEADER, NULL, &n, NULL, NULL))
+    return NULL;
+  BYTE *der = cp_malloc(n);
+  if (der && !CryptStringToBinaryA(b, text_len, CRYPT_STRING_BASE64HEADER, der, &n, NULL, NULL)) {
+    cp_free(der);
+    der = NULL;
+  }
+  *der_len = n;
+  return der;
+}
+
+/* The certificate (and the chain after it) into a memory store, the key
+ * (PKCS#8, as `openssl genpkey` writes it) into the CNG software key
+ * store under a name of this process's (Schannel reads the key from
+ * there: in real Windows from LSASS, which an in-memory key would not
+ * reach), and the two tied by CERT_KEY_PROV_INFO_PROP_ID. */
+static bool load_identity(sch_ctx *c, const tls_config *cfg, char *err, size_t len) {
+  static volatile LONG serial;
+  const char *from = cfg->cert;
+  DWORD der_len = 0;
+  BYTE *der = pem_block(cfg->cert, cfg->cert_len, &from, "CERTIFICATE", &der_len);
+  c->ident_store = CertOpenStore(CERT_STORE_PROV_MEMORY, 0, 0, CERT_STORE_CREATE_NEW_FLAG, NULL);
+  bool ok = der && c->ident_store &&
+            CertAddEncodedCertificateToStore(c->ident_store, X509_ASN_ENCODING, der, der_len,
+                                             CERT_STORE_ADD_NEW, &c->ident);
+  cp_free(der);
+  while (ok && (der = pem_block(cfg->cert, cfg->cert_len, &from, "CERTIFICATE", &der_len))) {
+    CertAddEncodedCertificateToStore(c->ident_store, X509_ASN_ENCODING, der, der_len,
+                                     CERT_STORE_ADD_USE_EXISTING, NULL);
+    cp_free(der);
+  }
+  if (!ok) {
+    snprintf(err, len, "the certificate could not be read (error 0x%08lx)",
+             (unsigned long)GetLastError());
+    return false;
+  }
+  from = cfg->key;
+  der = pem_block(cfg->key, cfg->key_len, &from, "PRIVATE KEY", &der_len);
+  if (!der) {
+    snprintf(err, len,
+             "the private key could not be read: the Schannel engine takes PKCS#8 "
+             "(\"BEGIN PRIVATE KEY\"; openssl pkcs8 -topk8 -nocrypt converts)");
+    return false;
+  }
+  open_provider_fn open_prov =
+      (open_provider_fn)(void (*)(void))ncrypt_fn("NCryptOpenStorageProvider");
+  import_key_fn import = (import_key_fn)(void (*)(void))ncrypt_fn("NCryptImportKey");
+  free_object_fn free_obj = (free_object_fn)(void (*)(void))ncrypt_fn("NCryptFreeObject");
+  if (!open_prov || !import || !free_obj) {
+    cp_free(der);
+    snprintf(err, len, "the private key could not be loaded: no CNG (ncrypt.dll)");
+    return false;
+  }
+  wchar_t name[64];
+  _snwprintf(name, sizeof name / sizeof name[0], L"cport-%lu-%lu-%lu",
+             (unsigned long)GetCurrentProcessId(), (unsigned long)InterlockedIncrement(&serial),
+             (unsigned long)GetTickCount());
+  name[sizeof name / sizeof name[0] - 1] = 0;
+  NCryptBuffer nb = {(ULONG)((wcslen(name) + 1) * sizeof(wchar_t)), NCRYPTBUFFER_PKCS_KEY_NAME,
+                     name};
+  NCryptBufferDesc nd = {NCRYPTBUFFER_VERSION, 1, &nb};
+  NCRYPT_PROV_HANDLE prov = 0;
+  SECURITY_STATUS st = open_prov(&prov, MS_KEY_STORAGE_PROVIDER, 0);
+  if (st == ERROR_SUCCESS)
+    st = import(prov, 0, NCRYPT_PKCS8_PRIVATE_KEY_BLOB, &nd, &c->key, der, der_len,
+                NCRYPT_OVERWRITE_KEY_FLAG);
+  if (prov) free_obj(prov);
+  SecureZeroMemory(der, der_len);
+  cp_free(der);
+  if (st != ERROR_SUCCESS) {
+    c->key = 0;
+    snprintf(err, len, "the private key could not be loaded (NCryptImportKey: 0x%08lx)",
+             (unsigned long)st);
+    return false;
+  }
+  CRYPT_KEY_PROV_INFO kpi;
+  memset(&kpi, 0, sizeof kpi);
+  kpi.pwszContainerName = name;
+  kpi.pwszProvName = (LPWSTR)(uintptr_t)MS_KEY_STORAGE_PROVIDER;
+  kpi.dwProvType = 0; /* CNG */
+  if (!CertSetCertificateContextProperty(c->ident, CERT_KEY_PROV_INFO_PROP_ID, 0, &kpi)) {
+    snprintf(err, len, "the key could not be tied to the certificate (error 0x%08lx)",
+             (unsigned long)GetLastError());
+    return false;
+  }
+  return true;
+}
+
 static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
   sch_ctx *c = cp_calloc(1, sizeof *c);
   if (!c) {
@@ -224,24 +360,43 @@ static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
     return NULL;
   }
   SecInvalidateHandle(&c->cred);
+  bool server = cfg->role == CPORT_TLS_SERVER;
+  if (server && !cfg->cert) {
+    snprintf(err, len, "a server needs a certificate and key");
+    cp_free(c);
+    return NULL;
+  }
+  if (cfg->cert && !load_identity(c, cfg, err, len)) {
+    ctx_free(c);
+    return NULL;
+  }
   SCHANNEL_CRED sc;
   memset(&sc, 0, sizeof sc);
   sc.dwVersion = SCHANNEL_CRED_VERSION;
   bool v13 = cfg->min_version == CPORT_TLS_1_3;
-  sc.grbitEnabledProtocols = v13 ? SP_PROT_TLS1_3_CLIENT : SP_PROT_TLS1_2_CLIENT;
-  sc.dwFlags = SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS;
+  if (server)
+    sc.grbitEnabledProtocols = v13 ? SP_PROT_TLS1_3_SERVER : SP_PROT_TLS1_2_SERVER;
+  else
+    sc.grbitEnabledProtocols = v13 ? SP_PROT_TLS1_3_CLIENT : SP_PROT_TLS1_2_CLIENT;
+  sc.dwFlags = server ? SCH_CRED_NO_SYSTEM_MAPPER
+                      : SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS;
+  if (c->ident) {
+    sc.cCreds = 1;
+    sc.paCred = &c->ident;
+  }
   TimeStamp expiry;
-  SECURITY_STATUS st =
-      AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W, SECPKG_CRED_OUTBOUND,
-                                NULL, &sc, NULL, NULL, &c->cred, &expiry);
+  SECURITY_STATUS st = AcquireCredentialsHandleW(
+      NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W, server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND,
+      NULL, &sc, NULL, NULL, &c->cred, &expiry);
   if (st != SEC_E_OK) {
     status_reason(err, len,
                   v13 ? "TLS 1.3 is not available from this Schannel (AcquireCredentialsHandle)"
                       : "AcquireCredentialsHandle",
                   st);
-    cp_free(c);
+    ctx_free(c);
     return NULL;
   }
+  c->have_cred = true;
   if (cfg->ca) {
     c->roots = CertOpenStore(CERT_STORE_PROV_MEMORY, 0, 0, CERT_STORE_CREATE_NEW_FLAG, NULL);
     if (!c->roots) {
@@ -296,18 +451,6 @@ static void session_free(void *p) {
 }
 
 static void *session_new(const tls_config *cfg, char *err, size_t len) {
-  if (cfg->role != CPORT_TLS_CLIENT) {
-    snprintf(err, len,
-             "the Schannel engine has no server role in this build (Wine 8's Schannel has none: "
-             "SEC_E_UNSUPPORTED_FUNCTION); use CPORT_TLS_ENGINE_OPENSSL");
-    return NULL;
-  }
-  if (cfg->cert) {
-    snprintf(err, len,
-             "the Schannel engine does not present client certificates yet; use "
-             "CPORT_TLS_ENGINE_OPENSSL");
-    return NULL;
-  }
   sch_ctx *c = ctx_of((tls_config *)(uintptr_t)cfg, err, len);
   if (!c) return NULL;
   sch_sess *s = cp_calloc(1, sizeof *s);
@@ -316,12 +459,13 @@ static void *session_new(const tls_config *cfg, char *err, size_t len) {
     return NULL;
   }
   s->cfg = cfg;
+  s->server = cfg->role == CPORT_TLS_SERVER;
   s->c = c;
   s->in_hs = true;
   SecInvalidateHandle(&s->ctx);
   unsigned char ip[16];
   size_t ip_len;
-  if (cfg->server_name && !tls_parse_ip(cfg->server_name, ip, &ip_len)) {
+  if (!s->server && cfg->server_name && !tls_parse_ip(cfg->server_name, ip, &ip_len)) {
     int n = MultiByteToWideChar(CP_UTF8, 0, cfg->server_name, -1, NULL, 0);
     s->target = n > 0 ? cp_malloc((size_t)n * sizeof(wchar_t)) : NULL;
     if (!s->target || MultiByteToWideChar(CP_UTF8, 0, cfg->server_name, -1, s->target, n) != n) {
@@ -392,16 +536,19 @@ static int verify_peer(sch_sess *s) {
   if (s->peer) CertFreeCertificateContext(s->peer);
   s->peer = st == SEC_E_OK ? leaf : NULL;
   if (s->cfg->verify == CPORT_TLS_VERIFY_NONE) return TLS_OK;
+  if ((st != SEC_E_OK || !leaf) && s->server && s->cfg->verify == CPORT_TLS_VERIFY_OPTIONAL)
+    return TLS_OK;
   if (st != SEC_E_OK || !leaf)
-    return fail_status(s, "the server presented no certificate (SECPKG_ATTR_REMOTE_CERT_CONTEXT)",
+    return fail_status(s, "the peer presented no certificate (SECPKG_ATTR_REMOTE_CERT_CONTEXT)",
                        st);
   static LPSTR server_auth[] = {(LPSTR)(uintptr_t)szOID_PKIX_KP_SERVER_AUTH};
+  static LPSTR client_auth[] = {(LPSTR)(uintptr_t)szOID_PKIX_KP_CLIENT_AUTH};
   CERT_CHAIN_PARA para;
   memset(&para, 0, sizeof para);
   para.cbSize = sizeof para;
   para.RequestedUsage.dwType = USAGE_MATCH_TYPE_AND;
   para.RequestedUsage.Usage.cUsageIdentifier = 1;
-  para.RequestedUsage.Usage.rgpszUsageIdentifier = server_auth;
+  para.RequestedUsage.Usage.rgpszUsageIdentifier = s->server ? client_auth : server_auth;
   PCCERT_CHAIN_CONTEXT chain = NULL;
   if (!CertGetCertificateChain(s->c->hce, leaf, NULL, leaf->hCertStore, &para, 0, NULL, &chain)) {
     char what[96];
@@ -433,7 +580,7 @@ static int verify_peer(sch_sess *s) {
     snprintf(what, sizeof what, "certificate verify failed: %s", why);
     return fail_text(s, what);
   }
-  const char *want = s->cfg->server_name;
+  const char *want = s->server ? NULL : s->cfg->server_name;
   if (want && !name_matches(leaf, want)) {
     char what[160];
     snprintf(what, sizeof what,
@@ -449,6 +596,40 @@ static int verify_peer(sch_sess *s) {
   (ISC_REQ_SEQUENCE_DETECT | ISC_REQ_REPLAY_DETECT | ISC_REQ_CONFIDENTIALITY |           \
    ISC_REQ_EXTENDED_ERROR | ISC_REQ_ALLOCATE_MEMORY | ISC_REQ_STREAM |                   \
    ISC_REQ_USE_SUPPLIED_CREDS | ISC_REQ_MANUAL_CRED_VALIDATION)
+
+#define ASC_FLAGS                                                                          \
+  (ASC_REQ_SEQUENCE_DETECT | ASC_REQ_REPLAY_DETECT | ASC_REQ_CONFIDENTIALITY |             \
+   ASC_REQ_EXTENDED_ERROR | ASC_REQ_ALLOCATE_MEMORY | ASC_REQ_STREAM)
+
+/* One step of the handshake: InitializeSecurityContext for a client,
+ * AcceptSecurityContext for a server (its first call makes ctx). */
+static SECURITY_STATUS sspi_step(sch_sess *s, SecBufferDesc *in, SecBufferDesc *out) {
+  unsigned long attrs = 0;
+  if (!s->server)
+    return InitializeSecurityContextW(&s->c->cred, &s->ctx, s->target, ISC_FLAGS, 0, 0, in, 0,
+                                      NULL, out, &attrs, NULL);
+  unsigned long flags = ASC_FLAGS;
+  if (s->cfg->verify != CPORT_TLS_VERIFY_NONE) flags |= ASC_REQ_MUTUAL_AUTH;
+  bool first = !s->have_ctx;
+  SECURITY_STATUS st = AcceptSecurityContext(&s->c->cred, first ? NULL : &s->ctx, in, flags, 0,
+                                             first ? &s->ctx : NULL, out, &attrs, NULL);
+  if (first && (st == SEC_E_OK || st == SEC_I_CONTINUE_NEEDED)) s->have_ctx = true;
+  return st;
+}
+
+/* The ALPN list in SEC_APPLICATION_PROTOCOLS form: its size, then one
+ * list: ALPN, its size, the wire form. The bytes used. */
+static size_t alpn_buffer(const tls_config *cfg, unsigned char *out) {
+  size_t n = cfg->alpn_len;
+  unsigned long lists = (unsigned long)(6 + n);
+  unsigned int ext = SecApplicationProtocolNegotiationExt_ALPN;
+  unsigned short wire = (unsigned short)n;
+  memcpy(out, &lists, 4);
+  memcpy(out + 4, &ext, 4);
+  memcpy(out + 8, &wire, 2);
+  memcpy(out + 10, cfg->alpn, n);
+  return 10 + n;
+}
 
 /* The token of an InitializeSecurityContext call into the output. */
 static bool keep_token(sch_sess *s, SecBuffer *b) {
@@ -479,16 +660,9 @@ static int hello(sch_sess *s) {
   SecBuffer inb[1], outb[1];
   SecBufferDesc ind = {SECBUFFER_VERSION, 1, inb}, outd = {SECBUFFER_VERSION, 1, outb};
   size_t n = s->cfg->alpn_len;
-  if (n > 0) { /* SEC_APPLICATION_PROTOCOLS: its size, then one list: ALPN, size, wire form */
-    unsigned long lists = (unsigned long)(6 + n);
-    unsigned int ext = SecApplicationProtocolNegotiationExt_ALPN;
-    unsigned short wire = (unsigned short)n;
-    memcpy(alpn, &lists, 4);
-    memcpy(alpn + 4, &ext, 4);
-    memcpy(alpn + 8, &wire, 2);
-    memcpy(alpn + 10, s->cfg->alpn, n);
+  if (n > 0) {
     inb[0].BufferType = SECBUFFER_APPLICATION_PROTOCOLS;
-    inb[0].cbBuffer = (unsigned long)(10 + n);
+    inb[0].cbBuffer = (unsigned long)alpn_buffer(s->cfg, alpn);
     inb[0].pvBuffer = alpn;
   }
   outb[0].BufferType = SECBUFFER_TOKEN;
@@ -510,8 +684,15 @@ static int hello(sch_sess *s) {
 static int drive(sch_sess *s) {
   for (int round = 0;; round++) {
     if (s->in.len == 0) return TLS_WANT;
-    SecBuffer inb[2], outb[2];
+    unsigned char alpn[4 + 6 + sizeof s->cfg->alpn];
+    SecBuffer inb[3], outb[2];
     SecBufferDesc ind = {SECBUFFER_VERSION, 2, inb}, outd = {SECBUFFER_VERSION, 2, outb};
+    if (s->server && !s->have_ctx && s->cfg->alpn_len > 0) { /* a server's list, with the hello */
+      inb[2].BufferType = SECBUFFER_APPLICATION_PROTOCOLS;
+      inb[2].cbBuffer = (unsigned long)alpn_buffer(s->cfg, alpn);
+      inb[2].pvBuffer = alpn;
+      ind.cBuffers = 3;
+    }
     inb[0].BufferType = SECBUFFER_TOKEN;
     inb[0].cbBuffer = (unsigned long)s->in.len;
     inb[0].pvBuffer = s->in.data;
@@ -524,9 +705,7 @@ static int drive(sch_sess *s) {
     outb[1].BufferType = SECBUFFER_ALERT;
     outb[1].cbBuffer = 0;
     outb[1].pvBuffer = NULL;
-    unsigned long attrs = 0;
-    SECURITY_STATUS st = InitializeSecurityContextW(&s->c->cred, &s->ctx, s->target, ISC_FLAGS, 0,
-                                                    0, &ind, 0, NULL, &outd, &attrs, NULL);
+    SECURITY_STATUS st = sspi_step(s, &ind, &outd);
     bool ok = keep_token(s, &outb[0]);
     if (outb[1].pvBuffer) { /* an alert for the peer, with EXTENDED_ERROR */
       if (outb[1].cbBuffer > 0 && st != SEC_E_OK && st != SEC_I_CONTINUE_NEEDED)
@@ -536,10 +715,18 @@ static int drive(sch_sess *s) {
     if (!ok) return fail_text(s, "no memory for the handshake");
     if (st == SEC_E_INCOMPLETE_MESSAGE) return TLS_WANT;
     if (st == SEC_I_INCOMPLETE_CREDENTIALS && round < 4) continue; /* no certificate: go on without */
+    if (st == SEC_E_UNSUPPORTED_FUNCTION && s->server)
+      return fail_text(s, "Schannel has no server role here (SEC_E_UNSUPPORTED_FUNCTION)");
     if (st != SEC_E_OK && st != SEC_I_CONTINUE_NEEDED)
-      return fail_status(s, "the TLS handshake failed (InitializeSecurityContext)", st);
-    if (inb[1].BufferType == SECBUFFER_EXTRA && inb[1].cbBuffer > 0)
-      buf_keep_tail(&s->in, inb[1].cbBuffer);
+      return fail_status(s,
+                         s->server ? "the TLS handshake failed (AcceptSecurityContext)"
+                                   : "the TLS handshake failed (InitializeSecurityContext)",
+                         st);
+    SecBuffer *extra = NULL;
+    for (unsigned i = 0; i < ind.cBuffers; i++)
+      if (inb[i].BufferType == SECBUFFER_EXTRA && inb[i].cbBuffer > 0) extra = &inb[i];
+    if (extra)
+      buf_keep_tail(&s->in, extra->cbBuffer);
     else
       s->in.len = 0;
     if (st == SEC_E_OK) return finish(s);
@@ -550,7 +737,7 @@ static int handshake(void *p) {
   sch_sess *s = p;
   if (s->failed) return TLS_FAIL;
   if (s->done && !s->in_hs) return TLS_OK;
-  if (!s->started) {
+  if (!s->started && !s->server) {
     int rc = hello(s);
     if (rc != TLS_WANT) return rc;
   }
@@ -703,9 +890,7 @@ static int close_notify(void *p) {
   if (st != SEC_E_OK) return fail_status(s, "ApplyControlToken(SCHANNEL_SHUTDOWN)", st);
   SecBuffer outb = {0, SECBUFFER_TOKEN, NULL};
   SecBufferDesc outd = {SECBUFFER_VERSION, 1, &outb};
-  unsigned long attrs = 0;
-  st = InitializeSecurityContextW(&s->c->cred, &s->ctx, s->target, ISC_FLAGS, 0, 0, NULL, 0, NULL,
-                                  &outd, &attrs, NULL);
+  st = sspi_step(s, NULL, &outd);
   if (!keep_token(s, &outb)) return fail_text(s, "no memory for close_notify");
   if (st != SEC_E_OK && st != SEC_I_CONTEXT_EXPIRED && st != SEC_I_CONTINUE_NEEDED)
     return fail_status(s, "close_notify (InitializeSecurityContext)", st);
