@@ -25,11 +25,11 @@
 #include "tls.h"
 
 #define SECURITY_WIN32
+#include <ncrypt.h>
 #include <schannel.h>
 #include <security.h>
 #include <sspi.h>
 #include <wincrypt.h>
-#include <ncrypt.h>
 
 #include <stddef.h>
 #include <stdio.h>
@@ -72,11 +72,11 @@ typedef struct sch_sess {
   bool server;
   sch_ctx *c;
   CtxtHandle ctx;
-  bool have_ctx;  /* ctx is live */
-  bool started;   /* the ClientHello is out */
-  bool in_hs;     /* a handshake (first or post-handshake) is running */
-  bool done;      /* the first handshake ended well */
-  bool closed;    /* the peer's close_notify came */
+  bool have_ctx; /* ctx is live */
+  bool started;  /* the ClientHello is out */
+  bool in_hs;    /* a handshake (first or post-handshake) is running */
+  bool done;     /* the first handshake ended well */
+  bool closed;   /* the peer's close_notify came */
   bool failed;
   wchar_t *target; /* SNI and Schannel's cache key; NULL for an address */
   SecPkgContext_StreamSizes sizes;
@@ -92,9 +92,8 @@ typedef struct sch_sess {
 /* ---- reasons ------------------------------------------------------------- */
 
 static const char *status_name(SECURITY_STATUS st) {
-#define N(x) \
-  case x:    \
-    return #x
+#define N(x)                                                                                       \
+  case x: return #x
   switch (st) {
     N(SEC_E_OK);
     N(SEC_I_CONTINUE_NEEDED);
@@ -125,8 +124,14 @@ static const char *status_name(SECURITY_STATUS st) {
     N(SEC_E_SECPKG_NOT_FOUND);
     N(SEC_E_QOP_NOT_SUPPORTED);
     N(SEC_E_LOGON_DENIED);
-  default:
-    return "SECURITY_STATUS";
+    N(NTE_NOT_SUPPORTED);
+    N(NTE_BAD_DATA);
+    N(NTE_BAD_KEYSET);
+    N(NTE_EXISTS);
+    N(NTE_PERM);
+    N(NTE_INVALID_PARAMETER);
+    N(NTE_BAD_TYPE);
+  default: return "SECURITY_STATUS";
   }
 #undef N
 }
@@ -336,8 +341,7 @@ static bool load_identity(sch_ctx *c, const tls_config *cfg, char *err, size_t l
   cp_free(der);
   if (st != ERROR_SUCCESS) {
     c->key = 0;
-    snprintf(err, len, "the private key could not be loaded (NCryptImportKey: 0x%08lx)",
-             (unsigned long)st);
+    status_reason(err, len, "the private key could not be loaded into CNG (NCryptImportKey)", st);
     return false;
   }
   CRYPT_KEY_PROV_INFO kpi;
@@ -351,6 +355,37 @@ static bool load_identity(sch_ctx *c, const tls_config *cfg, char *err, size_t l
     return false;
   }
   return true;
+}
+
+/* Whether this Schannel has a server role at all: Wine 8's has no
+ * AcceptSecurityContext, which secur32 answers SEC_E_UNSUPPORTED_FUNCTION
+ * for any Schannel credential (inbound ones without a certificate it
+ * refuses, so an outbound one asks). Asked only when our key could not
+ * be loaded, to say which of the two stops us. */
+static bool no_server_role(void) {
+  SCHANNEL_CRED sc;
+  memset(&sc, 0, sizeof sc);
+  sc.dwVersion = SCHANNEL_CRED_VERSION;
+  sc.grbitEnabledProtocols = SP_PROT_TLS1_2_CLIENT;
+  sc.dwFlags = SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS;
+  CredHandle cred;
+  TimeStamp expiry;
+  SECURITY_STATUS ach =
+      AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W, SECPKG_CRED_OUTBOUND,
+                                NULL, &sc, NULL, NULL, &cred, &expiry);
+  if (ach != SEC_E_OK) return false;
+  unsigned char hello[5] = {22, 3, 1, 0, 0};
+  SecBuffer inb[2] = {{sizeof hello, SECBUFFER_TOKEN, hello}, {0, SECBUFFER_EMPTY, NULL}};
+  SecBuffer outb = {0, SECBUFFER_TOKEN, NULL};
+  SecBufferDesc ind = {SECBUFFER_VERSION, 2, inb}, outd = {SECBUFFER_VERSION, 1, &outb};
+  CtxtHandle ctx;
+  unsigned long attrs = 0;
+  SECURITY_STATUS st = AcceptSecurityContext(
+      &cred, NULL, &ind, ASC_REQ_STREAM | ASC_REQ_ALLOCATE_MEMORY, 0, &ctx, &outd, &attrs, NULL);
+  if (outb.pvBuffer) FreeContextBuffer(outb.pvBuffer);
+  if (st == SEC_E_OK || st == SEC_I_CONTINUE_NEEDED) DeleteSecurityContext(&ctx);
+  FreeCredentialsHandle(&cred);
+  return st == SEC_E_UNSUPPORTED_FUNCTION;
 }
 
 static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
@@ -367,6 +402,8 @@ static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
     return NULL;
   }
   if (cfg->cert && !load_identity(c, cfg, err, len)) {
+    if (server && no_server_role())
+      snprintf(err, len, "Schannel has no server role here (SEC_E_UNSUPPORTED_FUNCTION)");
     ctx_free(c);
     return NULL;
   }
@@ -385,9 +422,10 @@ static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
     sc.paCred = &c->ident;
   }
   TimeStamp expiry;
-  SECURITY_STATUS st = AcquireCredentialsHandleW(
-      NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W, server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND,
-      NULL, &sc, NULL, NULL, &c->cred, &expiry);
+  SECURITY_STATUS st =
+      AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W,
+                                server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND, NULL, &sc,
+                                NULL, NULL, &c->cred, &expiry);
   if (st != SEC_E_OK) {
     status_reason(err, len,
                   v13 ? "TLS 1.3 is not available from this Schannel (AcquireCredentialsHandle)"
@@ -564,7 +602,7 @@ static int verify_peer(sch_sess *s) {
     why = self_signed(leaf) ? "self-signed certificate" : "unknown CA";
   else if (e & CERT_TRUST_IS_NOT_TIME_VALID)
     why = CertVerifyTimeValidity(NULL, leaf->pCertInfo) < 0 ? "certificate is not yet valid"
-                                                             : "certificate has expired";
+                                                            : "certificate has expired";
   else if (e & CERT_TRUST_IS_NOT_SIGNATURE_VALID)
     why = "certificate signature failure";
   else if (e & CERT_TRUST_IS_REVOKED)
@@ -592,13 +630,13 @@ static int verify_peer(sch_sess *s) {
 
 /* ---- the handshake --------------------------------------------------------- */
 
-#define ISC_FLAGS                                                                        \
-  (ISC_REQ_SEQUENCE_DETECT | ISC_REQ_REPLAY_DETECT | ISC_REQ_CONFIDENTIALITY |           \
-   ISC_REQ_EXTENDED_ERROR | ISC_REQ_ALLOCATE_MEMORY | ISC_REQ_STREAM |                   \
+#define ISC_FLAGS                                                                                  \
+  (ISC_REQ_SEQUENCE_DETECT | ISC_REQ_REPLAY_DETECT | ISC_REQ_CONFIDENTIALITY |                     \
+   ISC_REQ_EXTENDED_ERROR | ISC_REQ_ALLOCATE_MEMORY | ISC_REQ_STREAM |                             \
    ISC_REQ_USE_SUPPLIED_CREDS | ISC_REQ_MANUAL_CRED_VALIDATION)
 
-#define ASC_FLAGS                                                                          \
-  (ASC_REQ_SEQUENCE_DETECT | ASC_REQ_REPLAY_DETECT | ASC_REQ_CONFIDENTIALITY |             \
+#define ASC_FLAGS                                                                                  \
+  (ASC_REQ_SEQUENCE_DETECT | ASC_REQ_REPLAY_DETECT | ASC_REQ_CONFIDENTIALITY |                     \
    ASC_REQ_EXTENDED_ERROR | ASC_REQ_ALLOCATE_MEMORY | ASC_REQ_STREAM)
 
 /* One step of the handshake: InitializeSecurityContext for a client,
@@ -606,8 +644,8 @@ static int verify_peer(sch_sess *s) {
 static SECURITY_STATUS sspi_step(sch_sess *s, SecBufferDesc *in, SecBufferDesc *out) {
   unsigned long attrs = 0;
   if (!s->server)
-    return InitializeSecurityContextW(&s->c->cred, &s->ctx, s->target, ISC_FLAGS, 0, 0, in, 0,
-                                      NULL, out, &attrs, NULL);
+    return InitializeSecurityContextW(&s->c->cred, &s->ctx, s->target, ISC_FLAGS, 0, 0, in, 0, NULL,
+                                      out, &attrs, NULL);
   unsigned long flags = ASC_FLAGS;
   if (s->cfg->verify != CPORT_TLS_VERIFY_NONE) flags |= ASC_REQ_MUTUAL_AUTH;
   bool first = !s->have_ctx;
@@ -714,7 +752,8 @@ static int drive(sch_sess *s) {
     }
     if (!ok) return fail_text(s, "no memory for the handshake");
     if (st == SEC_E_INCOMPLETE_MESSAGE) return TLS_WANT;
-    if (st == SEC_I_INCOMPLETE_CREDENTIALS && round < 4) continue; /* no certificate: go on without */
+    if (st == SEC_I_INCOMPLETE_CREDENTIALS && round < 4)
+      continue; /* no certificate: go on without */
     if (st == SEC_E_UNSUPPORTED_FUNCTION && s->server)
       return fail_text(s, "Schannel has no server role here (SEC_E_UNSUPPORTED_FUNCTION)");
     if (st != SEC_E_OK && st != SEC_I_CONTINUE_NEEDED)
@@ -942,8 +981,8 @@ static void name_from_algs(sch_sess *s, const SecPkgContext_ConnectionInfo *ci, 
                    : ci->aiExch == CALG_DH_EPHEM                            ? "DHE-"
                                                                             : "";
   const char *auth = "RSA-";
-  if (s->peer &&
-      strcmp(s->peer->pCertInfo->SubjectPublicKeyInfo.Algorithm.pszObjId, szOID_ECC_PUBLIC_KEY) == 0)
+  if (s->peer && strcmp(s->peer->pCertInfo->SubjectPublicKeyInfo.Algorithm.pszObjId,
+                        szOID_ECC_PUBLIC_KEY) == 0)
     auth = "ECDSA-";
   if (!*kx) auth = "";
   const char *hash = ci->aiHash == CALG_SHA_384 ? "SHA384" : "SHA256";
