@@ -25,6 +25,9 @@
 #include "tls.h"
 
 #define SECURITY_WIN32
+#define SCHANNEL_USE_BLACKLISTS /* SCH_CREDENTIALS, TLS_PARAMETERS */
+#include <subauth.h>            /* their UNICODE_STRING */
+
 #include <ncrypt.h>
 #include <schannel.h>
 #include <security.h>
@@ -407,25 +410,66 @@ static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
     ctx_free(c);
     return NULL;
   }
+  bool v13 = cfg->min_version == CPORT_TLS_1_3;
+  DWORD flags = server ? SCH_CRED_NO_SYSTEM_MAPPER
+                       : SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS;
+  TimeStamp expiry;
+  /* SCH_CREDENTIALS first (Windows 10 1809 on, the only way to TLS 1.3):
+   * the versions below the minimum disabled. Wine 8 takes it but ignores
+   * the limits, so the protocols the credentials will speak are asked. */
+  TLS_PARAMETERS tp;
+  memset(&tp, 0, sizeof tp);
+  tp.grbitDisabledProtocols = SP_PROT_SSL2 | SP_PROT_SSL3 | SP_PROT_TLS1_0 | SP_PROT_TLS1_1;
+  if (v13) tp.grbitDisabledProtocols |= SP_PROT_TLS1_2;
+  SCH_CREDENTIALS sch;
+  memset(&sch, 0, sizeof sch);
+  sch.dwVersion = SCH_CREDENTIALS_VERSION;
+  sch.dwFlags = flags;
+  sch.cTlsParameters = 1;
+  sch.pTlsParameters = &tp;
+  if (c->ident) {
+    sch.cCreds = 1;
+    sch.paCred = &c->ident;
+  }
+  SECURITY_STATUS st =
+      AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W,
+                                server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND, NULL, &sch,
+                                NULL, NULL, &c->cred, &expiry);
+  if (st == SEC_E_OK) {
+    c->have_cred = true;
+    SecPkgCred_SupportedProtocols sp;
+    memset(&sp, 0, sizeof sp);
+    SECURITY_STATUS q = QueryCredentialsAttributesW(&c->cred, SECPKG_ATTR_SUPPORTED_PROTOCOLS, &sp);
+    if (v13 && (q != SEC_E_OK || !(sp.grbitProtocol & SP_PROT_TLS1_3))) {
+      snprintf(err, len, "TLS 1.3 is not available from this Schannel (it offers 0x%08lx)",
+               (unsigned long)sp.grbitProtocol);
+      ctx_free(c);
+      return NULL;
+    }
+    if (q == SEC_E_OK && (sp.grbitProtocol & tp.grbitDisabledProtocols)) {
+      /* the limits ignored (Wine 8 offers SSL 3 to TLS 1.2 here):
+       * SCHANNEL_CRED's enabled protocols are kept, use those */
+      FreeCredentialsHandle(&c->cred);
+      SecInvalidateHandle(&c->cred);
+      c->have_cred = false;
+    }
+  }
   SCHANNEL_CRED sc;
   memset(&sc, 0, sizeof sc);
   sc.dwVersion = SCHANNEL_CRED_VERSION;
-  bool v13 = cfg->min_version == CPORT_TLS_1_3;
   if (server)
     sc.grbitEnabledProtocols = v13 ? SP_PROT_TLS1_3_SERVER : SP_PROT_TLS1_2_SERVER;
   else
     sc.grbitEnabledProtocols = v13 ? SP_PROT_TLS1_3_CLIENT : SP_PROT_TLS1_2_CLIENT;
-  sc.dwFlags = server ? SCH_CRED_NO_SYSTEM_MAPPER
-                      : SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS;
+  sc.dwFlags = flags;
   if (c->ident) {
     sc.cCreds = 1;
     sc.paCred = &c->ident;
   }
-  TimeStamp expiry;
-  SECURITY_STATUS st =
-      AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W,
-                                server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND, NULL, &sc,
-                                NULL, NULL, &c->cred, &expiry);
+  if (!c->have_cred) /* an older Windows: SCHANNEL_CRED */
+    st = AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W,
+                                   server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND, NULL, &sc,
+                                   NULL, NULL, &c->cred, &expiry);
   if (st != SEC_E_OK) {
     status_reason(err, len,
                   v13 ? "TLS 1.3 is not available from this Schannel (AcquireCredentialsHandle)"
@@ -685,6 +729,18 @@ static int finish(sch_sess *s) {
   SECURITY_STATUS st = QueryContextAttributesW(&s->ctx, SECPKG_ATTR_STREAM_SIZES, &s->sizes);
   if (st != SEC_E_OK) return fail_status(s, "QueryContextAttributes(STREAM_SIZES)", st);
   if (s->sizes.cbMaximumMessage == 0) s->sizes.cbMaximumMessage = 16384;
+  SecPkgContext_ConnectionInfo ci;
+  memset(&ci, 0, sizeof ci);
+  st = QueryContextAttributesW(&s->ctx, SECPKG_ATTR_CONNECTION_INFO, &ci);
+  if (st != SEC_E_OK) return fail_status(s, "QueryContextAttributes(CONNECTION_INFO)", st);
+  if (s->cfg->min_version == CPORT_TLS_1_3 && !(ci.dwProtocol & SP_PROT_TLS1_3))
+    return fail_text(s, "protocol version: TLS 1.3 was required, an older version was agreed");
+  if (!(ci.dwProtocol & (SP_PROT_TLS1_2 | SP_PROT_TLS1_3))) {
+    char what[96];
+    snprintf(what, sizeof what, "protocol version: below TLS 1.2 (Schannel protocol 0x%08lx)",
+             (unsigned long)ci.dwProtocol);
+    return fail_text(s, what);
+  }
   int rc = verify_peer(s);
   if (rc != TLS_OK) return rc;
   s->in_hs = false;
