@@ -20,8 +20,13 @@
  * CONFIG only at its Windows 7 size (80 bytes on x64; mingw's full 88
  * gives E_INVALIDARG), a peer's close_notify comes out of DecryptMessage
  * as SEC_E_OK with no data (told from an empty record by the record's
- * content type), TLS 1.3 is missing (credentials fail), cipher suite
- * names are not reported (the name is rebuilt from the algorithms). */
+ * content type), TLS 1.3 is missing (SCH_CREDENTIALS is taken but its
+ * limits ignored: the protocols it offers are asked, and SCHANNEL_CRED
+ * used instead), the suite's name ends in "<unknown>" (completed from
+ * the cipher), a refusal's alert cannot be made (ApplyControlToken
+ * (SCHANNEL_ALERT) answers SEC_E_UNSUPPORTED_FUNCTION: the peer sees the
+ * connection end), and PKCS#8 keys cannot go into CNG (NTE_NOT_SUPPORTED),
+ * so no certificate of ours, client or server, loads there. */
 #include "tls.h"
 
 #define SECURITY_WIN32
@@ -611,6 +616,25 @@ static bool self_signed(PCCERT_CONTEXT leaf) {
                                     &leaf->pCertInfo->Issuer) != FALSE;
 }
 
+static SECURITY_STATUS sspi_step(sch_sess *s, SecBufferDesc *in, SecBufferDesc *out);
+static bool keep_token(sch_sess *s, SecBuffer *b);
+
+/* cport's refusal: the reason, and a fatal alert for the peer (as
+ * OpenSSL's engine sends), queued if this Schannel makes one. */
+static int refuse(sch_sess *s, const char *what, DWORD alert) {
+  fail_text(s, what);
+  SCHANNEL_ALERT_TOKEN tok = {SCHANNEL_ALERT, TLS1_ALERT_FATAL, alert};
+  SecBuffer b = {sizeof tok, SECBUFFER_TOKEN, &tok};
+  SecBufferDesc d = {SECBUFFER_VERSION, 1, &b};
+  if (ApplyControlToken(&s->ctx, &d) == SEC_E_OK) {
+    SecBuffer outb = {0, SECBUFFER_TOKEN, NULL};
+    SecBufferDesc outd = {SECBUFFER_VERSION, 1, &outb};
+    (void)sspi_step(s, NULL, &outd);
+    (void)keep_token(s, &outb);
+  }
+  return TLS_FAIL;
+}
+
 /* The chain to a trusted root, within its dates; then the name. */
 static int verify_peer(sch_sess *s) {
   PCCERT_CONTEXT leaf = NULL;
@@ -641,33 +665,39 @@ static int verify_peer(sch_sess *s) {
   DWORD e = chain->TrustStatus.dwErrorStatus;
   CertFreeCertificateChain(chain);
   const char *why = NULL;
+  DWORD alert = TLS1_ALERT_BAD_CERTIFICATE;
   char other[64];
-  if (e & (CERT_TRUST_IS_UNTRUSTED_ROOT | CERT_TRUST_IS_PARTIAL_CHAIN))
+  if (e & (CERT_TRUST_IS_UNTRUSTED_ROOT | CERT_TRUST_IS_PARTIAL_CHAIN)) {
     why = self_signed(leaf) ? "self-signed certificate" : "unknown CA";
-  else if (e & CERT_TRUST_IS_NOT_TIME_VALID)
+    alert = TLS1_ALERT_UNKNOWN_CA;
+  } else if (e & CERT_TRUST_IS_NOT_TIME_VALID) {
     why = CertVerifyTimeValidity(NULL, leaf->pCertInfo) < 0 ? "certificate is not yet valid"
                                                             : "certificate has expired";
-  else if (e & CERT_TRUST_IS_NOT_SIGNATURE_VALID)
+    alert = TLS1_ALERT_CERTIFICATE_EXPIRED;
+  } else if (e & CERT_TRUST_IS_NOT_SIGNATURE_VALID) {
     why = "certificate signature failure";
-  else if (e & CERT_TRUST_IS_REVOKED)
+  } else if (e & CERT_TRUST_IS_REVOKED) {
     why = "certificate revoked";
-  else if (e & CERT_TRUST_IS_NOT_VALID_FOR_USAGE)
+    alert = TLS1_ALERT_CERTIFICATE_REVOKED;
+  } else if (e & CERT_TRUST_IS_NOT_VALID_FOR_USAGE) {
     why = "unsupported certificate purpose";
-  else if (e != CERT_TRUST_NO_ERROR) {
+    alert = TLS1_ALERT_UNSUPPORTED_CERT;
+  } else if (e != CERT_TRUST_NO_ERROR) {
     snprintf(other, sizeof other, "chain trust status 0x%08lx", (unsigned long)e);
     why = other;
+    alert = TLS1_ALERT_CERTIFICATE_UNKNOWN;
   }
   if (why) {
     char what[128];
     snprintf(what, sizeof what, "certificate verify failed: %s", why);
-    return fail_text(s, what);
+    return refuse(s, what, alert);
   }
   const char *want = s->server ? NULL : s->cfg->server_name;
   if (want && !name_matches(leaf, want)) {
     char what[160];
     snprintf(what, sizeof what,
              "certificate verify failed: host name mismatch (%.80s is not in its names)", want);
-    return fail_text(s, what);
+    return refuse(s, what, TLS1_ALERT_BAD_CERTIFICATE);
   }
   return TLS_OK;
 }
