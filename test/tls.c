@@ -17,7 +17,11 @@
 #include <string.h>
 
 static int g_engine = CPORT_TLS_ENGINE_DEFAULT;   /* the client's */
+#ifdef _WIN32 /* Schannel, the default there, has no server role under Wine 8 */
+static int g_s_engine = CPORT_TLS_ENGINE_OPENSSL; /* the server's */
+#else
 static int g_s_engine = CPORT_TLS_ENGINE_DEFAULT; /* the server's */
+#endif
 
 /* ---- certificates and configurations ------------------------------------ */
 
