@@ -108,7 +108,8 @@ typedef enum cport_err {
   CPORT_EINTR = -29,         /* interrupted */
   CPORT_EUNKNOWN = -30,      /* an OS error with no portable equivalent */
   CPORT_ENONAME = -31,       /* name resolution: no such host or service */
-  CPORT_EAGAIN = -32         /* a temporary failure: try again (no name server answered) */
+  CPORT_EAGAIN = -32,        /* a temporary failure: try again (no name server answered) */
+  CPORT_ETLS = -33           /* TLS failed: cport_tls_error says why */
 } cport_err;
 
 /* A static, English description of a cport_err value. Never NULL. */
@@ -270,11 +271,13 @@ typedef enum cport_op {
   CPORT_OP_RECVFROM = 6,
   CPORT_OP_SENDMSG = 7,
   CPORT_OP_RECVMSG = 8,
-  CPORT_OP_TIMER = 9,    /* cport_timer_start: msg.user and msg.user_ptr as given */
-  CPORT_OP_CLOSE = 10,   /* cport_close_async: the socket's last message */
-  CPORT_OP_WORK = 11,    /* cport_work: msg.user_ptr is the arg given */
-  CPORT_OP_RESOLVE = 12, /* cport_resolve: msg.buf is the cport_addrinfo list */
-  CPORT_OP_NAMEINFO = 13 /* cport_nameinfo: msg.buf is the cport_names */
+  CPORT_OP_TIMER = 9,          /* cport_timer_start: msg.user and msg.user_ptr as given */
+  CPORT_OP_CLOSE = 10,         /* cport_close_async: the socket's last message */
+  CPORT_OP_WORK = 11,          /* cport_work: msg.user_ptr is the arg given */
+  CPORT_OP_RESOLVE = 12,       /* cport_resolve: msg.buf is the cport_addrinfo list */
+  CPORT_OP_NAMEINFO = 13,      /* cport_nameinfo: msg.buf is the cport_names */
+  CPORT_OP_TLS_HANDSHAKE = 14, /* cport_tls_start */
+  CPORT_OP_TLS_SHUTDOWN = 15   /* cport_tls_shutdown */
 } cport_op;
 
 /* Flags in cport_msg.flags and cport_recv_info.flags. */
@@ -630,6 +633,108 @@ CPORT_API int cport_accept_multi(cport_socket listener, cport_handle *handle);
  * ends the whole handle. Stream sockets only (datagram: CPORT_EOPNOTSUPP);
  * returns as cport_accept_multi, under the same one-per-direction rule. */
 CPORT_API int cport_recv_multi(cport_socket s, cport_handle *handle);
+
+/* ---- TLS ------------------------------------------------------------------- */
+
+/* A TLS configuration: a role, the certificate to present, whom to trust
+ * and how to check the peer. Create it once, set it up, use it for any
+ * number of sockets from any thread (it is read only once in use), and
+ * free it whenever: sockets started with it keep what they need. The
+ * certificate checks are cport's own and the same on every engine: the
+ * peer's chain must lead to a trusted root, be within its validity
+ * dates, and (client) name the server_name given, as a DNS name or an IP
+ * address, in its subject alternative names. */
+typedef struct cport_tls_config cport_tls_config;
+
+typedef enum cport_tls_role { CPORT_TLS_CLIENT = 1, CPORT_TLS_SERVER = 2 } cport_tls_role;
+
+typedef enum cport_tls_verify {
+  CPORT_TLS_VERIFY_PEER = 0,     /* the peer must present a good certificate (client default) */
+  CPORT_TLS_VERIFY_OPTIONAL = 1, /* checked if presented (a server asking for one) */
+  CPORT_TLS_VERIFY_NONE = 2      /* not asked for, not checked (server default) */
+} cport_tls_verify;
+
+typedef enum cport_tls_engine {
+  CPORT_TLS_ENGINE_DEFAULT = 0, /* Schannel on Windows builds that have it, else OpenSSL */
+  CPORT_TLS_ENGINE_OPENSSL = 1,
+  CPORT_TLS_ENGINE_SCHANNEL = 2
+} cport_tls_engine;
+
+#define CPORT_TLS_1_2 0x0303
+#define CPORT_TLS_1_3 0x0304
+
+/* A configuration for role (cport_tls_role), with the defaults: verify
+ * PEER for a client and NONE for a server, trust the system's roots,
+ * minimum version TLS 1.2, the default engine. CPORT_EINVAL for a bad
+ * role, CPORT_ENOTSUP if this build has no TLS. */
+CPORT_API int cport_tls_config_create(cport_tls_config **cfg, int role);
+/* NULL is ignored. */
+CPORT_API void cport_tls_config_free(cport_tls_config *cfg);
+/* The certificate (chain) and private key to present, PEM files or PEM
+ * text. A server needs one. */
+CPORT_API int cport_tls_config_set_cert_file(cport_tls_config *cfg, const char *cert_path,
+                                             const char *key_path);
+CPORT_API int cport_tls_config_set_cert_pem(cport_tls_config *cfg, const char *cert,
+                                            size_t cert_len, const char *key, size_t key_len);
+/* The roots to trust instead of the system's: a PEM file or PEM text of
+ * one or more certificates. */
+CPORT_API int cport_tls_config_set_ca_file(cport_tls_config *cfg, const char *path);
+CPORT_API int cport_tls_config_set_ca_pem(cport_tls_config *cfg, const char *pem, size_t len);
+/* cport_tls_verify. */
+CPORT_API int cport_tls_config_set_verify(cport_tls_config *cfg, int mode);
+/* Client: the name sent as SNI and checked against the server's
+ * certificate (a DNS name, or an IPv4 or IPv6 address in text). */
+CPORT_API int cport_tls_config_set_server_name(cport_tls_config *cfg, const char *name);
+/* ALPN: the protocols offered (client) or accepted (server), most wanted
+ * first, each 1 to 255 bytes; at most 16. */
+CPORT_API int cport_tls_config_set_alpn(cport_tls_config *cfg, const char *const *protocols,
+                                        int count);
+/* CPORT_TLS_1_2 (default) or CPORT_TLS_1_3. */
+CPORT_API int cport_tls_config_set_min_version(cport_tls_config *cfg, int version);
+/* cport_tls_engine: CPORT_ENOTSUP for one this build lacks. */
+CPORT_API int cport_tls_config_set_engine(cport_tls_config *cfg, int engine);
+
+/* Upgrade a connected stream socket to TLS: the handshake is an operation
+ * (op CPORT_OP_TLS_HANDSHAKE): done now (CPORT_OK), pending with one
+ * completion message (CPORT_COMPLETION, in select mode too), or blocking
+ * with a timeout, and it may be cancelled (the session is then unusable),
+ * given a deadline or aborted by close. It fails with CPORT_ETLS and a
+ * reason from cport_tls_error. Sends and recvs may be posted at once:
+ * they wait for the handshake. From then on the socket's sends and recvs
+ * (cport_send, cport_recv, cport_recv_alloc, cport_recv_multi, blocking
+ * or not, with deadlines, in both modes) carry plaintext under every rule
+ * they keep on a plain socket; a recv ends with 0 bytes at the peer's
+ * close_notify or end of stream. A select-mode recv is ready while
+ * plaintext is there; a select-mode send goes whole into the library's
+ * buffer of records (at most 64 KiB) and waits while it is full. Only a
+ * connected stream socket with no operation pending and not yet TLS may
+ * start (CPORT_EINVAL otherwise; CPORT_EBUSY with operations pending).
+ * In TLS 1.3 the client's handshake ends before the server has read the
+ * client's certificate: a server's refusal of it reaches the client as
+ * CPORT_ETLS on its next recv. A stream that ends in the middle of a
+ * record fails with CPORT_ETLS; one that ends between records without a
+ * close_notify reads as the end (0 bytes), as for plain TCP. */
+CPORT_API int cport_tls_start(cport_socket s, const cport_tls_config *cfg, int timeout,
+                              cport_handle *handle);
+/* Send close_notify after every send posted before it; an operation (op
+ * CPORT_OP_TLS_SHUTDOWN) that ends once the alert went out. Sends after
+ * it answer CPORT_EPIPE; recvs go on until the peer's close_notify. */
+CPORT_API int cport_tls_shutdown(cport_socket s, int timeout, cport_handle *handle);
+
+typedef struct cport_tls_session {
+  int engine;             /* cport_tls_engine that runs it */
+  int version;            /* CPORT_TLS_1_2 or CPORT_TLS_1_3 */
+  char cipher[64];        /* the cipher suite's name */
+  char alpn[256];         /* the protocol ALPN chose, "" for none */
+  char peer_subject[256]; /* the peer certificate's subject, "" for none */
+} cport_tls_session;
+
+/* The session's facts once the handshake is done: CPORT_EINVAL before
+ * it or on a socket that is not TLS. */
+CPORT_API int cport_tls_info(cport_socket s, cport_tls_session *info);
+/* Why the session failed, in words, into buf (always terminated):
+ * CPORT_OK, or CPORT_ENOTFOUND if it has not failed. */
+CPORT_API int cport_tls_error(cport_socket s, char *buf, size_t len);
 
 /* Release a buffer the library handed out: cport_recv_alloc, a
  * cport_recv_multi chunk, a lookup's answer (NULL is ignored). Any thread. */

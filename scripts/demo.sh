@@ -5,6 +5,11 @@
 #   1. Linux server + Linux client, in completion and in select mode
 #   2. echo_server.exe under Wine, served to the Linux client
 #   3. the Linux server, with echo_client.exe under Wine as the client
+#   4. the same over TLS (tls_echo_server, tls_echo_client; certificates
+#      made by scripts/tls-certs.sh): Linux with Linux, the Linux server
+#      with tls_echo_client.exe under Wine (the Windows build's default
+#      engine), and tls_echo_server.exe under Wine on OpenSSL with the
+#      Linux client
 #
 # Each run: the server starts on port 0 and prints "listening on PORT"; the
 # client opens 50 connections, sends 100000 bytes on each and checks every
@@ -52,23 +57,32 @@ else
 fi
 
 say "build: release preset (Linux)"
-if ! { cmake --preset release && cmake --build --preset release --target echo_server echo_client; }; then
+if ! { cmake --preset release &&
+  cmake --build --preset release --target echo_server echo_client tls_echo_server tls_echo_client; }; then
   echo "FAIL build (release): are examples/echo_server.c and examples/echo_client.c there?"
   exit 1
 fi
 if [ "$use_wine" -eq 1 ]; then
   say "build: mingw preset (Windows x64)"
-  if ! { cmake --preset mingw && cmake --build --preset mingw --target echo_server echo_client; }; then
+  if ! { cmake --preset mingw &&
+    cmake --build --preset mingw --target echo_server echo_client tls_echo_server tls_echo_client; }; then
     echo "FAIL build (mingw)"
     exit 1
   fi
 fi
 mkdir -p "$logdir"
+certs="$root/build/tls-certs"
+bash scripts/tls-certs.sh "$certs" >/dev/null || { echo "FAIL certificates (scripts/tls-certs.sh)"; exit 1; }
+tls_srv=(--cert "$certs/server.pem" --key "$certs/server.key")
+tls_cli=(--ca "$certs/ca.pem" --server-name localhost --count 200 --size 4096)
 
 for m in "${modes[@]}"; do
   run_pair "linux server + linux client, $m mode" TERM \
     "$native/echo_server" --port 0 --mode "$m" -- \
     "$native/echo_client" --port PORT --connections "$conns" --bytes "$nbytes" --mode "$m"
+  run_pair "TLS: linux server + linux client, $m mode" TERM \
+    "$native/tls_echo_server" --port 0 --mode "$m" "${tls_srv[@]}" -- \
+    "$native/tls_echo_client" --port PORT --mode "$m" "${tls_cli[@]}"
 done
 
 if [ "$use_wine" -eq 1 ]; then
@@ -82,6 +96,12 @@ if [ "$use_wine" -eq 1 ]; then
     run_pair "linux server + wine client (echo_client.exe), $m mode" TERM \
       "$native/echo_server" --port 0 --mode "$m" -- \
       "${wine_run[@]}" "$win/echo_client.exe" --port PORT --connections "$conns" --bytes "$nbytes" --mode "$m"
+    run_pair "TLS: linux server + wine client (tls_echo_client.exe, default engine), $m mode" TERM \
+      "$native/tls_echo_server" --port 0 --mode "$m" "${tls_srv[@]}" -- \
+      "${wine_run[@]}" "$win/tls_echo_client.exe" --port PORT --mode "$m" "${tls_cli[@]}"
+    run_pair "TLS: wine server (tls_echo_server.exe --engine openssl) + linux client, $m mode" INT \
+      "${wine_run[@]}" "$win/tls_echo_server.exe" --port 0 --mode "$m" --engine openssl "${tls_srv[@]}" -- \
+      "$native/tls_echo_client" --port PORT --mode "$m" "${tls_cli[@]}"
   done
 fi
 

@@ -25,6 +25,7 @@ packages=(
   libcmocka-dev liburing-dev strace valgrind
   mingw-w64 wine wine64
   libuv1-dev libevent-dev libboost-dev
+  libssl-dev openssl make perl
 )
 
 # --- 1. Debian packages --------------------------------------------------------
@@ -46,6 +47,9 @@ fi
 
 # --- 2. cmocka for the mingw-w64 build -----------------------------------------
 bash "$root/cmake/build-cmocka-mingw.sh" </dev/null
+
+# --- 2b. OpenSSL 3 for the mingw-w64 build (the TLS engine under Wine) ----------
+bash "$root/cmake/build-openssl-mingw.sh" </dev/null
 
 # --- 3. the private Wine prefix ------------------------------------------------
 if [ "${CPORT_SETUP_NO_WINE:-0}" = "1" ]; then

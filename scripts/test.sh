@@ -266,12 +266,35 @@ soak_smoke() {
   sed 's/^/  /' "$log"
 }
 
+# TLS interop with the openssl command (scripts/tls-interop.sh): the
+# debug build's examples both ways on every Linux backend and mode, and
+# the Windows build's under Wine when the mingw preset ran.
+tls_interop() {
+  local log="$root/build/test-logs/tls-interop.log" t0=$SECONDS win=()
+  if [ ! -x "$root/build/debug/tls_echo_server" ]; then
+    record "tls interop" FAIL "no build/debug/tls_echo_server (a build without TLS?)"
+    return
+  fi
+  [ -x "$root/build/mingw/tls_echo_client.exe" ] && win=("WIN_BUILD=$root/build/mingw")
+  say "tls interop: the examples against openssl s_client and s_server"
+  if env "${win[@]}" BACKENDS="${CPORT_TEST_BACKENDS:-epoll io_uring}" \
+    bash "$root/scripts/tls-interop.sh" "$root/build/debug" >"$log" 2>&1; then
+    record "tls interop: $(tail -n 1 "$log") ($(elapsed $((SECONDS - t0))))" PASS
+  else
+    record "tls interop: $(tail -n 1 "$log")" FAIL "log: $log"
+  fi
+  grep -E '^(PASS|FAIL)' "$log" | sed 's/^/  /'
+}
+
 if [ -z "$only" ]; then
   say "echo load"
   echo_load
 fi
 hostile_peers
-if [ -z "$only" ]; then soak_smoke; fi
+if [ -z "$only" ]; then
+  tls_interop
+  soak_smoke
+fi
 for r in "${results[@]}"; do rows+=("$r"); done
 [ "$n_fail" -eq 0 ] || failed=1
 

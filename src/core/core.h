@@ -111,6 +111,22 @@ void cp_op_effects(cp_sock *s, const cp_op *op);
  * counts (multi.c). */
 void cp_ubuf_hand_over(void *buf);
 
+/* Where a user's op goes: the socket's filter, or its backend. */
+static inline int cp_start(cp_sock *s, cp_op *op) {
+  return s->filtered ? s->filtered->ops->start(s, op) : s->ctx->be->start(s, op);
+}
+
+static inline void cp_stop(cp_sock *s, cp_op *op) {
+  if (s->filtered)
+    s->filtered->ops->cancel(s, op);
+  else
+    s->ctx->be->cancel(s, op);
+}
+
+/* An op with no buffer (CPORT_OP_TLS_HANDSHAKE, CPORT_OP_TLS_SHUTDOWN)
+ * through the one submit path, with its three outcomes (io.c). */
+int cp_io_call(cport_socket id, uint8_t kind, int timeout, cport_handle *handle);
+
 /* Multishot ops (multi.c). */
 /* Sets up a multishot op just recorded (a recv gets its cp_bufs). */
 int cp_multi_begin(cp_sock *s, cp_op *op);

@@ -45,6 +45,7 @@ static const err_text k_errors[] = {
     {CPORT_EUNKNOWN, "CPORT_EUNKNOWN", "unknown system error"},
     {CPORT_ENONAME, "CPORT_ENONAME", "no such host or service name"},
     {CPORT_EAGAIN, "CPORT_EAGAIN", "temporary failure, try again"},
+    {CPORT_ETLS, "CPORT_ETLS", "TLS failed"},
 };
 
 static const err_text *find(int err) {

@@ -113,7 +113,8 @@ enum cp_sock_state { CP_SOCK_FREE = 0, CP_SOCK_OPEN = 1, CP_SOCK_ZOMBIE = 2 };
  * more than epoll, and every byte is paid per connection. */
 
 typedef struct cp_sock cp_sock;
-typedef struct cp_bufs cp_bufs; /* a multishot recv's chunks (multi.c) */
+typedef struct cp_bufs cp_bufs;         /* a multishot recv's chunks (multi.c) */
+typedef struct cp_filtered cp_filtered; /* a socket's filter (TLS), below */
 
 typedef struct cp_op {
   /* In its socket's list for dir while it runs; once it ends, next links it
@@ -141,6 +142,7 @@ typedef struct cp_op {
   uint8_t paused;     /* a multishot recv waits for its chunks to be released */
   uint8_t kbuf;       /* a multishot recv whose chunks' buffers the OS picks (multi.c) */
   uint8_t os_multi;   /* the OS holds a multishot request for it: started stays set */
+  uint8_t raw;        /* a filter's own op (cp_raw_post): its end goes to the filter */
   unsigned flags;     /* CPORT_WAITALL */
   unsigned msg_flags; /* result: CPORT_MSG_TRUNC */
   char *buf;          /* user messages: the pointer posted */
@@ -196,8 +198,9 @@ struct cp_sock {
   cport_socket id;   /* the handle users hold (kept while a zombie drains) */
   cport_ctx *ctx;
   cport_queue *owner;
-  cp_list dirs[2]; /* pending operations, FIFO per direction */
-  int be_refs;     /* backend-held references that delay freeing the slot */
+  cp_list dirs[2];       /* pending operations, FIFO per direction: the ones the backend runs */
+  cp_filtered *filtered; /* a filter between the user's ops and the backend, or NULL */
+  int be_refs;           /* backend-held references that delay freeing the slot */
   uint64_t next_handle;
   uint64_t bytes_in, bytes_out;
   uint64_t reads, writes;
@@ -327,6 +330,51 @@ void cp_sock_drain(cp_sock *s);
 
 /* The pending op a handle names, or NULL (ended, or never one of s). */
 cp_op *cp_op_find(cp_sock *s, cport_handle handle);
+
+/* ---- filters (docs/design.md §10) ---------------------------------------- */
+
+/* A filter stands between a socket's user ops and its backend (TLS: the
+ * user's plaintext against the wire's records). The core calls it where it
+ * would call the backend for a user's op; the backend then sees only the
+ * filter's raw ops, in s->dirs, while the user's wait in the filter's own
+ * lists. Every function is called with the socket's mutex held. */
+typedef struct cp_filter {
+  /* Start a user's op (recorded, in its list): as cp_backend.start. The
+   * filter ends it later through cp_op_done. */
+  int (*start)(cp_sock *s, cp_op *op);
+  /* Stop a user's op (op->cancelled set): end it, now or later. */
+  void (*cancel)(cp_sock *s, cp_op *op);
+  /* The socket closes (every op's closed flag set): end the user's ops;
+   * the backend's sock_close then ends the raw ones. */
+  void (*close)(cp_sock *s);
+  /* A raw op ended (status, done set): the filter owns its record and
+   * frees it with cp_op_free. */
+  void (*raw_done)(cp_sock *s, cp_op *op);
+  /* The slot is freed (nothing pending): release the filter's state. */
+  void (*release)(cp_sock *s);
+} cp_filter;
+
+/* The head of a filter's per-socket state (s->filtered). */
+struct cp_filtered {
+  const cp_filter *ops;
+  cp_list dirs[2]; /* the user's pending ops, FIFO per direction */
+};
+
+/* The lists of the user's pending ops. */
+static inline cp_list *cp_user_dirs(cp_sock *s) {
+  return s->filtered ? s->filtered->dirs : s->dirs;
+}
+
+/* The list op waits in. */
+static inline cp_list *cp_op_list(cp_sock *s, const cp_op *op) {
+  return op->raw ? &s->dirs[op->dir] : &cp_user_dirs(s)[op->dir];
+}
+
+/* Posts a raw op of s's filter: a record of proto (kind, dir, buf, len,
+ * flags) on the backend, behind the raw ops of its direction. Its end,
+ * even at once, goes to the filter's raw_done. CPORT_OK, or CPORT_ENOMEM
+ * (nothing posted). */
+int cp_raw_post(cp_sock *s, const cp_op *proto);
 
 /* The backend's per-context state: ctx->be is owned by the backend. */
 void *cp_ctx_backend(cport_ctx *ctx);

@@ -33,13 +33,17 @@ static bool alloc_buffer(cp_sock *s, cp_op *op) {
 
 static int dir_of(uint8_t kind) {
   return kind == CPORT_OP_ACCEPT || kind == CPORT_OP_RECV || kind == CPORT_OP_RECVFROM ||
-                 kind == CPORT_OP_RECVMSG
+                 kind == CPORT_OP_RECVMSG || kind == CPORT_OP_TLS_HANDSHAKE
              ? CP_RD
              : CP_WR;
 }
 
-static bool select_pending(const cp_sock *s, int dir) {
-  for (const cp_op *op = s->dirs[dir].head; op; op = op->next)
+static bool tls_kind(uint8_t kind) {
+  return kind == CPORT_OP_TLS_HANDSHAKE || kind == CPORT_OP_TLS_SHUTDOWN;
+}
+
+static bool select_pending(cp_sock *s, int dir) {
+  for (const cp_op *op = cp_user_dirs(s)[dir].head; op; op = op->next)
     if (op->select && op->state == CP_OP_PENDING && !op->cancelled) return true;
   return false;
 }
@@ -48,9 +52,9 @@ static bool select_pending(const cp_sock *s, int dir) {
  * direction's only ones, so they need no ordering against others. A
  * cancelled select op makes no message (io_uring keeps it until the kernel
  * lets go), so it is no conflict. Other calls pay one flag test. */
-static bool multi_conflict(const cp_sock *s, int dir, bool multi) {
+static bool multi_conflict(cp_sock *s, int dir, bool multi) {
   if (s->multi[dir] || !multi) return s->multi[dir];
-  for (const cp_op *op = s->dirs[dir].head; op; op = op->next)
+  for (const cp_op *op = cp_user_dirs(s)[dir].head; op; op = op->next)
     if (!(op->select && op->cancelled)) return true;
   return false;
 }
@@ -75,8 +79,11 @@ static int check_sendto(const cp_sock *s, const request *rq) {
   return check_target(s, rq->addr);
 }
 
-/* Whether the call makes sense in the socket's state. */
+/* Whether the call makes sense in the socket's state. A TLS socket's
+ * filter carries sends, recvs and its own ops only. */
 static int check_state(const cp_sock *s, const request *rq, bool select) {
+  if (s->filtered && rq->kind != CPORT_OP_SEND && rq->kind != CPORT_OP_RECV && !tls_kind(rq->kind))
+    return CPORT_EOPNOTSUPP;
   switch (rq->kind) {
   case CPORT_OP_ACCEPT: return s->listening ? CPORT_OK : CPORT_EINVAL;
   case CPORT_OP_CONNECT: return check_connect(s, rq, select);
@@ -148,7 +155,7 @@ static void finish_now(cp_sock *s, cp_op *op, int rc, result *res) {
 /* otp.recv_timeout or otp.send_timeout, for the sends and recvs they
  * cover (accept and connect take cport_deadline only). */
 static int default_deadline(const cp_sock *s, const cp_op *op) {
-  if (op->kind == CPORT_OP_ACCEPT || op->kind == CPORT_OP_CONNECT) return 0;
+  if (op->kind == CPORT_OP_ACCEPT || op->kind == CPORT_OP_CONNECT || tls_kind(op->kind)) return 0;
   return op->dir == CP_RD ? s->recv_timeout : s->send_timeout;
 }
 
@@ -173,9 +180,10 @@ static int start_record(cp_sock *s, cp_op *proto, result *res, cport_handle *han
     return CPORT_ENOMEM;
   }
   int dir = op->dir;
-  bool first = s->dirs[dir].head == NULL;
-  cp_list_append(&s->dirs[dir], op);
-  int rc = s->ctx->be->start(s, op);
+  cp_list *list = &cp_user_dirs(s)[dir];
+  bool first = list->head == NULL;
+  cp_list_append(list, op);
+  int rc = cp_start(s, op);
   if ((rc == CPORT_OK && !first) || (rc != CP_PENDING && deferred(s, op))) {
     /* Finished, but ops posted before it have not (it waits its turn), or
      * the socket wants every end as a message. */
@@ -184,7 +192,7 @@ static int start_record(cp_sock *s, cp_op *proto, result *res, cport_handle *han
     return CPORT_COMPLETION;
   }
   if (rc == CPORT_OK || rc < 0) {
-    cp_list_remove(&s->dirs[dir], op);
+    cp_list_remove(list, op);
     if (op->deadline) cp_deadline_disarm(s, op);
     finish_now(s, op, rc, res);
     cp_op_free(s, op);
@@ -219,7 +227,7 @@ static int start_multi(cp_sock *s, const cp_op *proto, cport_handle *handle) {
     cp_op_free(s, op);
     return rc;
   }
-  cp_list_append(&s->dirs[op->dir], op);
+  cp_list_append(&cp_user_dirs(s)[op->dir], op);
   s->multi[op->dir] = 1; /* until cp_multi_end */
   *handle = op->handle;
   cp_multi_arm(s, op);
@@ -229,8 +237,8 @@ static int start_multi(cp_sock *s, const cp_op *proto, cport_handle *handle) {
 /* A connect is left out: it nearly always waits, and a socket must not be
  * left connecting with no op should its record fail to allocate. */
 static bool can_try_now(const cp_sock *s, const cp_op *op) {
-  return s->ctx->be->try_now && !s->dirs[op->dir].head && op->kind != CPORT_OP_CONNECT &&
-         !deferred(s, op);
+  return s->ctx->be->try_now && !s->filtered && !s->dirs[op->dir].head &&
+         op->kind != CPORT_OP_CONNECT && !deferred(s, op);
 }
 
 static int try_first(cp_sock *s, cp_op *proto, result *res, cport_handle *handle) {
@@ -250,7 +258,8 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
                   cport_handle *handle) {
   cp_sock *s = cp_sock_lock(id);
   if (!s) return CPORT_EBADF;
-  bool select = s->select_mode && !dest && !rq->multi; /* a multishot op carries results */
+  /* A multishot op carries results, and so do TLS's own. */
+  bool select = s->select_mode && !dest && !rq->multi && !tls_kind(rq->kind);
   int dir = dir_of(rq->kind);
   int rc = check_state(s, rq, select);
   if (rc == CPORT_OK && select && select_pending(s, dir)) rc = CPORT_EALREADY;
@@ -438,6 +447,12 @@ int cport_recv_alloc(cport_socket s, unsigned flags, int timeout, void **buf, si
   else
     *buf = res.buf;
   return rc;
+}
+
+int cp_io_call(cport_socket id, uint8_t kind, int timeout, cport_handle *handle) {
+  request rq = {.kind = kind};
+  result res;
+  return run(id, &rq, timeout, &res, handle);
 }
 
 static int submit_multi(cport_socket id, uint8_t kind, cport_handle *handle) {

@@ -60,7 +60,7 @@ int cp_multi_begin(cp_sock *s, cp_op *op) {
   b->handle = op->handle;
   op->bufs = b;
   const cp_backend *be = s->ctx->be;
-  op->kbuf = be->kernel_buffers && be->kernel_buffers(s, op);
+  op->kbuf = !s->filtered && be->kernel_buffers && be->kernel_buffers(s, op);
   return CPORT_OK;
 }
 
@@ -137,7 +137,7 @@ void cp_multi_arm(cp_sock *s, cp_op *op) {
   int rc;
   do {
     if (!renew(s, op)) return;
-    rc = s->ctx->be->start(s, op);
+    rc = cp_start(s, op);
     if (rc == CP_PENDING) return;
   } while (goes_on(s, op, rc) && deliver_more(s, op));
   cp_op_end(op, rc);

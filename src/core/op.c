@@ -183,7 +183,7 @@ void cp_sock_drain(cp_sock *s) {
 
 cp_op *cp_op_find(cp_sock *s, cport_handle handle) {
   for (int dir = CP_RD; dir <= CP_WR; dir++)
-    for (cp_op *op = s->dirs[dir].head; op; op = op->next)
+    for (cp_op *op = cp_user_dirs(s)[dir].head; op; op = op->next)
       if (op->handle == handle && op->state == CP_OP_PENDING) return op;
   return NULL;
 }
@@ -233,6 +233,10 @@ static bool make_message(const cp_sock *s, cp_op *op) {
 
 /* Hands op to its queue, which frees it once the message is taken. */
 void cp_op_deliver(cp_sock *s, cp_op *op) {
+  if (op->raw) {
+    s->filtered->ops->raw_done(s, op);
+    return;
+  }
   if (op->deadline) cp_deadline_disarm(s, op);
   if (!make_message(s, op)) {
     cp_op_free(s, op);
@@ -244,13 +248,31 @@ void cp_op_deliver(cp_sock *s, cp_op *op) {
   cp_queue_push(q, op, s->spare_op ? NULL : &s->spare_op);
 }
 
-void cp_deliver_ready(cp_sock *s, int dir) {
-  cp_list *l = &s->dirs[dir];
+static void deliver_list(cp_sock *s, cp_list *l) {
   while (l->head && l->head->state == CP_OP_DONE) {
     cp_op *op = l->head;
     cp_list_remove(l, op);
     cp_op_deliver(s, op);
   }
+}
+
+/* A filtered socket has two lists per direction: its raw ops' ends go to
+ * the filter, which may end user ops, so the raw list goes first. */
+void cp_deliver_ready(cp_sock *s, int dir) {
+  deliver_list(s, &s->dirs[dir]);
+  if (s->filtered) deliver_list(s, &s->filtered->dirs[dir]);
+}
+
+int cp_raw_post(cp_sock *s, const cp_op *proto) {
+  cp_op *op = cp_op_record(s, proto);
+  if (!op) return CPORT_ENOMEM;
+  op->raw = 1;
+  op->select = 0;
+  op->dest = NULL;
+  cp_list_append(&s->dirs[op->dir], op);
+  int rc = s->ctx->be->start(s, op);
+  if (rc != CP_PENDING) cp_op_done(op, rc); /* to raw_done, in order */
+  return CPORT_OK;
 }
 
 /* An op cancelled before it moved a byte carries nothing whose order could
@@ -272,8 +294,8 @@ void cp_op_end(cp_op *op, int status) {
   if (op->multi) cp_multi_end(op);
   op->status = status;
   op->state = CP_OP_DONE;
-  if (!op->select) cp_op_effects(s, op); /* a select op only waited */
-  cp_list *l = &s->dirs[op->dir];
+  if (!op->select && !op->raw) cp_op_effects(s, op); /* a select op only waited */
+  cp_list *l = cp_op_list(s, op);
   if (l->head != op && carries_nothing(op)) {
     cp_list_remove(l, op);
     cp_op_deliver(s, op);

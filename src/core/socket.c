@@ -77,8 +77,12 @@ int cp_sock_adopt(cp_sock *listener, uintptr_t os, cport_socket *out) {
 static void close_locked(cp_sock *s) {
   s->state = CP_SOCK_ZOMBIE;
   cp_registry_remove(s);
-  for (int dir = CP_RD; dir <= CP_WR; dir++)
+  for (int dir = CP_RD; dir <= CP_WR; dir++) {
     for (cp_op *op = s->dirs[dir].head; op; op = op->next) op->closed = 1;
+    if (s->filtered)
+      for (cp_op *op = s->filtered->dirs[dir].head; op; op = op->next) op->closed = 1;
+  }
+  if (s->filtered) s->filtered->ops->close(s);
   s->ctx->be->sock_close(s);
 }
 
@@ -198,8 +202,8 @@ int cport_info_get(cport_socket id, cport_info *info) {
       .listening = s->listening,
       .connected = s->connected,
       .bound = s->bound,
-      .pending_reads = live_ops(&s->dirs[CP_RD]),
-      .pending_writes = live_ops(&s->dirs[CP_WR]),
+      .pending_reads = live_ops(&cp_user_dirs(s)[CP_RD]),
+      .pending_writes = live_ops(&cp_user_dirs(s)[CP_WR]),
       .bytes_in = s->bytes_in,
       .bytes_out = s->bytes_out,
       .reads = s->reads,
@@ -216,7 +220,7 @@ int cport_cancel(cport_socket id, cport_handle handle) {
   if (found && found->cancelled) found = NULL; /* its end is on the way */
   if (found) {
     found->cancelled = 1;
-    s->ctx->be->cancel(s, found);
+    cp_stop(s, found);
   }
   cp_sock_unlock(s);
   return found ? CPORT_OK : CPORT_ENOTFOUND;

@@ -123,12 +123,15 @@ static void send_close_message(cp_sock *s) {
 
 /* A zombie with nothing pending goes back to the free list. */
 void cp_sock_unlock(cp_sock *s) {
-  bool idle = !s->dirs[CP_RD].head && !s->dirs[CP_WR].head;
+  bool idle = !s->dirs[CP_RD].head && !s->dirs[CP_WR].head &&
+              (!s->filtered || (!s->filtered->dirs[CP_RD].head && !s->filtered->dirs[CP_WR].head));
   if (s->state == CP_SOCK_ZOMBIE && idle && s->close_op) send_close_message(s);
   bool drained = s->state == CP_SOCK_ZOMBIE && idle && s->be_refs == 0;
   cport_queue *owner = s->owner;
   cp_op *spare = drained ? s->spare_op : NULL;
   if (drained) {
+    if (s->filtered) s->filtered->ops->release(s);
+    s->filtered = NULL;
     s->state = CP_SOCK_FREE;
     s->spare_op = NULL;
   }

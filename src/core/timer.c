@@ -342,7 +342,7 @@ static void expire(cport_socket id, cport_handle handle, cport_handle timer) {
     op->deadline = 0;
     op->timed_out = 1;
     op->cancelled = 1;
-    s->ctx->be->cancel(s, op);
+    cp_stop(s, op);
   }
   cp_sock_unlock(s);
 }

@@ -1,0 +1,445 @@
+/* The OpenSSL 3 engine: a session is an SSL object between two memory
+ * BIOs, so it makes no system call and the records still move through
+ * the socket's own operations (filter.c). OpenSSL's verification is
+ * replaced whole (SSL_CTX_set_cert_verify_callback) by cport's: the
+ * peer's chain against the configuration's roots or the system's, and
+ * its name by verify.c (docs/design.md §10). A refusal there fails the
+ * handshake inside OpenSSL, which then sends the peer its alert. */
+#include "tls.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+#ifdef _WIN32
+#include <wincrypt.h>
+#include <windows.h>
+#endif
+
+#define MAX_SANS 64
+
+typedef struct ossl_ctx {
+  SSL_CTX *ssl;
+  X509_STORE *roots; /* the configuration's, or the system's */
+} ossl_ctx;
+
+typedef struct ossl_sess {
+  SSL *ssl;
+  BIO *in, *out; /* records from the peer; records to send */
+  const tls_config *cfg;
+  X509_STORE *roots;
+  bool refused; /* cport's check said no: reason is its, not OpenSSL's */
+  char reason[160];
+} ossl_sess;
+
+/* ---- reasons ------------------------------------------------------------- */
+
+/* The first queued OpenSSL error (or what), into s->reason; the queue is
+ * emptied so the next session starts clean. */
+static void set_reason(ossl_sess *s, const char *what) {
+  unsigned long e = ERR_peek_error();
+  if (s->refused) {
+    /* the reason check_chain wrote */
+  } else if (e != 0 && !what && ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+    snprintf(s->reason, sizeof s->reason, "the peer presented no certificate");
+  } else if (e != 0 && !what) {
+    char buf[120];
+    ERR_error_string_n(e, buf, sizeof buf);
+    const char *r = ERR_reason_error_string(e);
+    snprintf(s->reason, sizeof s->reason, "%s", r ? r : buf);
+  } else {
+    snprintf(s->reason, sizeof s->reason, "%s", what ? what : "TLS failed");
+  }
+  ERR_clear_error();
+}
+
+static void set_errbuf(char *err, size_t len, const char *what) {
+  unsigned long e = ERR_get_error();
+  const char *r = e ? ERR_reason_error_string(e) : NULL;
+  if (r)
+    snprintf(err, len, "%s: %s", what, r);
+  else
+    snprintf(err, len, "%s", what);
+  ERR_clear_error();
+}
+
+/* ---- the configuration's context ------------------------------------------ */
+
+static int check_chain(X509_STORE_CTX *x, void *arg);
+
+/* ALPN on a server: the first of the client's offers that the
+ * configuration lists; none in common, no ALPN. */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg) {
+  const tls_config *cfg = arg;
+  (void)ssl;
+  unsigned char *sel = NULL;
+  if (cfg->alpn_len == 0) return SSL_TLSEXT_ERR_NOACK;
+  if (SSL_select_next_proto(&sel, outlen, cfg->alpn, (unsigned)cfg->alpn_len, in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK;
+  *out = sel;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* Every certificate of a PEM text into the store. */
+static bool load_roots(X509_STORE *st, const char *pem, size_t len) {
+  BIO *b = BIO_new_mem_buf(pem, (int)len);
+  if (!b) return false;
+  int n = 0;
+  X509 *x;
+  while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+    if (X509_STORE_add_cert(st, x) == 1) n++;
+    X509_free(x);
+  }
+  ERR_clear_error(); /* the end of the text reads as an error */
+  BIO_free(b);
+  return n > 0;
+}
+
+/* The system's roots: on Windows its ROOT store (OpenSSL's default paths
+ * name a directory of the build machine there), elsewhere OpenSSL's
+ * default file and directory. */
+static void load_system_roots(X509_STORE *st) {
+#ifdef _WIN32
+  HCERTSTORE sys = CertOpenSystemStoreW(0, L"ROOT");
+  if (!sys) return;
+  PCCERT_CONTEXT c = NULL;
+  while ((c = CertEnumCertificatesInStore(sys, c)) != NULL) {
+    const unsigned char *der = c->pbCertEncoded;
+    X509 *x = d2i_X509(NULL, &der, (long)c->cbCertEncoded);
+    if (x) X509_STORE_add_cert(st, x);
+    X509_free(x);
+  }
+  CertCloseStore(sys, 0);
+  ERR_clear_error();
+#else
+  X509_STORE_set_default_paths(st);
+#endif
+}
+
+/* The leaf, the chain after it and the key of a PEM text. */
+static bool load_identity(SSL_CTX *ssl, const tls_config *cfg, char *err, size_t len) {
+  BIO *b = BIO_new_mem_buf(cfg->cert, (int)cfg->cert_len);
+  X509 *leaf = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+  bool ok = leaf && SSL_CTX_use_certificate(ssl, leaf) == 1;
+  X509_free(leaf);
+  X509 *x;
+  while (ok && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+    if (SSL_CTX_add0_chain_cert(ssl, x) != 1) {
+      X509_free(x);
+      ok = false;
+    }
+  BIO_free(b);
+  if (!ok) {
+    set_errbuf(err, len, "the certificate could not be read");
+    return false;
+  }
+  ERR_clear_error();
+  b = BIO_new_mem_buf(cfg->key, (int)cfg->key_len);
+  EVP_PKEY *key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+  BIO_free(b);
+  ok = key && SSL_CTX_use_PrivateKey(ssl, key) == 1 && SSL_CTX_check_private_key(ssl) == 1;
+  EVP_PKEY_free(key);
+  if (!ok) set_errbuf(err, len, "the private key could not be read or does not match");
+  return ok;
+}
+
+static void ctx_free(void *p) {
+  ossl_ctx *c = p;
+  SSL_CTX_free(c->ssl);
+  X509_STORE_free(c->roots);
+  cp_free(c);
+}
+
+static ossl_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
+  ossl_ctx *c = cp_calloc(1, sizeof *c);
+  if (!c) {
+    snprintf(err, len, "no memory");
+    return NULL;
+  }
+  bool client = cfg->role == CPORT_TLS_CLIENT;
+  c->ssl = SSL_CTX_new(client ? TLS_client_method() : TLS_server_method());
+  c->roots = X509_STORE_new();
+  bool ok = c->ssl && c->roots;
+  if (!ok) set_errbuf(err, len, "no TLS context");
+  if (ok)
+    ok = SSL_CTX_set_min_proto_version(
+             c->ssl, cfg->min_version == CPORT_TLS_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION) == 1;
+  if (ok && cfg->ca && !load_roots(c->roots, cfg->ca, cfg->ca_len)) {
+    snprintf(err, len, "no certificate in the trusted roots given");
+    ok = false;
+  }
+  if (ok && !cfg->ca) load_system_roots(c->roots);
+  if (ok && cfg->cert) ok = load_identity(c->ssl, cfg, err, len);
+  if (ok && !client && !cfg->cert) {
+    snprintf(err, len, "a server needs a certificate and key");
+    ok = false;
+  }
+  if (ok && client && cfg->alpn_len > 0 &&
+      SSL_CTX_set_alpn_protos(c->ssl, cfg->alpn, (unsigned)cfg->alpn_len) != 0) {
+    set_errbuf(err, len, "ALPN");
+    ok = false;
+  }
+  if (!ok) {
+    ctx_free(c);
+    return NULL;
+  }
+  if (!client) SSL_CTX_set_alpn_select_cb(c->ssl, select_alpn, (void *)(uintptr_t)cfg);
+  /* A server asks for a certificate unless told not to (and refuses a
+   * client without one in VERIFY_PEER); the answer is check_chain's. */
+  int mode = cfg->verify == CPORT_TLS_VERIFY_NONE ? SSL_VERIFY_NONE : SSL_VERIFY_PEER;
+  if (!client && cfg->verify == CPORT_TLS_VERIFY_PEER) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+  SSL_CTX_set_verify(c->ssl, mode, NULL);
+  SSL_CTX_set_cert_verify_callback(c->ssl, check_chain, NULL);
+  SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(c->ssl, 0); /* no resumption: no tickets to send */
+  return c;
+}
+
+/* The configuration's context, made by the first session that needs it. */
+static ossl_ctx *ctx_of(tls_config *cfg, char *err, size_t len) {
+  int id = CPORT_TLS_ENGINE_OPENSSL;
+  cp_mutex_lock(&cfg->mu);
+  ossl_ctx *c = cfg->engine_ctx[id];
+  if (!c && (c = ctx_new(cfg, err, len)) != NULL) {
+    cfg->engine_ctx[id] = c;
+    cfg->engine_free_ctx[id] = ctx_free;
+  }
+  cp_mutex_unlock(&cfg->mu);
+  return c;
+}
+
+/* ---- sessions ------------------------------------------------------------- */
+
+static void session_free(void *p) {
+  ossl_sess *s = p;
+  SSL_free(s->ssl); /* and its BIOs */
+  cp_free(s);
+}
+
+static void *session_new(const tls_config *cfg, char *err, size_t len) {
+  ERR_clear_error();
+  ossl_ctx *c = ctx_of((tls_config *)(uintptr_t)cfg, err, len);
+  if (!c) return NULL;
+  ossl_sess *s = cp_calloc(1, sizeof *s);
+  if (!s) {
+    snprintf(err, len, "no memory");
+    return NULL;
+  }
+  s->cfg = cfg;
+  s->roots = c->roots;
+  s->ssl = SSL_new(c->ssl);
+  s->in = BIO_new(BIO_s_mem());
+  s->out = BIO_new(BIO_s_mem());
+  if (!s->ssl || !s->in || !s->out) {
+    BIO_free(s->in);
+    BIO_free(s->out);
+    SSL_free(s->ssl);
+    cp_free(s);
+    set_errbuf(err, len, "no TLS session");
+    return NULL;
+  }
+  BIO_set_mem_eof_return(s->in, -1); /* empty means "more to come", not EOF */
+  SSL_set_app_data(s->ssl, s);       /* for check_chain */
+  SSL_set_bio(s->ssl, s->in, s->out);
+  if (cfg->role == CPORT_TLS_CLIENT) {
+    unsigned char ip[16];
+    size_t ip_len;
+    SSL_set_connect_state(s->ssl);
+    if (cfg->server_name && !tls_parse_ip(cfg->server_name, ip, &ip_len))
+      SSL_set_tlsext_host_name(s->ssl, cfg->server_name);
+  } else {
+    SSL_set_accept_state(s->ssl);
+  }
+  return s;
+}
+
+static int feed(void *p, const void *buf, size_t len) {
+  ossl_sess *s = p;
+  size_t n = 0;
+  return BIO_write_ex(s->in, buf, len, &n) == 1 && n == len ? TLS_OK : TLS_FAIL;
+}
+
+/* The peer's subject alternative names, for verify.c. */
+static bool name_matches(X509 *leaf, const char *want) {
+  GENERAL_NAMES *names = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+  const char *dns[MAX_SANS];
+  const unsigned char *ips[MAX_SANS];
+  size_t ip_lens[MAX_SANS], n_dns = 0, n_ips = 0;
+  int n = names ? sk_GENERAL_NAME_num(names) : 0;
+  for (int i = 0; i < n; i++) {
+    const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+    if (g->type == GEN_DNS && n_dns < MAX_SANS) {
+      const ASN1_STRING *str = g->d.dNSName;
+      const char *text = (const char *)ASN1_STRING_get0_data(str);
+      if (strlen(text) == (size_t)ASN1_STRING_length(str)) dns[n_dns++] = text; /* no NUL inside */
+    } else if (g->type == GEN_IPADD && n_ips < MAX_SANS) {
+      ips[n_ips] = ASN1_STRING_get0_data(g->d.iPAddress);
+      ip_lens[n_ips++] = (size_t)ASN1_STRING_length(g->d.iPAddress);
+    }
+  }
+  bool ok = tls_name_matches(want, dns, n_dns, ips, ip_lens, n_ips);
+  GENERAL_NAMES_free(names);
+  return ok;
+}
+
+/* The chain to a trusted root, within its dates, for the peer's role. */
+static bool chain_ok(ossl_sess *s, X509 *leaf, STACK_OF(X509) * chain, int *err) {
+  X509_STORE_CTX *x = X509_STORE_CTX_new();
+  bool ok = x && X509_STORE_CTX_init(x, s->roots, leaf, chain) == 1;
+  if (ok)
+    X509_STORE_CTX_set_purpose(x, s->cfg->role == CPORT_TLS_CLIENT ? X509_PURPOSE_SSL_SERVER
+                                                                   : X509_PURPOSE_SSL_CLIENT);
+  *err = X509_V_ERR_OUT_OF_MEM;
+  if (ok && X509_verify_cert(x) != 1) {
+    int e = *err = X509_STORE_CTX_get_error(x);
+    const char *why = e == X509_V_ERR_CERT_HAS_EXPIRED              ? "certificate has expired"
+                      : e == X509_V_ERR_CERT_NOT_YET_VALID          ? "certificate is not yet valid"
+                      : e == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ? "self-signed certificate"
+                      : e == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+                              e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                              e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
+                          ? "unknown CA"
+                          : X509_verify_cert_error_string(e);
+    snprintf(s->reason, sizeof s->reason, "certificate verify failed: %s", why);
+    ok = false;
+  } else if (!ok) {
+    snprintf(s->reason, sizeof s->reason, "no memory to check the certificate");
+  }
+  X509_STORE_CTX_free(x);
+  ERR_clear_error();
+  return ok;
+}
+
+/* OpenSSL's whole verification, replaced: cport's checks by the
+ * configuration's mode. 0 fails the handshake with the alert that x's
+ * error names. */
+static int check_chain(X509_STORE_CTX *x, void *arg) {
+  (void)arg;
+  SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+  ossl_sess *s = ssl ? SSL_get_app_data(ssl) : NULL;
+  X509 *leaf = X509_STORE_CTX_get0_cert(x);
+  if (!s || !leaf) return 0;
+  const tls_config *cfg = s->cfg;
+  if (cfg->verify == CPORT_TLS_VERIFY_NONE) return 1;
+  int err = X509_V_OK;
+  if (!chain_ok(s, leaf, X509_STORE_CTX_get0_untrusted(x), &err)) {
+    s->refused = true;
+    X509_STORE_CTX_set_error(x, err);
+    return 0;
+  }
+  if (cfg->role == CPORT_TLS_CLIENT && cfg->server_name && !name_matches(leaf, cfg->server_name)) {
+    snprintf(s->reason, sizeof s->reason,
+             "certificate verify failed: host name mismatch (%s is not in its names)",
+             cfg->server_name);
+    s->refused = true;
+    X509_STORE_CTX_set_error(x, X509_V_ERR_HOSTNAME_MISMATCH);
+    return 0;
+  }
+  return 1;
+}
+
+/* What an SSL call's result means for the filter. */
+static int outcome(ossl_sess *s, int ret) {
+  int e = SSL_get_error(s->ssl, ret);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return TLS_WANT;
+  if (e == SSL_ERROR_ZERO_RETURN) return TLS_CLOSED;
+  set_reason(s, e == SSL_ERROR_SSL ? NULL : "the TLS stream broke");
+  return TLS_FAIL;
+}
+
+static int handshake(void *p) {
+  ossl_sess *s = p;
+  int ret = SSL_do_handshake(s->ssl);
+  if (ret == 1) return TLS_OK;
+  int rc = outcome(s, ret);
+  return rc == TLS_CLOSED ? TLS_FAIL : rc;
+}
+
+static int encrypt(void *p, const void *buf, size_t len) {
+  ossl_sess *s = p;
+  size_t off = 0;
+  while (off < len) { /* a memory BIO never pushes back: each call takes a record or more */
+    size_t n = 0;
+    int ret = SSL_write_ex(s->ssl, (const char *)buf + off, len - off, &n);
+    if (ret != 1) {
+      (void)outcome(s, ret); /* the reason */
+      return TLS_FAIL;
+    }
+    off += n;
+  }
+  return TLS_OK;
+}
+
+static int decrypt(void *p, void *buf, size_t len, size_t *got) {
+  ossl_sess *s = p;
+  *got = 0;
+  int ret = SSL_read_ex(s->ssl, buf, len, got);
+  return ret == 1 ? TLS_OK : outcome(s, ret);
+}
+
+static size_t in_pending(void *p) {
+  ossl_sess *s = p;
+  return BIO_ctrl_pending(s->in) + (SSL_has_pending(s->ssl) ? 1u : 0u);
+}
+
+static size_t out_pending(void *p) {
+  ossl_sess *s = p;
+  return BIO_ctrl_pending(s->out);
+}
+
+static size_t take(void *p, void *buf, size_t cap) {
+  ossl_sess *s = p;
+  size_t n = 0;
+  return BIO_read_ex(s->out, buf, cap, &n) == 1 ? n : 0;
+}
+
+static int close_notify(void *p) {
+  ossl_sess *s = p;
+  int ret = SSL_shutdown(s->ssl); /* 0: sent, the peer's yet to come; 1: both */
+  if (ret >= 0) return TLS_OK;
+  set_reason(s, NULL);
+  return TLS_FAIL;
+}
+
+static void session_info(void *p, cport_tls_session *info) {
+  ossl_sess *s = p;
+  info->version = SSL_version(s->ssl) == TLS1_3_VERSION ? CPORT_TLS_1_3 : CPORT_TLS_1_2;
+  snprintf(info->cipher, sizeof info->cipher, "%s", SSL_get_cipher_name(s->ssl));
+  const unsigned char *alpn = NULL;
+  unsigned alpn_len = 0;
+  SSL_get0_alpn_selected(s->ssl, &alpn, &alpn_len);
+  if (alpn_len > 0) snprintf(info->alpn, sizeof info->alpn, "%.*s", (int)alpn_len, alpn);
+  X509 *peer = SSL_get0_peer_certificate(s->ssl);
+  if (peer)
+    X509_NAME_oneline(X509_get_subject_name(peer), info->peer_subject,
+                      (int)sizeof info->peer_subject);
+}
+
+static const char *error_text(void *p) {
+  ossl_sess *s = p;
+  return s->reason[0] ? s->reason : "TLS failed";
+}
+
+static const tls_engine engine = {
+    .id = CPORT_TLS_ENGINE_OPENSSL,
+    .name = "openssl",
+    .session_new = session_new,
+    .session_free = session_free,
+    .feed = feed,
+    .handshake = handshake,
+    .encrypt = encrypt,
+    .decrypt = decrypt,
+    .in_pending = in_pending,
+    .out_pending = out_pending,
+    .take = take,
+    .close_notify = close_notify,
+    .session_info = session_info,
+    .error = error_text,
+};
+
+const tls_engine *tls_engine_openssl(void) { return &engine; }
