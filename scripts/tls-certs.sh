@@ -15,6 +15,7 @@ set -euo pipefail
 
 dir="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/tls-certs}"
 mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)" # absolute: the CA's database below names it
 cd "$dir"
 # One run at a time (ctest may start two fixtures' set-ups together).
 exec 9>"$dir/.lock"
