@@ -45,10 +45,12 @@
 #                     (examples/tls_echo_server, completion mode, epoll or
 #                     io_uring), and the extras cport-tls-select (select
 #                     mode, epoll) openssl-epoll-ra (openssl_echo with
-#                     read-ahead: one recv per 16 KiB, not two); added to
-#                     the default SERVERS when a tls-* scenario is chosen
+#                     read-ahead: one recv per 16 KiB, not two); the
+#                     first three are the default when a tls-* scenario is
+#                     chosen (and the plain ones only with a plain scenario)
 #   SCENARIOS="..."   subset of: pp1 pp100 pp1000 stream10 connect50 idle10k
-#                     http tls-stream tls-handshake, and the extras
+#                     http (these by default), tls-stream tls-handshake (on request:
+#                     SCENARIOS="tls-stream tls-handshake"), and the extras
 #                     stream10q (loadgen ACKs at once: TCP_QUICKACK) and
 #                     stream10w1 (one chunk in flight). tls-stream: stream10
 #                     over TLS 1.3 (TLS_AES_256_GCM_SHA384, one 16 KiB chunk
@@ -96,12 +98,19 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 CPORT_ALT_BUILD=${CPORT_ALT_BUILD:-}
-SCENARIOS=${SCENARIOS:-"pp1 pp100 pp1000 stream10 connect50 idle10k http tls-stream tls-handshake"}
-DEFAULT_SERVERS="raw_epoll libuv libevent asio liburing cport-completion cport-select"
-[ -n "$CPORT_ALT_BUILD" ] && DEFAULT_SERVERS="$DEFAULT_SERVERS alt-completion alt-select"
-case " $SCENARIOS " in *" tls-"*)
-  DEFAULT_SERVERS="$DEFAULT_SERVERS openssl-epoll cport-tls-epoll cport-tls-uring" ;;
-esac
+SCENARIOS=${SCENARIOS:-"pp1 pp100 pp1000 stream10 connect50 idle10k http"}
+# The plain echo servers when a plain echo scenario is chosen, the TLS
+# servers when a tls-* one is.
+DEFAULT_SERVERS=""
+for sc in $SCENARIOS; do
+  case $sc in
+  http) ;;
+  tls-*) DEFAULT_TLS_SERVERS="openssl-epoll cport-tls-epoll cport-tls-uring" ;;
+  *) DEFAULT_SERVERS="raw_epoll libuv libevent asio liburing cport-completion cport-select"
+     [ -n "$CPORT_ALT_BUILD" ] && DEFAULT_SERVERS="$DEFAULT_SERVERS alt-completion alt-select" ;;
+  esac
+done
+DEFAULT_SERVERS="$DEFAULT_SERVERS ${DEFAULT_TLS_SERVERS:-}"
 SERVERS=${SERVERS:-$DEFAULT_SERVERS}
 TLS_CERTS=${TLS_CERTS:-$ROOT/build/tls-certs}
 DEFAULT_HTTP_SERVERS="libuv cport-completion cport-uring-completion"
