@@ -185,7 +185,7 @@ static struct {
   uint64_t max_msgs;
   size_t window;
   double timeout;
-  int quickack; /* TCP_QUICKACK after every recv */
+  int quickack;             /* TCP_QUICKACK after every recv */
   const char *tls_ca;       /* --tls: TLS, trusting these roots */
   const char *ciphersuites; /* --ciphersuites */
 } o = {M_PINGPONG, "127.0.0.1", 0, 1, 64, 5.0, 0, 0, 10.0, 0, NULL, "TLS_AES_256_GCM_SHA384"};
