@@ -47,7 +47,9 @@
 #                     mode, epoll) openssl-epoll-ra (openssl_echo with
 #                     read-ahead: one recv per 16 KiB, not two); the
 #                     first three are the default when a tls-* scenario is
-#                     chosen (and the plain ones only with a plain scenario)
+#                     chosen (and the plain ones only with a plain scenario);
+#                     alt-tls-epoll alt-tls-uring: CPORT_ALT_BUILD's
+#                     tls_echo_server (an A/B of a TLS engine patch)
 #   SCENARIOS="..."   subset of: pp1 pp100 pp1000 stream10 connect50 idle10k
 #                     http (these by default), tls-stream tls-handshake (on request:
 #                     SCENARIOS="tls-stream tls-handshake"), and the extras
@@ -220,6 +222,8 @@ tls_server_cmd() {
   cport-tls-epoll) echo "$CPORT_TLS_ECHO --port 0 $certs --mode completion --backend epoll" ;;
   cport-tls-select) echo "$CPORT_TLS_ECHO --port 0 $certs --mode select --backend epoll" ;;
   cport-tls-uring) echo "$CPORT_TLS_ECHO --port 0 $certs --mode completion --backend io_uring" ;;
+  alt-tls-epoll) echo "$CPORT_ALT_BUILD/tls_echo_server --port 0 $certs --mode completion --backend epoll" ;;
+  alt-tls-uring) echo "$CPORT_ALT_BUILD/tls_echo_server --port 0 $certs --mode completion --backend io_uring" ;;
   *) return 1 ;;
   esac
 }
