@@ -5,10 +5,21 @@
  *
  *   loadgen --port N [--host 127.0.0.1] --mode pingpong|stream|connect|idle|http
  *           [--conns C] [--size S] [--secs D] [--msgs N] [--window W]
- *           [--timeout T] [--quickack 0|1]
+ *           [--timeout T] [--quickack 0|1] [--tls CAFILE [--ciphersuites LIST]]
  *
  * --timeout: fail when nothing is echoed for T seconds (default 10).
  * --quickack 1: TCP_QUICKACK after every recv (default off).
+ * --tls CAFILE: every connection is TLS (OpenSSL 3, non-blocking, on the
+ *           same epoll loop): after the TCP connect a full handshake
+ *           (TLS 1.3 only, the server's chain checked against CAFILE, no
+ *           session resumption), then the mode's bytes as plaintext. The
+ *           mode's bytes are still counted and checked after decryption;
+ *           a connection ends with a close_notify (SSL_shutdown, once)
+ *           before close. --ciphersuites pins the TLS 1.3 suites
+ *           (default TLS_AES_256_GCM_SHA384, OpenSSL 3's first choice).
+ *           With --mode connect a message is a whole connect, handshake,
+ *           echo, close_notify, close cycle (handshakes per second).
+ *           Only when built with OpenSSL (LOADGEN_TLS).
  *
  * Modes:
  *   pingpong  C connections; each sends an S-byte message, waits for the
@@ -63,6 +74,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef LOADGEN_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Pattern: a pseudo-random table of prime length, stored with a tail so any  */
@@ -170,8 +185,10 @@ static struct {
   uint64_t max_msgs;
   size_t window;
   double timeout;
-  int quickack; /* TCP_QUICKACK after every recv */
-} o = {M_PINGPONG, "127.0.0.1", 0, 1, 64, 5.0, 0, 0, 10.0, 0};
+  int quickack;             /* TCP_QUICKACK after every recv */
+  const char *tls_ca;       /* --tls: TLS, trusting these roots */
+  const char *ciphersuites; /* --ciphersuites */
+} o = {M_PINGPONG, "127.0.0.1", 0, 1, 64, 5.0, 0, 0, 10.0, 0, NULL, "TLS_AES_256_GCM_SHA384"};
 
 static struct sockaddr_in g_addr;
 static int g_ep = -1;
@@ -192,7 +209,7 @@ static void fail(const char *fmt, ...) {
   g_errors++;
 }
 
-enum cstate { C_FREE, C_CONNECTING, C_ACTIVE, C_IDLE, C_DONE };
+enum cstate { C_FREE, C_CONNECTING, C_HANDSHAKE, C_ACTIVE, C_IDLE, C_DONE };
 
 typedef struct conn {
   int fd;
@@ -216,6 +233,9 @@ typedef struct conn {
   int in_body;
   uint64_t body_pos, body_len;
   uint64_t responses; /* whole responses received and checked */
+#ifdef LOADGEN_TLS
+  SSL *ssl; /* --tls: the connection's TLS, or NULL */
+#endif
 } conn;
 
 static conn *g_conns;
@@ -229,7 +249,39 @@ static void set_events(conn *c, uint32_t ev) {
   c->events = ev;
 }
 
+#ifdef LOADGEN_TLS
+static SSL_CTX *g_tls;
+static char g_tls_cipher[64]; /* what the first handshake negotiated */
+
+/* The error of an SSL call that returned r: 0 for "wait" (WANT_READ or
+ * WANT_WRITE, *ev the epoll event to wait for), else SSL's error code. */
+static int tls_err(conn *c, int r, uint32_t *ev) {
+  int e = SSL_get_error(c->ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    if (ev) *ev = e == SSL_ERROR_WANT_WRITE ? EPOLLIN | EPOLLOUT : EPOLLIN;
+    return 0;
+  }
+  return e;
+}
+
+static void tls_fail(conn *c, const char *what, int e) {
+  unsigned long q = ERR_get_error();
+  char buf[256] = "";
+  if (q) ERR_error_string_n(q, buf, sizeof buf);
+  fail("conn %u: %s: SSL error %d%s%s%s", c->idx, what, e, q ? " (" : "", buf, q ? ")" : "");
+  ERR_clear_error();
+}
+#endif
+
 static void conn_close(conn *c, enum cstate st) {
+#ifdef LOADGEN_TLS
+  if (c->ssl) {
+    if (SSL_is_init_finished(c->ssl)) SSL_shutdown(c->ssl); /* our close_notify, once */
+    ERR_clear_error();
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+  }
+#endif
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
   c->events = 0;
@@ -262,6 +314,17 @@ static int conn_open(conn *c) {
     fail("epoll_ctl add: %s", strerror(errno));
     return -1;
   }
+#ifdef LOADGEN_TLS
+  if (g_tls) {
+    c->ssl = SSL_new(g_tls);
+    if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+      tls_fail(c, "SSL_new", 0);
+      conn_close(c, C_DONE);
+      return -1;
+    }
+    SSL_set_connect_state(c->ssl);
+  }
+#endif
   if (connect(fd, (struct sockaddr *)&g_addr, sizeof g_addr) != 0 && errno != EINPROGRESS) {
     fail("connect (conn %u): %s", c->idx, strerror(errno));
     conn_close(c, C_DONE);
@@ -292,7 +355,22 @@ static ssize_t send_pattern(conn *c, size_t n) {
     if (len > MAX_IO) len = MAX_IO;
     const unsigned char *src =
         o.mode == M_HTTP ? &g_req[c->sent % HTTP_REQ_LEN] : pattern_at(c->seed, c->sent);
-    ssize_t k = send(c->fd, src, len, MSG_NOSIGNAL);
+    ssize_t k;
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+      int r = SSL_write(c->ssl, src, (int)len);
+      if (r > 0) {
+        c->sent += (uint64_t)r;
+        done += (size_t)r;
+        continue;
+      }
+      int e = tls_err(c, r, NULL);
+      if (e == 0) break; /* the caller waits for EPOLLOUT while a send is short */
+      tls_fail(c, "SSL_write", e);
+      return -1;
+    }
+#endif
+    k = send(c->fd, src, len, MSG_NOSIGNAL);
     if (k > 0) {
       c->sent += (uint64_t)k;
       done += (size_t)k;
@@ -373,7 +451,23 @@ static int http_consume(conn *c, const unsigned char *p, size_t n) {
  * block), or -1 on error, EOF or mismatch. */
 static ssize_t recv_verify(conn *c) {
   for (;;) {
-    ssize_t k = recv(c->fd, g_rbuf, sizeof g_rbuf, 0);
+    ssize_t k;
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+      int r = SSL_read(c->ssl, g_rbuf, (int)sizeof g_rbuf);
+      if (r <= 0) {
+        int e = tls_err(c, r, NULL);
+        if (e == 0) return 0;
+        if (e != SSL_ERROR_ZERO_RETURN) {
+          tls_fail(c, "SSL_read", e);
+          return -1;
+        }
+        r = 0; /* the server's close_notify: reported below as a close */
+      }
+      k = r;
+    } else
+#endif
+      k = recv(c->fd, g_rbuf, sizeof g_rbuf, 0);
     if (k > 0 && o.quickack) {
       int one = 1;
       setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
@@ -512,6 +606,31 @@ static void on_event(conn *c, uint32_t ev) {
     if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     if (conn_connected(c) != 0) return;
     g_last_progress = now_ns();
+#ifdef LOADGEN_TLS
+    if (c->ssl) c->state = C_HANDSHAKE;
+#endif
+  }
+#ifdef LOADGEN_TLS
+  if (c->state == C_HANDSHAKE) {
+    int r = SSL_connect(c->ssl);
+    if (r != 1) {
+      uint32_t want = EPOLLIN;
+      int e = tls_err(c, r, &want);
+      if (e != 0) {
+        tls_fail(c, "handshake", e);
+        goto bad;
+      }
+      set_events(c, want);
+      return;
+    }
+    if (!g_tls_cipher[0])
+      snprintf(g_tls_cipher, sizeof g_tls_cipher, "%s/%s", SSL_get_version(c->ssl),
+               SSL_get_cipher_name(c->ssl));
+    g_last_progress = now_ns();
+    c->state = C_CONNECTING; /* the TCP connect's continuation, below */
+  }
+#endif
+  if (c->state == C_CONNECTING) {
     if (o.mode == M_CONNECT) {
       c->state = C_ACTIVE;
       g_started--; /* counted when the connect began */
@@ -604,7 +723,8 @@ static int loop(int (*done)(void), uint64_t deadline) {
 static int g_next_to_open;
 static int setup_done(void) {
   int connecting = 0;
-  for (int i = 0; i < o.conns; i++) connecting += g_conns[i].state == C_CONNECTING;
+  for (int i = 0; i < o.conns; i++)
+    connecting += g_conns[i].state == C_CONNECTING || g_conns[i].state == C_HANDSHAKE;
   while (connecting < MAX_CONNECTING && g_next_to_open < o.conns && !g_errors) {
     if (conn_open(&g_conns[g_next_to_open++]) != 0) return 1;
     connecting++;
@@ -612,7 +732,10 @@ static int setup_done(void) {
   return g_next_to_open == o.conns && connecting == 0;
 }
 
-static int all_done(void) { return count_state(C_ACTIVE) == 0 && count_state(C_CONNECTING) == 0; }
+static int all_done(void) {
+  return count_state(C_ACTIVE) == 0 && count_state(C_CONNECTING) == 0 &&
+         count_state(C_HANDSHAKE) == 0;
+}
 /* The run phase: ends at the deadline, or once --msgs messages were started
  * and all of them ended. */
 static int capped_done(void) { return o.max_msgs && g_started >= o.max_msgs && all_done(); }
@@ -626,7 +749,8 @@ static int usage(void) {
   fprintf(stderr, "usage: loadgen --port N [--host 127.0.0.1]\n"
                   "               --mode pingpong|stream|connect|idle|http\n"
                   "               [--conns C] [--size S] [--secs D] [--msgs N] [--window W]\n"
-                  "               [--timeout T] [--quickack 0|1]\n");
+                  "               [--timeout T] [--quickack 0|1]\n"
+                  "               [--tls CAFILE [--ciphersuites LIST]]\n");
   return 2;
 }
 
@@ -655,6 +779,10 @@ static int parse(int argc, char **argv) {
       o.timeout = strtod(v, &end);
     else if (!strcmp(a, "--quickack"))
       o.quickack = (int)strtol(v, &end, 10);
+    else if (!strcmp(a, "--tls"))
+      o.tls_ca = v;
+    else if (!strcmp(a, "--ciphersuites"))
+      o.ciphersuites = v;
     else if (!strcmp(a, "--mode")) {
       int m = -1;
       for (int k = 0; k < N_MODES; k++)
@@ -667,6 +795,12 @@ static int parse(int argc, char **argv) {
   }
   if (o.port <= 0 || o.port > 65535 || o.conns < 1 || o.size < 1 || o.secs < 0 || o.timeout <= 0)
     return -1;
+#ifndef LOADGEN_TLS
+  if (o.tls_ca) {
+    fprintf(stderr, "loadgen: built without OpenSSL: no --tls\n");
+    return -1;
+  }
+#endif
   if (o.mode == M_IDLE) o.size = 1;
   if (o.mode == M_HTTP) o.size = HTTP_REQ_LEN; /* a message is one request */
   if (o.mode == M_STREAM) {
@@ -693,6 +827,22 @@ int main(int argc, char **argv) {
     fprintf(stderr, "loadgen: bad --host %s (IPv4 only)\n", o.host);
     return 2;
   }
+#ifdef LOADGEN_TLS
+  if (o.tls_ca) {
+    g_tls = SSL_CTX_new(TLS_client_method());
+    if (!g_tls || SSL_CTX_set_min_proto_version(g_tls, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_set_ciphersuites(g_tls, o.ciphersuites) != 1 ||
+        SSL_CTX_load_verify_locations(g_tls, o.tls_ca, NULL) != 1) {
+      fprintf(stderr, "loadgen: --tls %s --ciphersuites %s: ", o.tls_ca, o.ciphersuites);
+      ERR_print_errors_fp(stderr);
+      return 2;
+    }
+    SSL_CTX_set_verify(g_tls, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_session_cache_mode(g_tls, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(g_tls, SSL_OP_NO_TICKET);
+    SSL_CTX_set_mode(g_tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  }
+#endif
   g_ep = epoll_create1(EPOLL_CLOEXEC);
   g_conns = calloc((size_t)o.conns, sizeof *g_conns);
   if (g_ep < 0 || !g_conns) {
@@ -763,7 +913,7 @@ int main(int argc, char **argv) {
   }
   if (rc != 0 && g_errors == 0) g_errors = 1;
   for (int i = 0; i < o.conns; i++)
-    if (g_conns[i].fd >= 0) close(g_conns[i].fd);
+    if (g_conns[i].fd >= 0) conn_close(&g_conns[i], C_DONE);
 
   double secs = t1 > t0 ? (double)(t1 - t0) / 1e9 : 0.0;
   struct rusage ru;
@@ -772,10 +922,16 @@ int main(int argc, char **argv) {
                      (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
   printf("mode=%s conns=%d size=%zu msgs=%" PRIu64 " bytes=%" PRIu64
          " secs=%.3f msgs_per_sec=%.1f p50_us=%.1f p99_us=%.1f window=%zu client_cpu_ms=%.0f"
-         " errors=%d ok=%d\n",
+         " errors=%d ok=%d%s%s\n",
          mode_names[o.mode], o.conns, o.size, g_msgs, g_bytes, secs,
          secs > 0 ? (double)g_msgs / secs : 0.0, hist_pct_us(0.50), hist_pct_us(0.99),
-         o.mode == M_STREAM ? o.window : 0, client_ms, g_errors, g_errors == 0);
+         o.mode == M_STREAM ? o.window : 0, client_ms, g_errors, g_errors == 0,
+#ifdef LOADGEN_TLS
+         g_tls ? " tls=" : "", g_tls ? (g_tls_cipher[0] ? g_tls_cipher : "none") : ""
+#else
+         "", ""
+#endif
+  );
   fflush(stdout);
   return g_errors ? 1 : 0;
 }

@@ -17,11 +17,14 @@ mkdir -p "$OUTDIR"
 BENCH_BIN=${BENCH_BUILD:-$ROOT/build/bench}/bench
 CPORT_ECHO=${CPORT_BUILD:-$ROOT/build/release}/echo_server
 [ -x "$CPORT_ECHO" ] || CPORT_ECHO=${BENCH_BUILD:-$ROOT/build/bench}/echo_server
+CPORT_TLS_ECHO=${CPORT_BUILD:-$ROOT/build/release}/tls_echo_server
+[ -x "$CPORT_TLS_ECHO" ] || CPORT_TLS_ECHO=${BENCH_BUILD:-$ROOT/build/bench}/tls_echo_server
+TLS_CERTS=${TLS_CERTS:-$ROOT/build/tls-certs} # the tls-* scenarios (run.sh makes them)
 SECS=${SECS:-4}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_SECS=${IDLE_SECS:-2}
 # shellcheck source=/dev/null
-eval "$(sed -n '/^server_cmd()/,/^}/p; /^scenario_args()/,/^}/p' "$ROOT/bench/run.sh")"
+eval "$(sed -n '/^tls_server_cmd()/,/^}/p; /^is_tls_server()/p; /^server_cmd()/,/^}/p; /^scenario_args()/,/^}/p' "$ROOT/bench/run.sh")"
 cmd=$(server_cmd "$SRV") || { echo "unknown server $SRV" >&2; exit 2; }
 args=$(scenario_args "$SC") || { echo "unknown scenario $SC" >&2; exit 2; }
 ulimit -n "$(ulimit -Hn)"
@@ -43,6 +46,7 @@ SPID=$!
 port=""
 for _ in $(seq 200); do
   port=$(awk '/^listening on/ {print $3; exit}' "$OUTDIR/server.out")
+  port=${port##*:} # tls_echo_server says HOST:PORT
   [ -n "$port" ] && break
   sleep 0.05
 done

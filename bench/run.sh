@@ -38,16 +38,37 @@
 #                     alt-uring-completion alt-uring-single
 #                     alt-uring-multi-single (the same on io_uring, as
 #                     their cport-uring-* counterparts)
+#                     TLS servers (run only in the tls-* scenarios, and the
+#                     tls-* scenarios run only them): openssl-epoll
+#                     (peers/openssl_echo, plain OpenSSL on epoll: the
+#                     baseline there) cport-tls-epoll cport-tls-uring
+#                     (examples/tls_echo_server, completion mode, epoll or
+#                     io_uring), and the extras cport-tls-select (select
+#                     mode, epoll) openssl-epoll-ra (openssl_echo with
+#                     read-ahead: one recv per 16 KiB, not two); the
+#                     first three are the default when a tls-* scenario is
+#                     chosen (and the plain ones only with a plain scenario);
+#                     alt-tls-epoll alt-tls-uring: CPORT_ALT_BUILD's
+#                     tls_echo_server (an A/B of a TLS engine patch)
 #   SCENARIOS="..."   subset of: pp1 pp100 pp1000 stream10 connect50 idle10k
-#                     http, and the extras stream10q (loadgen ACKs at once:
-#                     TCP_QUICKACK) and stream10w1 (one chunk in flight)
+#                     http (these by default), tls-stream tls-handshake (on request:
+#                     SCENARIOS="tls-stream tls-handshake"), and the extras
+#                     stream10q (loadgen ACKs at once: TCP_QUICKACK) and
+#                     stream10w1 (one chunk in flight). tls-stream: stream10
+#                     over TLS 1.3 (TLS_AES_256_GCM_SHA384, one 16 KiB chunk
+#                     is one record); tls-handshake: 10 loops of connect, full
+#                     handshake (no resumption), 64-byte echo, close_notify,
+#                     close: a message is one handshake
+#   TLS_CERTS=dir     the TLS scenarios' certificates (build/tls-certs,
+#                     made by scripts/tls-certs.sh if missing)
 #   HTTP_SERVERS="..."  the http scenario's servers, subset/order of: libuv
 #                     (peers/uv_http_hello) cport-completion (examples/
 #                     http_hello, epoll) cport-uring-completion (io_uring)
 #                     alt-completion (CPORT_ALT_BUILD's http_hello); default
 #                     all but alt-completion (added when CPORT_ALT_BUILD is set)
 #   HTTP_CONNS=100    keep-alive connections in the http scenario
-#   CPORT_BUILD=dir   a build dir holding cport's echo_server and http_hello
+#   CPORT_BUILD=dir   a build dir holding cport's echo_server, http_hello
+#                     and tls_echo_server
 #                     (default: the release preset's, build/release, built
 #                     if needed)
 #   CPORT_ALT_BUILD=dir  A/B: another build's echo_server (a patched tree),
@@ -79,14 +100,25 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 CPORT_ALT_BUILD=${CPORT_ALT_BUILD:-}
-DEFAULT_SERVERS="raw_epoll libuv libevent asio liburing cport-completion cport-select"
-[ -n "$CPORT_ALT_BUILD" ] && DEFAULT_SERVERS="$DEFAULT_SERVERS alt-completion alt-select"
+SCENARIOS=${SCENARIOS:-"pp1 pp100 pp1000 stream10 connect50 idle10k http"}
+# The plain echo servers when a plain echo scenario is chosen, the TLS
+# servers when a tls-* one is.
+DEFAULT_SERVERS=""
+for sc in $SCENARIOS; do
+  case $sc in
+  http) ;;
+  tls-*) DEFAULT_TLS_SERVERS="openssl-epoll cport-tls-epoll cport-tls-uring" ;;
+  *) DEFAULT_SERVERS="raw_epoll libuv libevent asio liburing cport-completion cport-select"
+     [ -n "$CPORT_ALT_BUILD" ] && DEFAULT_SERVERS="$DEFAULT_SERVERS alt-completion alt-select" ;;
+  esac
+done
+DEFAULT_SERVERS="$DEFAULT_SERVERS ${DEFAULT_TLS_SERVERS:-}"
 SERVERS=${SERVERS:-$DEFAULT_SERVERS}
+TLS_CERTS=${TLS_CERTS:-$ROOT/build/tls-certs}
 DEFAULT_HTTP_SERVERS="libuv cport-completion cport-uring-completion"
 [ -n "$CPORT_ALT_BUILD" ] && DEFAULT_HTTP_SERVERS="$DEFAULT_HTTP_SERVERS alt-completion"
 HTTP_SERVERS=${HTTP_SERVERS:-$DEFAULT_HTTP_SERVERS}
 HTTP_CONNS=${HTTP_CONNS:-100}
-SCENARIOS=${SCENARIOS:-"pp1 pp100 pp1000 stream10 connect50 idle10k http"}
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "run.sh: $*"; exit 2; }
@@ -134,9 +166,11 @@ LOADGEN=$BENCH_BIN/loadgen
 # (built here), else the bench build's own copies (same build type).
 CPORT_ECHO=""
 CPORT_HTTP=""
+CPORT_TLS_ECHO=""
 if [ -n "${CPORT_BUILD:-}" ]; then
   CPORT_ECHO=$CPORT_BUILD/echo_server
   CPORT_HTTP=$CPORT_BUILD/http_hello
+  CPORT_TLS_ECHO=$CPORT_BUILD/tls_echo_server
   [ -x "$CPORT_ECHO" ] || [ -x "$CPORT_HTTP" ] ||
     die "CPORT_BUILD=$CPORT_BUILD has no echo_server and no http_hello"
 else
@@ -146,17 +180,25 @@ else
         cmake --build "$rel" --target echo_server http_hello >>"$rel.log" 2>&1); then
       CPORT_ECHO=$rel/echo_server
       CPORT_HTTP=$rel/http_hello
+      # Apart: a build without TLS still has the other two.
+      cmake --build "$rel" --target tls_echo_server >>"$rel.log" 2>&1 &&
+        CPORT_TLS_ECHO=$rel/tls_echo_server
     else
       log "run.sh: release preset build of echo_server and http_hello failed (see $rel.log)"
     fi
   elif [ -x "$rel/echo_server" ]; then
     CPORT_ECHO=$rel/echo_server
     CPORT_HTTP=$rel/http_hello
+    [ -x "$rel/tls_echo_server" ] && CPORT_TLS_ECHO=$rel/tls_echo_server
   fi
   if [ -z "$CPORT_ECHO" ] && [ -x "$BENCH_BUILD/echo_server" ]; then
     CPORT_ECHO=$BENCH_BUILD/echo_server
     CPORT_HTTP=$BENCH_BUILD/http_hello
     log "run.sh: using $CPORT_ECHO and $CPORT_HTTP"
+  fi
+  if [ -z "$CPORT_TLS_ECHO" ] && [ -x "$BENCH_BUILD/tls_echo_server" ]; then
+    CPORT_TLS_ECHO=$BENCH_BUILD/tls_echo_server
+    log "run.sh: using $CPORT_TLS_ECHO"
   fi
 fi
 
@@ -171,11 +213,28 @@ http_server_cmd() {
   esac
 }
 
+# The TLS servers: the tls-* scenarios' (and only theirs).
+tls_server_cmd() {
+  local certs="--cert $TLS_CERTS/server.pem --key $TLS_CERTS/server.key"
+  case $1 in
+  openssl-epoll) echo "$BENCH_BIN/openssl_echo --port 0 $certs" ;;
+  openssl-epoll-ra) echo "$BENCH_BIN/openssl_echo --port 0 $certs --read-ahead 1" ;;
+  cport-tls-epoll) echo "$CPORT_TLS_ECHO --port 0 $certs --mode completion --backend epoll" ;;
+  cport-tls-select) echo "$CPORT_TLS_ECHO --port 0 $certs --mode select --backend epoll" ;;
+  cport-tls-uring) echo "$CPORT_TLS_ECHO --port 0 $certs --mode completion --backend io_uring" ;;
+  alt-tls-epoll) echo "$CPORT_ALT_BUILD/tls_echo_server --port 0 $certs --mode completion --backend epoll" ;;
+  alt-tls-uring) echo "$CPORT_ALT_BUILD/tls_echo_server --port 0 $certs --mode completion --backend io_uring" ;;
+  *) return 1 ;;
+  esac
+}
+is_tls_server() { tls_server_cmd "$1" >/dev/null; }
+
 server_cmd() { # server_cmd SERVER [SCENARIO]
   if [ "${2:-}" = http ]; then
     http_server_cmd "$1"
     return
   fi
+  if tls_server_cmd "$1"; then return; fi
   case $1 in
   raw_epoll) echo "$BENCH_BIN/raw_epoll --port 0" ;;
   raw_epoll_et) echo "$BENCH_BIN/raw_epoll --port 0 --trigger et" ;;
@@ -215,6 +274,9 @@ scenario_args() {
   connect50) echo "--mode connect --conns 50 --size 64 --secs $SECS" ;;
   idle10k) echo "--mode idle --conns $IDLE_CONNS --secs $IDLE_SECS" ;;
   http) echo "--mode http --conns $HTTP_CONNS --secs $SECS" ;;
+  tls-stream)
+    echo "--mode stream --conns 10 --size 16384 --window 65536 --secs $SECS --tls $TLS_CERTS/ca.pem" ;;
+  tls-handshake) echo "--mode connect --conns 10 --size 64 --secs $SECS --tls $TLS_CERTS/ca.pem" ;;
   *) return 1 ;;
   esac
 }
@@ -253,11 +315,23 @@ servers_for() { # the servers a scenario runs, one a line
   if [ "$1" = http ]; then
     [ ${#RUN_HTTP_SERVERS[@]} -eq 0 ] || printf '%s\n' "${RUN_HTTP_SERVERS[@]}"
   else
-    [ ${#RUN_SERVERS[@]} -eq 0 ] || printf '%s\n' "${RUN_SERVERS[@]}"
+    # TLS servers serve the tls-* scenarios, the others the rest.
+    local s tls=0
+    case $1 in tls-*) tls=1 ;; esac
+    for s in ${RUN_SERVERS[@]+"${RUN_SERVERS[@]}"}; do
+      if is_tls_server "$s"; then [ $tls = 1 ] && echo "$s"; else [ $tls = 0 ] && echo "$s"; fi
+    done
   fi
+  return 0
 }
 # Every server of the run, in order, once: the table's and the plot's columns.
 ALL_SERVERS=$(printf '%s\n' "${RUN_SERVERS[@]}" "${RUN_HTTP_SERVERS[@]}" | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+
+# The TLS scenarios' certificates (scripts/tls-certs.sh makes them once).
+case " $SCENARIOS " in *" tls-"*)
+  [ -s "$TLS_CERTS/server.pem" ] || bash "$ROOT/scripts/tls-certs.sh" "$TLS_CERTS" >/dev/null 2>&1 ||
+    die "could not make the TLS certificates in $TLS_CERTS (scripts/tls-certs.sh)" ;;
+esac
 
 # Both processes need room for the idle scenario (each stays under 20,000).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -317,6 +391,7 @@ run_cell() { # run_cell ROUND SCENARIO SERVER
   SPID=$!
   for _ in $(seq 100); do
     port=$(awk '/^listening on/ {print $3; exit}' "$WORK/out")
+    port=${port##*:} # tls_echo_server says HOST:PORT
     [ -n "$port" ] && break
     kill -0 "$SPID" 2>/dev/null || break
     sleep 0.05
@@ -385,7 +460,7 @@ run_cell() { # run_cell ROUND SCENARIO SERVER
 log "run.sh: ${ROUNDS} round(s), ${SECS} s cells, idle ${IDLE_CONNS} conns held ${IDLE_SECS} s"
 [ $HAVE_ECHO = 1 ] && log "run.sh: servers: ${RUN_SERVERS[*]}"
 [ $HAVE_HTTP = 1 ] && log "run.sh: http servers: ${RUN_HTTP_SERVERS[*]} ($HTTP_CONNS connections)"
-log "run.sh: cport echo_server: ${CPORT_ECHO:-none}, http_hello: ${CPORT_HTTP:-none}"
+log "run.sh: cport echo_server: ${CPORT_ECHO:-none}, http_hello: ${CPORT_HTTP:-none}, tls_echo_server: ${CPORT_TLS_ECHO:-none}"
 START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
   log "run.sh: round $round/$ROUNDS"
@@ -438,7 +513,8 @@ END {
     "scenario", "server", "cpu ns/msg", "x raw", "paired", "msgs/s", "x raw", "p50 us", "x raw", \
     "p99 us", "x raw", "RSS MiB", "x raw", "fails"
   for (i = 1; i <= ns; i++) {
-    b = S[i] SUBSEP (S[i] == "http" ? "libuv" : "raw_epoll") # no raw_epoll speaks HTTP
+    # no raw_epoll speaks HTTP or TLS
+    b = S[i] SUBSEP (S[i] == "http" ? "libuv" : S[i] ~ /^tls-/ ? "openssl-epoll" : "raw_epoll")
     bc = median(cpu[b]); bt = median(tput[b]); b5 = median(p50[b]); b9 = median(p99[b]); br = median(rss[b])
     for (j = 1; j <= nv; j++) {
       k = S[i] SUBSEP V[j]
@@ -466,6 +542,13 @@ END {
     echo "http: examples/http_hello (cport-*) and peers/uv_http_hello (libuv), $HTTP_CONNS keep-alive"
     echo "      connections, one request in flight each; a message is one request and its response;"
     echo "      x raw and paired are ratios to libuv there (no raw_epoll HTTP server)" ;;
+  esac
+  case " $SCENARIOS " in *" tls-"*)
+    echo "tls-*: TLS 1.3, TLS_AES_256_GCM_SHA384, P-256 ECDSA certificate (scripts/tls-certs.sh), no resumption;"
+    echo "       tls-stream: stream10 over TLS (a message is one 16 KiB chunk = one record, echoed);"
+    echo "       tls-handshake: 10 loops of connect, full handshake, 64-byte echo, close_notify, close"
+    echo "       (a message is one handshake); x raw and paired are ratios to openssl-epoll"
+    echo "       (peers/openssl_echo, plain OpenSSL on epoll) there" ;;
   esac
   echo
   cat "$WORK/table"
