@@ -676,6 +676,17 @@ CPORT_API int cport_tls_config_set_cert_file(cport_tls_config *cfg, const char *
                                              const char *key_path);
 CPORT_API int cport_tls_config_set_cert_pem(cport_tls_config *cfg, const char *cert,
                                             size_t cert_len, const char *key, size_t key_len);
+/* Windows: the certificate to present from a system certificate store,
+ * its private key staying with the store's key provider, as a Windows
+ * service keeps its own: store "MY" (the current user's personal store),
+ * "CurrentUser\\MY" or "LocalMachine\\MY"; find "thumbprint:<SHA-1 in
+ * hex>" (spaces or colons between pairs allowed) or "subject:<text the
+ * subject contains>". Looked up now: CPORT_ENOTFOUND if it is not there,
+ * CPORT_EINVAL for a bad store or find. Only the Schannel engine can use
+ * it (an OpenSSL session with it and no PEM certificate fails with
+ * CPORT_ETLS). CPORT_ENOTSUP on other systems. */
+CPORT_API int cport_tls_config_set_cert_store(cport_tls_config *cfg, const char *store,
+                                              const char *find);
 /* The roots to trust instead of the system's: a PEM file or PEM text of
  * one or more certificates. */
 CPORT_API int cport_tls_config_set_ca_file(cport_tls_config *cfg, const char *path);

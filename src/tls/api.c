@@ -48,6 +48,9 @@ static void config_unref(cport_tls_config *cfg) {
   cp_free(cfg->key);
   cp_free(cfg->ca);
   cp_free(cfg->server_name);
+#ifdef _WIN32
+  tls_store_release(cfg->store_cert);
+#endif
   cp_mutex_destroy(&cfg->mu);
   cp_free(cfg);
 }
@@ -124,6 +127,22 @@ int cport_tls_config_set_cert_pem(cport_tls_config *cfg, const char *cert, size_
   if (rc == CPORT_OK) rc = keep(&cfg->cert, &cfg->cert_len, cert, cert_len);
   if (rc == CPORT_OK) rc = keep(&cfg->key, &cfg->key_len, key, key_len);
   return rc;
+}
+
+int cport_tls_config_set_cert_store(cport_tls_config *cfg, const char *store, const char *find) {
+  int rc = settable(cfg);
+  if (rc == CPORT_OK && (!store || !find)) rc = CPORT_EINVAL;
+#ifdef _WIN32
+  void *cert = NULL;
+  if (rc == CPORT_OK) rc = tls_store_find(store, find, &cert);
+  if (rc == CPORT_OK) {
+    tls_store_release(cfg->store_cert);
+    cfg->store_cert = cert;
+  }
+  return rc;
+#else
+  return rc == CPORT_OK ? CPORT_ENOTSUP : rc;
+#endif
 }
 
 int cport_tls_config_set_ca_file(cport_tls_config *cfg, const char *path) {

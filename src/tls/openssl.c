@@ -14,8 +14,9 @@
 #include <stdio.h>
 #include <string.h>
 #ifdef _WIN32
+#include <windows.h> /* before every other Windows header */
+
 #include <wincrypt.h>
-#include <windows.h>
 #endif
 
 #define MAX_SANS 64
@@ -174,6 +175,10 @@ static ossl_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
   }
   if (ok && !cfg->ca) load_system_roots(c->roots);
   if (ok && cfg->cert) ok = load_identity(c->ssl, cfg, err, len);
+  if (ok && cfg->store_cert && !cfg->cert) {
+    snprintf(err, len, "a certificate from a Windows store needs the Schannel engine");
+    ok = false;
+  }
   if (ok && !client && !cfg->cert) {
     snprintf(err, len, "a server needs a certificate and key");
     ok = false;

@@ -404,12 +404,14 @@ static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
   }
   SecInvalidateHandle(&c->cred);
   bool server = cfg->role == CPORT_TLS_SERVER;
-  if (server && !cfg->cert) {
+  if (server && !cfg->cert && !cfg->store_cert) {
     snprintf(err, len, "a server needs a certificate and key");
     cp_free(c);
     return NULL;
   }
-  if (cfg->cert && !load_identity(c, cfg, err, len)) {
+  if (cfg->store_cert) /* a system store's: its key is already the store's provider's */
+    c->ident = CertDuplicateCertificateContext((PCCERT_CONTEXT)cfg->store_cert);
+  else if (cfg->cert && !load_identity(c, cfg, err, len)) {
     if (server && no_server_role())
       snprintf(err, len, "Schannel has no server role here (SEC_E_UNSUPPORTED_FUNCTION)");
     ctx_free(c);

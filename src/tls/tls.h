@@ -24,7 +24,8 @@ struct cport_tls_config {
   char *server_name;
   unsigned char alpn[256]; /* the protocols in the wire's form */
   size_t alpn_len;
-  void *engine_ctx[TLS_ENGINES];                /* an engine's shared state for cfg */
+  void *store_cert;              /* Windows: a PCCERT_CONTEXT from a system store (winstore.c) */
+  void *engine_ctx[TLS_ENGINES]; /* an engine's shared state for cfg */
   void (*engine_free_ctx[TLS_ENGINES])(void *); /* and how to free it */
 };
 
@@ -105,6 +106,14 @@ bool tls_name_matches(const char *want, const char *const *dns, size_t n_dns,
 /* Whether name is an IP address in text; its bytes into out (16 bytes of
  * room), their count in *len. */
 bool tls_parse_ip(const char *name, unsigned char *out, size_t *len);
+
+#ifdef _WIN32
+/* A certificate of a system store (winstore.c): store "MY",
+ * "CurrentUser\\MY" or "LocalMachine\\MY"; find "thumbprint:HEX" or
+ * "subject:TEXT". CPORT_OK with *cert, CPORT_ENOTFOUND, CPORT_EINVAL. */
+int tls_store_find(const char *store, const char *find, void **cert);
+void tls_store_release(void *cert);
+#endif
 
 /* The filter table (filter.c). */
 extern const cp_filter tls_filter;
