@@ -30,13 +30,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_want" ] &&
   exit 0
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else
-    log "not root and no sudo: apt steps may fail"
-  fi
-fi
+# shellcheck source=cmake/apt-source.sh
+source "$here/apt-source.sh"
 
 for tool in x86_64-w64-mingw32-gcc cmake dpkg-source; do
   if ! command -v "$tool" >/dev/null 2>&1; then
@@ -47,48 +42,10 @@ done
 generator=()
 if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
 
-have_deb_src() {
-  local f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] && grep -Eq '^[[:space:]]*deb-src[[:space:]]' "$f" && return 0
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] && grep -Eiq '^Types:.*deb-src' "$f" && return 0
-  done
-  return 1
-}
-
-apt_updated=0
-if ! have_deb_src; then
-  main_sources=/etc/apt/sources.list.d/debian.sources
-  src_file=/etc/apt/sources.list.d/cport-deb-src.sources
-  if [ -f "$main_sources" ]; then
-    log "adding deb-src entries in $src_file (copied from $main_sources)"
-    sed -E 's/^Types:.*$/Types: deb-src/I' "$main_sources" | $SUDO tee "$src_file" >/dev/null
-  elif [ -f /etc/apt/sources.list ] && grep -Eq '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list; then
-    src_file=/etc/apt/sources.list.d/cport-deb-src.list
-    log "adding deb-src lines in $src_file (copied from /etc/apt/sources.list)"
-    sed -nE 's/^[[:space:]]*deb([[:space:]])/deb-src\1/p' /etc/apt/sources.list | $SUDO tee "$src_file" >/dev/null
-  else
-    log "no apt sources found to copy; cannot fetch the cmocka source package"
-    exit 1
-  fi
-  $SUDO apt-get update -q
-  apt_updated=1
-fi
-
 mkdir -p "$srcroot"
 srcdir="$(find "$srcroot" -maxdepth 1 -type d -name 'cmocka-*' | sort | tail -n 1)"
 if [ -z "$srcdir" ] || [ ! -f "$srcdir/CMakeLists.txt" ]; then
-  log "apt-get source cmocka -> $srcroot"
-  if ! (cd "$srcroot" && apt-get source -q cmocka); then
-    if [ "$apt_updated" -eq 0 ]; then
-      $SUDO apt-get update -q
-      (cd "$srcroot" && apt-get source -q cmocka)
-    else
-      exit 1
-    fi
-  fi
+  fetch_source cmocka "$srcroot" || exit 1
   srcdir="$(find "$srcroot" -maxdepth 1 -type d -name 'cmocka-*' | sort | tail -n 1)"
 fi
 if [ -z "$srcdir" ] || [ ! -f "$srcdir/CMakeLists.txt" ]; then
