@@ -396,34 +396,38 @@ static bool no_server_role(void) {
   return st == SEC_E_UNSUPPORTED_FUNCTION;
 }
 
-static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
-  sch_ctx *c = cp_calloc(1, sizeof *c);
-  if (!c) {
-    snprintf(err, len, "no memory");
-    return NULL;
-  }
-  SecInvalidateHandle(&c->cred);
+/* Our certificate: a system store's (its key already with the store's
+ * provider), or PEM text with its key loaded into CNG. */
+static bool take_identity(sch_ctx *c, const tls_config *cfg, char *err, size_t len) {
   bool server = cfg->role == CPORT_TLS_SERVER;
   if (server && !cfg->cert && !cfg->store_cert) {
     snprintf(err, len, "a server needs a certificate and key");
-    cp_free(c);
-    return NULL;
+    return false;
   }
-  if (cfg->store_cert) /* a system store's: its key is already the store's provider's */
+  if (cfg->store_cert) {
     c->ident = CertDuplicateCertificateContext((PCCERT_CONTEXT)cfg->store_cert);
-  else if (cfg->cert && !load_identity(c, cfg, err, len)) {
-    if (server && no_server_role())
-      snprintf(err, len, "Schannel has no server role here (SEC_E_UNSUPPORTED_FUNCTION)");
-    ctx_free(c);
-    return NULL;
+    return true;
   }
-  bool v13 = cfg->min_version == CPORT_TLS_1_3;
-  DWORD flags = server ? SCH_CRED_NO_SYSTEM_MAPPER
-                       : SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS;
+  if (!cfg->cert || load_identity(c, cfg, err, len)) return true;
+  if (server && no_server_role())
+    snprintf(err, len, "Schannel has no server role here (SEC_E_UNSUPPORTED_FUNCTION)");
+  return false;
+}
+
+static SECURITY_STATUS acquire(sch_ctx *c, bool server, void *cred_data) {
   TimeStamp expiry;
-  /* SCH_CREDENTIALS first (Windows 10 1809 on, the only way to TLS 1.3):
-   * the versions below the minimum disabled. Wine 8 takes it but ignores
-   * the limits, so the protocols the credentials will speak are asked. */
+  return AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W,
+                                   server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND, NULL,
+                                   cred_data, NULL, NULL, &c->cred, &expiry);
+}
+
+/* SCH_CREDENTIALS (Windows 10 1809 on, the only way to TLS 1.3), with
+ * the versions below the minimum disabled. Wine 8 takes it but ignores
+ * the limits, so the protocols the credentials will speak are asked: if
+ * they go below the minimum, the credentials are dropped (c->have_cred
+ * false) for SCHANNEL_CRED's. false: refused, with the reason in err. */
+static bool acquire_sch_credentials(sch_ctx *c, bool server, bool v13, DWORD flags, char *err,
+                                    size_t len) {
   TLS_PARAMETERS tp;
   memset(&tp, 0, sizeof tp);
   tp.grbitDisabledProtocols = SP_PROT_SSL2 | SP_PROT_SSL3 | SP_PROT_TLS1_0 | SP_PROT_TLS1_1;
@@ -438,29 +442,34 @@ static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
     sch.cCreds = 1;
     sch.paCred = &c->ident;
   }
-  SECURITY_STATUS st =
-      AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W,
-                                server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND, NULL, &sch,
-                                NULL, NULL, &c->cred, &expiry);
-  if (st == SEC_E_OK) {
-    c->have_cred = true;
-    SecPkgCred_SupportedProtocols sp;
-    memset(&sp, 0, sizeof sp);
-    SECURITY_STATUS q = QueryCredentialsAttributesW(&c->cred, SECPKG_ATTR_SUPPORTED_PROTOCOLS, &sp);
-    if (v13 && (q != SEC_E_OK || !(sp.grbitProtocol & SP_PROT_TLS1_3))) {
-      snprintf(err, len, "TLS 1.3 is not available from this Schannel (it offers 0x%08lx)",
-               (unsigned long)sp.grbitProtocol);
-      ctx_free(c);
-      return NULL;
-    }
-    if (q == SEC_E_OK && (sp.grbitProtocol & tp.grbitDisabledProtocols)) {
-      /* the limits ignored (Wine 8 offers SSL 3 to TLS 1.2 here):
-       * SCHANNEL_CRED's enabled protocols are kept, use those */
-      FreeCredentialsHandle(&c->cred);
-      SecInvalidateHandle(&c->cred);
-      c->have_cred = false;
-    }
+  if (acquire(c, server, &sch) != SEC_E_OK) return true; /* an older Windows: SCHANNEL_CRED */
+  c->have_cred = true;
+  SecPkgCred_SupportedProtocols sp;
+  memset(&sp, 0, sizeof sp);
+  SECURITY_STATUS q = QueryCredentialsAttributesW(&c->cred, SECPKG_ATTR_SUPPORTED_PROTOCOLS, &sp);
+  if (v13 && (q != SEC_E_OK || !(sp.grbitProtocol & SP_PROT_TLS1_3))) {
+    snprintf(err, len, "TLS 1.3 is not available from this Schannel (it offers 0x%08lx)",
+             (unsigned long)sp.grbitProtocol);
+    return false;
   }
+  if (q == SEC_E_OK && (sp.grbitProtocol & tp.grbitDisabledProtocols)) {
+    /* the limits ignored (Wine 8 offers SSL 3 to TLS 1.2 here) */
+    FreeCredentialsHandle(&c->cred);
+    SecInvalidateHandle(&c->cred);
+    c->have_cred = false;
+  }
+  return true;
+}
+
+/* The credentials: SCH_CREDENTIALS where they keep the minimum version,
+ * SCHANNEL_CRED's enabled protocols otherwise. */
+static bool acquire_credentials(sch_ctx *c, const tls_config *cfg, char *err, size_t len) {
+  bool server = cfg->role == CPORT_TLS_SERVER;
+  bool v13 = cfg->min_version == CPORT_TLS_1_3;
+  DWORD flags = server ? SCH_CRED_NO_SYSTEM_MAPPER
+                       : SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS;
+  if (!acquire_sch_credentials(c, server, v13, flags, err, len)) return false;
+  if (c->have_cred) return true;
   SCHANNEL_CRED sc;
   memset(&sc, 0, sizeof sc);
   sc.dwVersion = SCHANNEL_CRED_VERSION;
@@ -473,44 +482,56 @@ static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
     sc.cCreds = 1;
     sc.paCred = &c->ident;
   }
-  if (!c->have_cred) /* an older Windows: SCHANNEL_CRED */
-    st = AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W,
-                                   server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND, NULL, &sc,
-                                   NULL, NULL, &c->cred, &expiry);
+  SECURITY_STATUS st = acquire(c, server, &sc);
   if (st != SEC_E_OK) {
     status_reason(err, len,
                   v13 ? "TLS 1.3 is not available from this Schannel (AcquireCredentialsHandle)"
                       : "AcquireCredentialsHandle",
                   st);
-    ctx_free(c);
-    return NULL;
+    return false;
   }
   c->have_cred = true;
-  if (cfg->ca) {
-    c->roots = CertOpenStore(CERT_STORE_PROV_MEMORY, 0, 0, CERT_STORE_CREATE_NEW_FLAG, NULL);
-    if (!c->roots) {
-      snprintf(err, len, "CertOpenStore: error %lu", (unsigned long)GetLastError());
-      ctx_free(c);
-      return NULL;
-    }
-    if (load_roots(c->roots, cfg->ca, cfg->ca_len) == 0) {
-      snprintf(err, len, "no certificate in the trusted roots given");
-      ctx_free(c);
-      return NULL;
-    }
-    sch_chain_config ec;
-    memset(&ec, 0, sizeof ec);
-    ec.cbSize = (DWORD)offsetof(sch_chain_config, dwExclusiveFlags); /* 80 on x64: see above */
-    ec.hExclusiveRoot = c->roots;
-    if (!CertCreateCertificateChainEngine((PCERT_CHAIN_ENGINE_CONFIG)(void *)&ec, &c->hce)) {
-      snprintf(err, len, "CertCreateCertificateChainEngine: error 0x%08lx",
-               (unsigned long)GetLastError());
-      c->hce = NULL;
-      ctx_free(c);
-      return NULL;
-    }
+  return true;
+}
+
+/* The configuration's roots in a chain engine of their own (none set:
+ * the system's default engine). */
+static bool make_chain_engine(sch_ctx *c, const tls_config *cfg, char *err, size_t len) {
+  if (!cfg->ca) return true;
+  c->roots = CertOpenStore(CERT_STORE_PROV_MEMORY, 0, 0, CERT_STORE_CREATE_NEW_FLAG, NULL);
+  if (!c->roots) {
+    snprintf(err, len, "CertOpenStore: error %lu", (unsigned long)GetLastError());
+    return false;
   }
-  return c;
+  if (load_roots(c->roots, cfg->ca, cfg->ca_len) == 0) {
+    snprintf(err, len, "no certificate in the trusted roots given");
+    return false;
+  }
+  sch_chain_config ec;
+  memset(&ec, 0, sizeof ec);
+  ec.cbSize = (DWORD)offsetof(sch_chain_config, dwExclusiveFlags); /* 80 on x64: see above */
+  ec.hExclusiveRoot = c->roots;
+  if (!CertCreateCertificateChainEngine((PCERT_CHAIN_ENGINE_CONFIG)(void *)&ec, &c->hce)) {
+    snprintf(err, len, "CertCreateCertificateChainEngine: error 0x%08lx",
+             (unsigned long)GetLastError());
+    c->hce = NULL;
+    return false;
+  }
+  return true;
+}
+
+static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
+  sch_ctx *c = cp_calloc(1, sizeof *c);
+  if (!c) {
+    snprintf(err, len, "no memory");
+    return NULL;
+  }
+  SecInvalidateHandle(&c->cred);
+  if (take_identity(c, cfg, err, len) && acquire_credentials(c, cfg, err, len) &&
+      make_chain_engine(c, cfg, err, len))
+    return c;
+  ctx_free(c);
+  return NULL;
 }
 
 /* The configuration's credentials, made by the first session that needs them. */
