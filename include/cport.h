@@ -737,7 +737,7 @@ typedef struct cport_tls_session {
   int version;            /* CPORT_TLS_1_2 or CPORT_TLS_1_3 */
   char cipher[64];        /* the cipher suite's name */
   char alpn[256];         /* the protocol ALPN chose, "" for none */
-  char peer_subject[256]; /* the peer certificate's subject, "" for none */
+  char peer_subject[256]; /* the peer's subject, RFC 2253 ("CN=a, O=b"), "" for none */
 } cport_tls_session;
 
 /* The session's facts once the handshake is done: CPORT_EINVAL before

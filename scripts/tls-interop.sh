@@ -198,7 +198,7 @@ run_server_side() { # run_server_side MODE BACKEND
   line="client certificate $RANDOM"
   s_client_echo "$out" "$err" "$line" -cert "$certs/client.pem" -key "$certs/client.key"
   rc=$?
-  if [ "$rc" -eq 0 ] && grep -qxF "$line" "$out" && grep -q "peer=/CN=cport test client" "$slog"; then
+  if [ "$rc" -eq 0 ] && grep -qxF "$line" "$out" && grep -q "peer=CN=cport test client" "$slog"; then
     pass "$tag: client certificate required and accepted"
   else
     fail "$tag: client certificate" "s_client exit $rc" "$out" "$err" "$slog"

@@ -181,8 +181,8 @@ static void test_tls_echo(void **state) {
   SUP_EQ(ci.version, si.version);
   SUP_ASSERT(ci.cipher[0] != '\0' && strcmp(ci.cipher, si.cipher) == 0, "cipher %s / %s", ci.cipher,
              si.cipher);
-  SUP_ASSERT(strstr(ci.peer_subject, "localhost") != NULL, "the server's subject: %s",
-             ci.peer_subject);
+  SUP_ASSERT(strcmp(ci.peer_subject, "CN=localhost") == 0, "the server's subject: %s",
+             ci.peer_subject); /* RFC 2253, on every engine */
   SUP_ASSERT(si.peer_subject[0] == '\0', "no client certificate: %s", si.peer_subject);
   SUP_EQ(ci.engine, g_engine == CPORT_TLS_ENGINE_DEFAULT ? ci.engine : g_engine);
   SUP_RC(cport_tls_error(p.client, buf, sizeof buf), CPORT_ENOTFOUND);

@@ -420,9 +420,14 @@ static void session_info(void *p, cport_tls_session *info) {
   SSL_get0_alpn_selected(s->ssl, &alpn, &alpn_len);
   if (alpn_len > 0) snprintf(info->alpn, sizeof info->alpn, "%.*s", (int)alpn_len, alpn);
   X509 *peer = SSL_get0_peer_certificate(s->ssl);
-  if (peer)
-    X509_NAME_oneline(X509_get_subject_name(peer), info->peer_subject,
-                      (int)sizeof info->peer_subject);
+  BIO *b = peer ? BIO_new(BIO_s_mem()) : NULL;
+  /* RFC 2253 ("CN=localhost, O=..."), most specific first: Schannel's form too */
+  if (b && X509_NAME_print_ex(b, X509_get_subject_name(peer), 0,
+                              XN_FLAG_RFC2253 & ~(unsigned long)ASN1_STRFLGS_ESC_MSB) >= 0) {
+    int n = BIO_read(b, info->peer_subject, (int)sizeof info->peer_subject - 1);
+    info->peer_subject[n > 0 ? n : 0] = '\0';
+  }
+  BIO_free(b);
 }
 
 static const char *error_text(void *p) {

@@ -1142,8 +1142,9 @@ static void session_info(void *p, cport_tls_session *info) {
       ap.ProtoNegoExt == SecApplicationProtocolNegotiationExt_ALPN && ap.ProtocolIdSize > 0)
     snprintf(info->alpn, sizeof info->alpn, "%.*s", (int)ap.ProtocolIdSize, ap.ProtocolId);
   if (s->peer)
-    CertNameToStrA(X509_ASN_ENCODING, &s->peer->pCertInfo->Subject, CERT_X500_NAME_STR,
-                   info->peer_subject, (DWORD)sizeof info->peer_subject);
+    CertNameToStrA(X509_ASN_ENCODING, &s->peer->pCertInfo->Subject, /* RFC 2253's order */
+                   CERT_X500_NAME_STR | CERT_NAME_STR_REVERSE_FLAG, info->peer_subject,
+                   (DWORD)sizeof info->peer_subject);
 }
 
 static const char *error_text(void *p) {
