@@ -90,6 +90,10 @@ static void post_rx(cp_sock *s, tls_sock *t) {
     tls_fail(t, CPORT_ENOMEM, "no memory for a receive buffer");
     return;
   }
+  if (t->eng->unlend && t->eng->unlend(t->sess) != TLS_OK) { /* t->rx is about to be written */
+    tls_fail(t, CPORT_ENOMEM, "no memory for received records");
+    return;
+  }
   cp_op proto;
   memset(&proto, 0, offsetof(cp_op, be));
   proto.sock = s;

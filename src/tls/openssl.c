@@ -23,12 +23,27 @@
 
 typedef struct ossl_ctx {
   SSL_CTX *ssl;
-  X509_STORE *roots; /* the configuration's, or the system's */
+  X509_STORE *roots;    /* the configuration's, or the system's */
+  BIO_METHOD *lent_bio; /* the records-in BIO (below) */
 } ossl_ctx;
+
+/* Records in, read where the socket's receive put them: feed() lends
+ * OpenSSL the filter's receive buffer instead of copying it into a memory
+ * BIO (a copy of every record, and its buffer zeroed as it regrows). The
+ * filter reuses that buffer only for its next receive, posted once the
+ * engine wanted more (every lent byte read), and calls unlend() before
+ * it all the same: what is left then is copied into kept. */
+typedef struct lent_input {
+  const char *ptr; /* lent by feed, not yet read */
+  size_t len;
+  tls_buf kept; /* copied, read from kept_off: older than ptr */
+  size_t kept_off;
+} lent_input;
 
 typedef struct ossl_sess {
   SSL *ssl;
-  BIO *in, *out; /* records from the peer; records to send */
+  BIO *in, *out; /* records from the peer (over lent); records to send */
+  lent_input lent;
   const tls_config *cfg;
   X509_STORE *roots;
   bool refused; /* cport's check said no: reason is its, not OpenSSL's */
@@ -152,7 +167,68 @@ static void ctx_free(void *p) {
   ossl_ctx *c = p;
   SSL_CTX_free(c->ssl);
   X509_STORE_free(c->roots);
+  if (c->lent_bio) BIO_meth_free(c->lent_bio);
   cp_free(c);
+}
+
+/* ---- records in ----------------------------------------------------------- */
+
+static size_t lent_pending(const lent_input *in) { return in->kept.len - in->kept_off + in->len; }
+
+static bool kept_add(lent_input *in, const char *p, size_t n) {
+  if (in->kept_off > 0) { /* move what is unread to the front */
+    memmove(in->kept.data, in->kept.data + in->kept_off, in->kept.len - in->kept_off);
+    in->kept.len -= in->kept_off;
+    in->kept_off = 0;
+  }
+  if (in->kept.len + n > in->kept.cap) {
+    size_t cap = in->kept.cap ? in->kept.cap : 4096;
+    while (cap < in->kept.len + n) cap *= 2;
+    char *q = cp_realloc(in->kept.data, cap);
+    if (!q) return false;
+    in->kept.data = q;
+    in->kept.cap = cap;
+  }
+  memcpy(in->kept.data + in->kept.len, p, n);
+  in->kept.len += n;
+  return true;
+}
+
+static int lent_read(BIO *b, char *out, int outl) {
+  lent_input *in = BIO_get_data(b);
+  size_t want = outl > 0 ? (size_t)outl : 0, n = 0;
+  BIO_clear_retry_flags(b);
+  if (in->kept.len > in->kept_off) {
+    n = in->kept.len - in->kept_off < want ? in->kept.len - in->kept_off : want;
+    memcpy(out, in->kept.data + in->kept_off, n);
+    in->kept_off += n;
+  } else if (in->len > 0) {
+    n = in->len < want ? in->len : want;
+    memcpy(out, in->ptr, n);
+    in->ptr += n;
+    in->len -= n;
+  }
+  if (n == 0) {
+    BIO_set_retry_read(b); /* more to come, not the end */
+    return -1;
+  }
+  return (int)n;
+}
+
+static long lent_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)num;
+  (void)ptr;
+  if (cmd == BIO_CTRL_PENDING) return (long)lent_pending(BIO_get_data(b));
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static BIO_METHOD *lent_method(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "cport records in");
+  if (m && (BIO_meth_set_read(m, lent_read) != 1 || BIO_meth_set_ctrl(m, lent_ctrl) != 1)) {
+    BIO_meth_free(m);
+    m = NULL;
+  }
+  return m;
 }
 
 static ossl_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
@@ -164,7 +240,8 @@ static ossl_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
   bool client = cfg->role == CPORT_TLS_CLIENT;
   c->ssl = SSL_CTX_new(client ? TLS_client_method() : TLS_server_method());
   c->roots = X509_STORE_new();
-  bool ok = c->ssl && c->roots;
+  c->lent_bio = lent_method();
+  bool ok = c->ssl && c->roots && c->lent_bio;
   if (!ok) set_errbuf(err, len, "no TLS context");
   if (ok)
     ok = SSL_CTX_set_min_proto_version(
@@ -223,6 +300,7 @@ static ossl_ctx *ctx_of(tls_config *cfg, char *err, size_t len) {
 static void session_free(void *p) {
   ossl_sess *s = p;
   SSL_free(s->ssl); /* and its BIOs */
+  cp_free(s->lent.kept.data);
   cp_free(s);
 }
 
@@ -238,7 +316,7 @@ static void *session_new(const tls_config *cfg, char *err, size_t len) {
   s->cfg = cfg;
   s->roots = c->roots;
   s->ssl = SSL_new(c->ssl);
-  s->in = BIO_new(BIO_s_mem());
+  s->in = BIO_new(c->lent_bio);
   s->out = BIO_new(BIO_s_mem());
   if (!s->ssl || !s->in || !s->out) {
     BIO_free(s->in);
@@ -248,8 +326,9 @@ static void *session_new(const tls_config *cfg, char *err, size_t len) {
     set_errbuf(err, len, "no TLS session");
     return NULL;
   }
-  BIO_set_mem_eof_return(s->in, -1); /* empty means "more to come", not EOF */
-  SSL_set_app_data(s->ssl, s);       /* for check_chain */
+  BIO_set_data(s->in, &s->lent);
+  BIO_set_init(s->in, 1);
+  SSL_set_app_data(s->ssl, s); /* for check_chain */
   SSL_set_bio(s->ssl, s->in, s->out);
   if (cfg->role == CPORT_TLS_CLIENT) {
     unsigned char ip[16];
@@ -263,10 +342,24 @@ static void *session_new(const tls_config *cfg, char *err, size_t len) {
   return s;
 }
 
+static int unlend(void *p) {
+  lent_input *in = &((ossl_sess *)p)->lent;
+  if (in->len == 0) return TLS_OK;
+  if (!kept_add(in, in->ptr, in->len)) return TLS_FAIL;
+  in->len = 0;
+  return TLS_OK;
+}
+
 static int feed(void *p, const void *buf, size_t len) {
   ossl_sess *s = p;
-  size_t n = 0;
-  return BIO_write_ex(s->in, buf, len, &n) == 1 && n == len ? TLS_OK : TLS_FAIL;
+  lent_input *in = &s->lent;
+  if (lent_pending(in) == 0) { /* the usual case: lent, not copied */
+    in->ptr = buf;
+    in->len = len;
+    return TLS_OK;
+  }
+  /* older bytes first, then these, all kept */
+  return unlend(s) == TLS_OK && kept_add(in, buf, len) ? TLS_OK : TLS_FAIL;
 }
 
 /* The peer's subject alternative names, for verify.c. */
@@ -389,7 +482,7 @@ static int decrypt(void *p, void *buf, size_t len, size_t *got) {
 
 static size_t in_pending(void *p) {
   ossl_sess *s = p;
-  return BIO_ctrl_pending(s->in) + (SSL_has_pending(s->ssl) ? 1u : 0u);
+  return lent_pending(&s->lent) + (SSL_has_pending(s->ssl) ? 1u : 0u);
 }
 
 static size_t out_pending(void *p) {
@@ -441,6 +534,7 @@ static const tls_engine engine = {
     .session_new = session_new,
     .session_free = session_free,
     .feed = feed,
+    .unlend = unlend,
     .handshake = handshake,
     .encrypt = encrypt,
     .decrypt = decrypt,

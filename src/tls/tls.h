@@ -38,8 +38,11 @@ typedef struct tls_engine {
   /* A session for one connection; NULL with a reason in err. */
   void *(*session_new)(const tls_config *cfg, char *err, size_t errlen);
   void (*session_free)(void *sess);
-  /* Records that came from the peer (copied). */
+  /* Records that came from the peer. The engine may read them in place
+   * until unlend (optional: NULL for an engine that copies), which the
+   * filter calls before it writes buf again. */
   int (*feed)(void *sess, const void *buf, size_t len);
+  int (*unlend)(void *sess); /* TLS_OK, or TLS_FAIL: no memory to keep them */
   /* A handshake step: TLS_OK when done, TLS_WANT for more records,
    * TLS_FAIL (reason: error). */
   int (*handshake)(void *sess);
