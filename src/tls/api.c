@@ -264,6 +264,7 @@ static int install(cp_sock *s, cport_tls_config *cfg, const tls_engine *eng) {
   char err[sizeof t->reason] = "";
   t->sess = eng->session_new(cfg, err, sizeof err);
   if (!t->sess) tls_fail(t, CPORT_ETLS, err[0] ? err : "the engine made no session");
+  if (t->sess && eng->set_sink) eng->set_sink(t->sess, &t->tx);
   adopt_lingering(s);
   s->filtered = &t->head;
   return CPORT_OK;

@@ -53,6 +53,11 @@ static bool buf_reserve(tls_buf *b, size_t more) {
 
 /* Moves what the engine has to send onto tx. */
 static int tx_collect(tls_sock *t) {
+  if (t->eng->set_sink) { /* the engine wrote into tx itself */
+    t->tx_total += t->tx.len - t->tx_seen;
+    t->tx_seen = t->tx.len;
+    return CPORT_OK;
+  }
   size_t n;
   while ((n = t->eng->out_pending(t->sess)) > 0) {
     if (!buf_reserve(&t->tx, n)) return CPORT_ENOMEM;
@@ -71,7 +76,8 @@ static void post_tx(cp_sock *s, tls_sock *t) {
   if (t->fly.len > 0 || t->tx.len == 0 || !sendable || s->state != CP_SOCK_OPEN) return;
   tls_buf b = t->fly;
   t->fly = t->tx;
-  t->tx = b;
+  t->tx = b; /* empty */
+  t->tx_seen = 0;
   cp_op proto;
   memset(&proto, 0, offsetof(cp_op, be));
   proto.sock = s;

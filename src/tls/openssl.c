@@ -25,6 +25,7 @@ typedef struct ossl_ctx {
   SSL_CTX *ssl;
   X509_STORE *roots;    /* the configuration's, or the system's */
   BIO_METHOD *lent_bio; /* the records-in BIO (below) */
+  BIO_METHOD *sink_bio; /* the records-out BIO */
 } ossl_ctx;
 
 /* Records in, read where the socket's receive put them: feed() lends
@@ -168,6 +169,7 @@ static void ctx_free(void *p) {
   SSL_CTX_free(c->ssl);
   X509_STORE_free(c->roots);
   if (c->lent_bio) BIO_meth_free(c->lent_bio);
+  if (c->sink_bio) BIO_meth_free(c->sink_bio);
   cp_free(c);
 }
 
@@ -222,6 +224,41 @@ static long lent_ctrl(BIO *b, int cmd, long num, void *ptr) {
   return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
+/* Records out, written straight into the filter's outgoing buffer (the
+ * sink), instead of into a memory BIO it would copy them from. */
+static int sink_write(BIO *b, const char *p, int n) {
+  tls_buf *out = BIO_get_data(b);
+  size_t len = n > 0 ? (size_t)n : 0;
+  BIO_clear_retry_flags(b);
+  if (out->len + len > out->cap) {
+    size_t cap = out->cap ? out->cap : 4096;
+    while (cap < out->len + len) cap *= 2;
+    char *q = cp_realloc(out->data, cap);
+    if (!q) return -1; /* the write fails: no memory */
+    out->data = q;
+    out->cap = cap;
+  }
+  memcpy(out->data + out->len, p, len);
+  out->len += len;
+  return n;
+}
+
+static long sink_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)b;
+  (void)num;
+  (void)ptr;
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static BIO_METHOD *sink_method(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "cport records out");
+  if (m && (BIO_meth_set_write(m, sink_write) != 1 || BIO_meth_set_ctrl(m, sink_ctrl) != 1)) {
+    BIO_meth_free(m);
+    m = NULL;
+  }
+  return m;
+}
+
 static BIO_METHOD *lent_method(void) {
   BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "cport records in");
   if (m && (BIO_meth_set_read(m, lent_read) != 1 || BIO_meth_set_ctrl(m, lent_ctrl) != 1)) {
@@ -241,7 +278,8 @@ static ossl_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
   c->ssl = SSL_CTX_new(client ? TLS_client_method() : TLS_server_method());
   c->roots = X509_STORE_new();
   c->lent_bio = lent_method();
-  bool ok = c->ssl && c->roots && c->lent_bio;
+  c->sink_bio = sink_method();
+  bool ok = c->ssl && c->roots && c->lent_bio && c->sink_bio;
   if (!ok) set_errbuf(err, len, "no TLS context");
   if (ok)
     ok = SSL_CTX_set_min_proto_version(
@@ -317,7 +355,7 @@ static void *session_new(const tls_config *cfg, char *err, size_t len) {
   s->roots = c->roots;
   s->ssl = SSL_new(c->ssl);
   s->in = BIO_new(c->lent_bio);
-  s->out = BIO_new(BIO_s_mem());
+  s->out = BIO_new(c->sink_bio); /* its sink comes with set_sink */
   if (!s->ssl || !s->in || !s->out) {
     BIO_free(s->in);
     BIO_free(s->out);
@@ -328,6 +366,7 @@ static void *session_new(const tls_config *cfg, char *err, size_t len) {
   }
   BIO_set_data(s->in, &s->lent);
   BIO_set_init(s->in, 1);
+  BIO_set_init(s->out, 1);
   SSL_set_app_data(s->ssl, s); /* for check_chain */
   SSL_set_bio(s->ssl, s->in, s->out);
   if (cfg->role == CPORT_TLS_CLIENT) {
@@ -485,15 +524,9 @@ static size_t in_pending(void *p) {
   return lent_pending(&s->lent) + (SSL_has_pending(s->ssl) ? 1u : 0u);
 }
 
-static size_t out_pending(void *p) {
+static void set_sink(void *p, tls_buf *out) {
   ossl_sess *s = p;
-  return BIO_ctrl_pending(s->out);
-}
-
-static size_t take(void *p, void *buf, size_t cap) {
-  ossl_sess *s = p;
-  size_t n = 0;
-  return BIO_read_ex(s->out, buf, cap, &n) == 1 ? n : 0;
+  BIO_set_data(s->out, out);
 }
 
 static int close_notify(void *p) {
@@ -539,8 +572,7 @@ static const tls_engine engine = {
     .encrypt = encrypt,
     .decrypt = decrypt,
     .in_pending = in_pending,
-    .out_pending = out_pending,
-    .take = take,
+    .set_sink = set_sink,
     .close_notify = close_notify,
     .session_info = session_info,
     .error = error_text,

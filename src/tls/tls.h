@@ -29,6 +29,12 @@ struct cport_tls_config {
   void (*engine_free_ctx[TLS_ENGINES])(void *); /* and how to free it */
 };
 
+/* A growing byte buffer. */
+typedef struct tls_buf {
+  char *data;
+  size_t len, cap;
+} tls_buf;
+
 /* An engine moves bytes only: ciphertext in (feed), ciphertext out
  * (out_pending, take), plaintext in (encrypt) and out (decrypt). It owns
  * no socket and makes no system call. */
@@ -54,6 +60,9 @@ typedef struct tls_engine {
   /* Bytes fed that no record has used yet: at the peer's end of stream,
    * more than 0 means it cut a record short. */
   size_t (*in_pending)(void *sess);
+  /* Optional (NULL: out_pending and take): from now on the engine appends
+   * the records it makes to *out itself, growing it with cp_realloc. */
+  void (*set_sink)(void *sess, tls_buf *out);
   /* The engine's output: how much waits, and a copy of up to cap bytes
    * of it (taken). */
   size_t (*out_pending)(void *sess);
@@ -65,12 +74,6 @@ typedef struct tls_engine {
   /* The last failure in words. */
   const char *(*error)(void *sess);
 } tls_engine;
-
-/* A growing byte buffer. */
-typedef struct tls_buf {
-  char *data;
-  size_t len, cap;
-} tls_buf;
 
 /* A socket's TLS state; head first (it is what s->filtered points to). */
 typedef struct tls_sock {
@@ -91,6 +94,7 @@ typedef struct tls_sock {
   char *pt;             /* plaintext decrypted ahead (select recvs) */
   size_t pt_len;
   tls_buf tx, fly;   /* ciphertext gathering, and in flight */
+  size_t tx_seen;    /* of tx, the bytes tx_total counts (an engine with a sink) */
   uint64_t tx_total; /* ciphertext bytes that entered the stream */
   uint64_t tx_sent;  /* of them, sent */
 } tls_sock;
