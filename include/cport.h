@@ -694,7 +694,9 @@ CPORT_API int cport_tls_config_set_ca_pem(cport_tls_config *cfg, const char *pem
 /* cport_tls_verify. */
 CPORT_API int cport_tls_config_set_verify(cport_tls_config *cfg, int mode);
 /* Client: the name sent as SNI and checked against the server's
- * certificate (a DNS name, or an IPv4 or IPv6 address in text). */
+ * certificate (a DNS name, or an IPv4 or IPv6 address in text). A client
+ * in CPORT_TLS_VERIFY_PEER needs one: cport_tls_start answers
+ * CPORT_EINVAL without it (a chain alone proves nothing of whom). */
 CPORT_API int cport_tls_config_set_server_name(cport_tls_config *cfg, const char *name);
 /* ALPN: the protocols offered (client) or accepted (server), most wanted
  * first, each 1 to 255 bytes; at most 16. */

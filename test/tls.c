@@ -401,7 +401,7 @@ static void test_tls_peer_reset(void **state) {
   lg.v.linger.onoff = 1;
   SUP_RC(cport_setopt(p.server, CPORT_LEVEL_SOCKET, CPORT_OPT_SOCKET_LINGER, &lg), CPORT_OK);
   SUP_RC(cport_close(p.server), CPORT_OK);
-  for (;;) {
+  while (got < TOTAL) { /* all of it may have come before the reset */
     int r = sup_recv(e->q, p.client, in + got, TOTAL - got, &n);
     if (r != CPORT_OK) {
       SUP_ASSERT(r == CPORT_ECONNRESET || r == CPORT_ETLS, "after a reset: %s", sup_rc_name(r));
@@ -615,11 +615,20 @@ static void test_tls_bad_calls(void **state) {
   SUP_RC(cport_tls_error(p.client, buf, sizeof buf), CPORT_ENOTFOUND);
   SUP_RC(cport_tls_error(p.client, NULL, 4), CPORT_EINVAL);
 
+  /* A client that verifies must name the server. */
+  cport_tls_config *noname = NULL;
+  cport_handle h0 = 0;
+  SUP_RC(cport_tls_config_create(&noname, CPORT_TLS_CLIENT), CPORT_OK);
+  SUP_RC(cport_tls_start(p.client, noname, CPORT_NOWAIT, &h0), CPORT_EINVAL);
+  cport_tls_config_free(noname);
+
   /* A recv pending: no upgrade (its bytes would be neither). */
   int rc = cport_recv(p.client, buf, sizeof buf, 0, CPORT_NOWAIT, &n, &h);
   SUP_RC(rc, sup_pending_rc());
-  SUP_RC(cport_tls_start(p.client, cfg, CPORT_NOWAIT, &h), CPORT_EBUSY);
-  SUP_RC(cport_cancel(p.client, h), sup_select_mode() ? CPORT_OK : CPORT_OK);
+  cport_handle h2 = 0;
+  SUP_RC(cport_tls_start(p.client, cfg, CPORT_NOWAIT, &h2), CPORT_EBUSY);
+  SUP_EQ(h2, 0);
+  SUP_RC(cport_cancel(p.client, h), CPORT_OK);
   if (sup_select_mode())
     sup_mark_ended(p.client, h);
   else
@@ -724,6 +733,173 @@ static void test_tls_cert_store(void **state) {
   cport_tls_config_free(cfg);
 }
 
+/* ---- found by review ------------------------------------------------------ */
+
+/* A multishot recv paused at otp.rcv_outstanding reads nothing until a
+ * chunk is released, then goes on in order. */
+static void test_tls_multi_paused(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  cport_handle h = 0;
+  char b[256], all[16];
+  size_t got = 0;
+  tls_pair(e->q, &p);
+  sup_set_otp_int(p.client, CPORT_OPT_OTP_RCV_OUTSTANDING, 1);
+  SUP_RC(cport_recv_multi(p.client, &h), CPORT_COMPLETION);
+  sup_send_all(e->q, p.server, "one", 3);
+  cport_msg first = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+  SUP_ASSERT(first.status == CPORT_OK && first.bytes == 3 && (first.flags & CPORT_MSG_MORE), "%s",
+             sup_msg_str(&first, b, sizeof b));
+  sup_send_all(e->q, p.server, "two", 3);
+  sup_send_all(e->q, p.server, "three", 5);
+  expect_no_msg_for(e->q, p.client, h, SUP_QUIET); /* paused: one chunk is out */
+  cport_free(first.buf);
+  while (got < 8) {
+    cport_msg m = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+    SUP_ASSERT(m.status == CPORT_OK && m.bytes > 0 && got + m.bytes <= 8, "%s",
+               sup_msg_str(&m, b, sizeof b));
+    memcpy(all + got, m.buf, m.bytes);
+    got += m.bytes;
+    cport_free(m.buf);
+  }
+  SUP_ASSERT(memcmp(all, "twothree", 8) == 0, "the chunks after the pause, in order");
+}
+
+/* A send posted after cport_tls_shutdown never goes out (CPORT_EPIPE),
+ * even while sends before it are still in flight. */
+static void test_tls_send_after_shutdown(void **state) {
+  sup_env *e = (sup_env *)*state;
+  enum { BIG = 4 << 20 };
+  sup_pair p;
+  cport_handle ha = 0, hs_ = 0, hb = 0;
+  size_t n = 0, got = 0;
+  char b[256];
+  char *big = sup_alloc(BIG), *in = sup_alloc(BIG + 64);
+  sup_pattern(big, BIG, 0, 5);
+  tls_pair(e->q, &p);
+  int ra = cport_send(p.server, big, BIG, 0, CPORT_NOWAIT, &n, &ha);
+  SUP_ASSERT(ra == CPORT_OK || ra == sup_pending_rc(), "big send: %s", sup_rc_name(ra));
+  int rs = cport_tls_shutdown(p.server, CPORT_NOWAIT, &hs_);
+  SUP_ASSERT(rs == CPORT_OK || rs == CPORT_COMPLETION, "shutdown: %s", sup_rc_name(rs));
+  int rb = cport_send(p.server, "AFTER", 5, 0, CPORT_NOWAIT, &n, &hb);
+  for (;;) {
+    int r = sup_recv(e->q, p.client, in + got, BIG + 64 - got, &n);
+    if (r != CPORT_OK || n == 0) break;
+    got += n;
+  }
+  SUP_EQ(got, BIG);
+  sup_check_pattern(in, BIG, 0, 5, "the bytes before close_notify");
+  if (rb == CPORT_COMPLETION || rb == CPORT_SELECT) {
+    cport_msg m = expect_msg_for(e->q, p.server, hb, SUP_TIMEOUT);
+    if (rb == CPORT_SELECT) { /* ready: the call again is refused */
+      rb = cport_send(p.server, "AFTER", 5, 0, CPORT_NOWAIT, &n, &hb);
+    } else {
+      SUP_ASSERT(m.status == CPORT_EPIPE, "the send after shutdown: %s",
+                 sup_msg_str(&m, b, sizeof b));
+      rb = CPORT_EPIPE;
+    }
+  }
+  SUP_RC(rb, CPORT_EPIPE);
+}
+
+/* Select mode: a recv_alloc whose records are already there either
+ * returns the bytes now, or a select message that carries no buffer. */
+static void test_tls_select_alloc_ready(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  cport_handle h = 0;
+  void *buf = NULL;
+  size_t n = 0;
+  char b[256];
+  tls_pair(e->q, &p);
+  sup_send_all(e->q, p.server, "hello", 5);
+  sup_settle(e->q, 50);
+  int rc = cport_recv_alloc(p.client, 0, CPORT_NOWAIT, &buf, &n, &h);
+  if (rc == CPORT_SELECT || rc == CPORT_COMPLETION) {
+    cport_msg m = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+    if (rc == CPORT_SELECT) {
+      SUP_ASSERT(m.tag == CPORT_TAG_SELECT && !(m.flags & CPORT_MSG_ALLOCATED) && m.buf == NULL,
+                 "a select message carries no buffer: %s", sup_msg_str(&m, b, sizeof b));
+      rc = cport_recv_alloc(p.client, 0, CPORT_NOWAIT, &buf, &n, &h);
+    } else {
+      SUP_ASSERT(m.status == CPORT_OK && (m.flags & CPORT_MSG_ALLOCATED), "%s",
+                 sup_msg_str(&m, b, sizeof b));
+      buf = m.buf;
+      n = m.bytes;
+      rc = CPORT_OK;
+    }
+  }
+  SUP_RC(rc, CPORT_OK);
+  SUP_ASSERT(n == 5 && memcmp(buf, "hello", 5) == 0, "recv_alloc: %zu bytes", n);
+  cport_free(buf);
+}
+
+/* A multishot recv may be posted while the handshake runs. */
+static void test_tls_multi_during_handshake(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  hs c, s;
+  cport_handle h = 0;
+  char b[256];
+  cport_tls_config *scfg = server_cfg("server");
+  cport_tls_config *ccfg = client_cfg("ca.pem", "localhost");
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  start_handshake(&s, p.server, scfg);
+  start_handshake(&c, p.client, ccfg);
+  SUP_RC(cport_recv_multi(p.client, &h), CPORT_COMPLETION);
+  wait_handshake(e->q, &c);
+  wait_handshake(e->q, &s);
+  SUP_RC(c.rc, CPORT_OK);
+  SUP_RC(s.rc, CPORT_OK);
+  sup_send_all(e->q, p.server, "multi", 5);
+  cport_msg m = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+  SUP_ASSERT(m.status == CPORT_OK && m.bytes == 5 && memcmp(m.buf, "multi", 5) == 0, "%s",
+             sup_msg_str(&m, b, sizeof b));
+  cport_free(m.buf);
+  cport_tls_config_free(scfg);
+  cport_tls_config_free(ccfg);
+}
+
+#ifdef CPORT_TEST_OPENSSL
+/* An OpenSSL error the application left on its thread does not fail a
+ * healthy session (the engine clears the queue before each call). */
+void ERR_new(void);
+void ERR_set_error(int lib, int reason, const char *fmt, ...);
+static void test_tls_stale_openssl_error(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  char buf[16];
+  size_t n = 0;
+  cport_handle h = 0;
+  tls_pair(e->q, &p);
+  ERR_new();
+  ERR_set_error(9 /* ERR_LIB_PEM */, 108 /* no start line */, NULL);
+  SUP_RC(cport_recv(p.client, buf, sizeof buf, 0, CPORT_NOWAIT, &n, &h), sup_pending_rc());
+  sup_send_all(e->q, p.server, "ok", 2);
+  cport_msg m = expect_msg_for(e->q, p.client, h, SUP_TIMEOUT);
+  SUP_ASSERT(m.status == CPORT_OK, "the recv after a stale error: %s", sup_rc_name(m.status));
+}
+#endif
+
+/* The receive buffer cannot be had: the handshake fails at once with
+ * CPORT_ENOMEM, it does not wait for its timeout. */
+static volatile int g_fail_rx;
+static void *fail_rx_malloc(size_t n) { return g_fail_rx && n == 17408 ? NULL : malloc(n); }
+
+static void test_tls_no_memory_for_records(void **state) {
+  sup_env *e = (sup_env *)*state;
+  sup_pair p;
+  char why[160] = "";
+  cport_tls_config *scfg = server_cfg("server");
+  sup_make_pair(e->q, CPORT_AF_INET, &p);
+  g_fail_rx = 1;
+  int rc = cport_tls_start(p.server, scfg, SUP_TIMEOUT, NULL);
+  g_fail_rx = 0;
+  SUP_RC(rc, CPORT_ENOMEM);
+  SUP_RC(cport_tls_error(p.server, why, sizeof why), CPORT_OK);
+  cport_tls_config_free(scfg);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, sup_setup, sup_teardown)
 
 int main(int argc, char **argv) {
@@ -747,6 +923,14 @@ int main(int argc, char **argv) {
       T(test_tls_bad_calls),
       T(test_tls_blocking),
       T(test_tls_cert_store),
+      T(test_tls_multi_paused),
+      T(test_tls_send_after_shutdown),
+      T(test_tls_select_alloc_ready),
+      T(test_tls_multi_during_handshake),
+#ifdef CPORT_TEST_OPENSSL
+      T(test_tls_stale_openssl_error),
+#endif
+      T(test_tls_no_memory_for_records),
   };
   /* --engine openssl|schannel: both ends' engine (the default's else). */
   for (int i = 1; i + 1 < argc; i++)
@@ -758,6 +942,8 @@ int main(int argc, char **argv) {
       argc -= 2;
       break;
     }
+  /* Before any context: the allocator that can refuse the receive buffer. */
+  cport_set_allocator(fail_rx_malloc, realloc, calloc, free);
   int rc = sup_parse_args(argc, argv);
   if (rc != 0) return rc;
   /* Wine 8's Schannel, the Windows default, has no server role

@@ -123,9 +123,20 @@ static inline void cp_stop(cp_sock *s, cp_op *op) {
     s->ctx->be->cancel(s, op);
 }
 
+/* What a layer does to a socket under the same lock hold as the submit
+ * of its own op (TLS: put its filter on), and undoes if that op could not
+ * start; attach answers CPORT_OK or the call's error. */
+typedef struct cp_attach {
+  int (*attach)(cp_sock *s, void *arg);
+  void (*undo)(cp_sock *s, void *arg);
+  void *arg;
+} cp_attach;
+
 /* An op with no buffer (CPORT_OP_TLS_HANDSHAKE, CPORT_OP_TLS_SHUTDOWN)
- * through the one submit path, with its three outcomes (io.c). */
-int cp_io_call(cport_socket id, uint8_t kind, int timeout, cport_handle *handle);
+ * through the one submit path, with its three outcomes (io.c); with: NULL
+ * or a layer's attach. */
+int cp_io_call(cport_socket id, uint8_t kind, int timeout, cport_handle *handle,
+               const cp_attach *with);
 
 /* Multishot ops (multi.c). */
 /* Sets up a multishot op just recorded (a recv gets its cp_bufs). */

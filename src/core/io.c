@@ -13,6 +13,7 @@ typedef struct request {
   char *buf;
   size_t len;
   const cport_addr *addr;
+  const cp_attach *with; /* cp_io_call: a layer's attach */
 } request;
 
 typedef struct result {
@@ -55,7 +56,7 @@ static bool select_pending(cp_sock *s, int dir) {
 static bool multi_conflict(cp_sock *s, int dir, bool multi) {
   if (s->multi[dir] || !multi) return s->multi[dir];
   for (const cp_op *op = cp_user_dirs(s)[dir].head; op; op = op->next)
-    if (!(op->select && op->cancelled)) return true;
+    if (!(op->select && op->cancelled) && !tls_kind(op->kind)) return true; /* a handshake first */
   return false;
 }
 
@@ -261,7 +262,9 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
   /* A multishot op carries results, and so do TLS's own. */
   bool select = s->select_mode && !dest && !rq->multi && !tls_kind(rq->kind);
   int dir = dir_of(rq->kind);
-  int rc = check_state(s, rq, select);
+  int rc = rq->with ? rq->with->attach(s, rq->with->arg) : CPORT_OK;
+  bool attached = rq->with && rc == CPORT_OK;
+  if (rc == CPORT_OK) rc = check_state(s, rq, select);
   if (rc == CPORT_OK && select && select_pending(s, dir)) rc = CPORT_EALREADY;
   if (rc == CPORT_OK && multi_conflict(s, dir, rq->multi)) rc = CPORT_EALREADY;
   cp_op proto;
@@ -271,6 +274,7 @@ static int submit(cport_socket id, const request *rq, cport_queue *dest, result 
   else if (rc == CPORT_OK)
     rc = can_try_now(s, &proto) ? try_first(s, &proto, res, handle)
                                 : start_record(s, &proto, res, handle);
+  if (attached && rc < 0) rq->with->undo(s, rq->with->arg);
   cp_sock_unlock(s);
   return rc;
 }
@@ -449,8 +453,9 @@ int cport_recv_alloc(cport_socket s, unsigned flags, int timeout, void **buf, si
   return rc;
 }
 
-int cp_io_call(cport_socket id, uint8_t kind, int timeout, cport_handle *handle) {
-  request rq = {.kind = kind};
+int cp_io_call(cport_socket id, uint8_t kind, int timeout, cport_handle *handle,
+               const cp_attach *with) {
+  request rq = {.kind = kind, .with = with};
   result res;
   return run(id, &rq, timeout, &res, handle);
 }

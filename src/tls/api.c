@@ -212,6 +212,7 @@ int cport_tls_config_set_engine(cport_tls_config *cfg, int engine) {
 int tls_fail(tls_sock *t, int err, const char *reason) {
   if (t->failed) return t->failed;
   t->failed = err;
+  if (t->pumping) t->again = true; /* the ops waiting end on the next pass */
   if (!reason && err == CPORT_ETLS && t->sess) reason = t->eng->error(t->sess);
   if (!reason) reason = cport_strerror(err);
   snprintf(t->reason, sizeof t->reason, "%s", reason);
@@ -270,18 +271,41 @@ static int install(cp_sock *s, cport_tls_config *cfg, const tls_engine *eng) {
   return CPORT_OK;
 }
 
+typedef struct upgrade {
+  cport_tls_config *cfg;
+  const tls_engine *eng;
+} upgrade;
+
+/* Under the lock that submits the handshake: no op of another thread can
+ * come between the filter and its handshake. */
+static int attach_tls(cp_sock *s, void *arg) {
+  const upgrade *u = arg;
+  int rc = check_upgrade(s);
+  return rc == CPORT_OK ? install(s, u->cfg, u->eng) : rc;
+}
+
+/* The handshake could not even start (no memory for its record): the
+ * socket is left as it was, plain. */
+static void undo_tls(cp_sock *s, void *arg) {
+  (void)arg;
+  tls_sock *t = (tls_sock *)(void *)s->filtered;
+  if (!t || t->started) return;
+  for (int dir = CP_RD; dir <= CP_WR; dir++)
+    for (cp_op *op = s->dirs[dir].head; op; op = op->next) op->raw = 0;
+  s->filtered = NULL;
+  tls_sock_free(t);
+}
+
 int cport_tls_start(cport_socket id, const cport_tls_config *cfg, int timeout,
                     cport_handle *handle) {
   if (!cfg || timeout < CPORT_NOWAIT || (timeout == CPORT_NOWAIT && !handle)) return CPORT_EINVAL;
-  const tls_engine *eng = engine_for(cfg->engine);
-  if (!eng) return CPORT_ENOTSUP;
-  cp_sock *s = cp_sock_lock(id);
-  if (!s) return CPORT_EBADF;
-  int rc = check_upgrade(s);
-  if (rc == CPORT_OK) rc = install(s, (cport_tls_config *)(uintptr_t)cfg, eng);
-  cp_sock_unlock(s);
-  if (rc != CPORT_OK) return rc;
-  return cp_io_call(id, CPORT_OP_TLS_HANDSHAKE, timeout, handle);
+  /* A client that checks the server's certificate must know whom it wants. */
+  if (cfg->role == CPORT_TLS_CLIENT && cfg->verify == CPORT_TLS_VERIFY_PEER && !cfg->server_name)
+    return CPORT_EINVAL;
+  upgrade u = {(cport_tls_config *)(uintptr_t)cfg, engine_for(cfg->engine)};
+  if (!u.eng) return CPORT_ENOTSUP;
+  const cp_attach with = {attach_tls, undo_tls, &u};
+  return cp_io_call(id, CPORT_OP_TLS_HANDSHAKE, timeout, handle, &with);
 }
 
 int cport_tls_shutdown(cport_socket id, int timeout, cport_handle *handle) {
@@ -289,7 +313,7 @@ int cport_tls_shutdown(cport_socket id, int timeout, cport_handle *handle) {
   if (!s) return CPORT_EBADF;
   bool tls = s->filtered != NULL;
   cp_sock_unlock(s);
-  return tls ? cp_io_call(id, CPORT_OP_TLS_SHUTDOWN, timeout, handle) : CPORT_EINVAL;
+  return tls ? cp_io_call(id, CPORT_OP_TLS_SHUTDOWN, timeout, handle, NULL) : CPORT_EINVAL;
 }
 
 int cport_tls_info(cport_socket id, cport_tls_session *info) {

@@ -18,9 +18,11 @@
 
 #include <string.h>
 
-#define RX_SIZE 17408u       /* one TLS record with its overhead */
-#define PT_SIZE 16384u       /* plaintext decrypted ahead for a select recv */
-#define TX_SELECT_MAX 65536u /* unsent ciphertext past which a select send waits */
+#define RX_SIZE 17408u            /* one TLS record with its overhead */
+#define PT_SIZE 16384u            /* plaintext decrypted ahead for a select recv */
+#define TX_SELECT_MAX 65536u      /* unsent ciphertext past which a select send waits */
+#define ENCRYPT_AHEAD_MAX 262144u /* unsent ciphertext past which queued sends wait */
+#define BUF_KEEP_MAX 262144u      /* a buffer larger than this is let go once sent */
 
 /* Per user send or shutdown, in op->be (the backend never sees a
  * filtered socket's user ops): where its last byte lies in the outgoing
@@ -255,6 +257,7 @@ static cp_op *first_pending(const tls_sock *t, const cp_list *l) {
 static void advance(tls_sock *t, int dir) {
   cp_op *op;
   while ((op = first_pending(t, &t->head.dirs[dir])) != NULL) {
+    if (op->paused) return; /* a multishot recv waits for its chunks' release */
     int rc = attempt(t, op, false);
     if (rc == CP_PENDING) return;
     cp_op_done(op, rc); /* may free op, or re-arm a multishot recv */
@@ -262,13 +265,17 @@ static void advance(tls_sock *t, int dir) {
 }
 
 /* Sends queued behind the head are encrypted ahead, so their records go
- * out together. */
+ * out together: up to a shutdown (what follows it is refused), and while
+ * less than ENCRYPT_AHEAD_MAX waits unsent (memory stays bounded). */
 static void encrypt_ahead(tls_sock *t) {
   if (!t->handshaken) return;
-  for (cp_op *op = t->head.dirs[CP_WR].head; op; op = op->next)
-    if (op->state == CP_OP_PENDING && op->kind == CPORT_OP_SEND && !op->select && !op->cancelled &&
+  for (cp_op *op = t->head.dirs[CP_WR].head; op; op = op->next) {
+    if (op->kind != CPORT_OP_SEND) return;
+    if (t->tx_total - t->tx_sent >= ENCRYPT_AHEAD_MAX) return;
+    if (op->state == CP_OP_PENDING && !op->select && !op->cancelled &&
         encrypt_send(t, op) != CPORT_OK)
       return;
+  }
 }
 
 static void pump(cp_sock *s, tls_sock *t) {
@@ -279,7 +286,7 @@ static void pump(cp_sock *s, tls_sock *t) {
   t->pumping = true;
   do {
     t->again = false;
-    t->want_rx = false;
+    t->want_rx = t->settle_rx;
     advance(t, CP_RD);
     encrypt_ahead(t);
     advance(t, CP_WR);
@@ -291,17 +298,40 @@ static void pump(cp_sock *s, tls_sock *t) {
 
 /* ---- the filter table ---------------------------------------------------- */
 
+/* The first op of l that waits, settling or not. */
+static cp_op *head_pending(const cp_list *l) {
+  for (cp_op *op = l->head; op; op = op->next)
+    if (op->state == CP_OP_PENDING) return op;
+  return NULL;
+}
+
 static int tls_start(cp_sock *s, cp_op *op) {
   tls_sock *t = tls_of(s);
   mark_of(op)->end = 0;
-  if (t->pumping || first_pending(t, &t->head.dirs[op->dir]) != op) {
-    pump(s, t); /* it waits its turn; the running loop takes it */
+  t->started = true;
+  if (t->pumping) { /* a multishot recv armed again by the running loop, which takes it */
+    t->again = true;
     return CP_PENDING;
   }
-  int rc = attempt(t, op, true);
-  if (rc != CP_PENDING) t->settling = op; /* the core ends it on return */
-  pump(s, t);                             /* what the attempt queued goes out */
+  /* The core ends op itself when it hears this call's answer, so the pump
+   * passes op by (settling: op is the last of its list, nothing waits
+   * behind it), and while raw ops end within the pump, op is tried again
+   * once it is its list's first: its answer is final when no more bytes
+   * came (or the session failed: the next try says so). */
+  t->settling = op;
+  int rc = CP_PENDING;
+  do {
+    t->want_rx = false;
+    t->settle_rx = false;
+    if (head_pending(&t->head.dirs[op->dir]) == op) {
+      rc = attempt(t, op, true);
+      t->settle_rx = rc == CP_PENDING && t->want_rx;
+    }
+    t->progress = false;
+    pump(s, t);
+  } while (rc == CP_PENDING && (t->progress || t->failed) && s->state == CP_SOCK_OPEN);
   t->settling = NULL;
+  t->settle_rx = false;
   return rc;
 }
 
@@ -327,6 +357,7 @@ static void tls_close(cp_sock *s) {
 
 static void tls_raw_done(cp_sock *s, cp_op *op) {
   tls_sock *t = tls_of(s);
+  t->progress = true;
   if (op->select) { /* a wait cancelled before the upgrade (api.c, lingering) */
     cp_op_free(s, op);
     return;
@@ -348,6 +379,11 @@ static void tls_raw_done(cp_sock *s, cp_op *op) {
   } else {
     t->tx_sent += done;
     t->fly.len = 0;
+    if (t->fly.cap > BUF_KEEP_MAX) { /* after a large send: not kept for good */
+      cp_free(t->fly.data);
+      t->fly.data = NULL;
+      t->fly.cap = 0;
+    }
     if (status != CPORT_OK && !op_was_stopped(status)) tls_fail(t, status, NULL);
   }
   if (s->state == CP_SOCK_OPEN) pump(s, t);

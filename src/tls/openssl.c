@@ -317,6 +317,8 @@ static ossl_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
   SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(c->ssl, 0); /* no resumption: no tickets to send */
+  /* A TLS 1.2 renegotiation would make a write wait for a read: refused. */
+  SSL_CTX_set_options(c->ssl, SSL_OP_NO_RENEGOTIATION);
   return c;
 }
 
@@ -491,6 +493,7 @@ static int outcome(ossl_sess *s, int ret) {
 
 static int handshake(void *p) {
   ossl_sess *s = p;
+  ERR_clear_error(); /* SSL_get_error reads the thread's queue: only ours in it */
   int ret = SSL_do_handshake(s->ssl);
   if (ret == 1) return TLS_OK;
   int rc = outcome(s, ret);
@@ -502,6 +505,7 @@ static int encrypt(void *p, const void *buf, size_t len) {
   size_t off = 0;
   while (off < len) { /* a memory BIO never pushes back: each call takes a record or more */
     size_t n = 0;
+    ERR_clear_error();
     int ret = SSL_write_ex(s->ssl, (const char *)buf + off, len - off, &n);
     if (ret != 1) {
       (void)outcome(s, ret); /* the reason */
@@ -515,6 +519,7 @@ static int encrypt(void *p, const void *buf, size_t len) {
 static int decrypt(void *p, void *buf, size_t len, size_t *got) {
   ossl_sess *s = p;
   *got = 0;
+  ERR_clear_error();
   int ret = SSL_read_ex(s->ssl, buf, len, got);
   return ret == 1 ? TLS_OK : outcome(s, ret);
 }
@@ -531,6 +536,7 @@ static void set_sink(void *p, tls_buf *out) {
 
 static int close_notify(void *p) {
   ossl_sess *s = p;
+  ERR_clear_error();
   int ret = SSL_shutdown(s->ssl); /* 0: sent, the peer's yet to come; 1: both */
   if (ret >= 0) return TLS_OK;
   set_reason(s, NULL);

@@ -90,6 +90,9 @@ typedef struct tls_sock {
   bool want_rx;         /* pump: something waits for records */
   bool pumping, again;  /* pump is running; go round once more */
   cp_op *settling;      /* a user op its own call finished: the core ends it */
+  bool settle_rx;       /* the settling op waits for records */
+  bool progress;        /* a raw op ended since this was cleared */
+  bool started;         /* the filter started an op (api.c: no undo then) */
   char *rx;             /* the raw recv's buffer */
   char *pt;             /* plaintext decrypted ahead (select recvs) */
   size_t pt_len;
