@@ -359,6 +359,7 @@ static void tls_raw_done(cp_sock *s, cp_op *op) {
   tls_sock *t = tls_of(s);
   t->progress = true;
   if (op->select) { /* a wait cancelled before the upgrade (api.c, lingering) */
+    if (op->deadline) cp_deadline_disarm(s, op);
     cp_op_free(s, op);
     return;
   }
