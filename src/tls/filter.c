@@ -166,6 +166,8 @@ static int fill_recv(tls_sock *t, cp_op *op) {
   }
   bool whole = want == 0 || !(op->flags & CPORT_WAITALL);
   if (op->done > 0 && whole) return CPORT_OK;
+  if (t->rx_eof && !t->closed_by_peer && !t->failed && t->eng->in_pending(t->sess) > 0)
+    return tls_fail(t, CPORT_ETLS, "the peer's stream ended in the middle of a record");
   if (t->closed_by_peer || (t->rx_eof && !t->failed)) return CPORT_OK; /* the end: 0 or short */
   if (t->failed) return t->failed;
   t->want_rx = true;
@@ -369,12 +371,11 @@ static void tls_raw_done(cp_sock *s, cp_op *op) {
   cp_op_free(s, op);
   if (recv) {
     t->rx_busy = false;
+    t->settle_rx = false; /* the settling op is tried again with what came */
     if (status == CPORT_OK && done > 0 && t->eng->feed(t->sess, t->rx, done) != TLS_OK)
       tls_fail(t, CPORT_ENOMEM, "no memory for received records");
-    else if (status == CPORT_OK && done == 0 && t->eng->in_pending(t->sess) > 0)
-      tls_fail(t, CPORT_ETLS, "the peer's stream ended in the middle of a record");
     else if (status == CPORT_OK && done == 0)
-      t->rx_eof = true;
+      t->rx_eof = true; /* what the engine holds is read first (fill_recv) */
     else if (status != CPORT_OK && !op_was_stopped(status))
       tls_fail(t, status, NULL);
   } else {
