@@ -207,6 +207,18 @@ int cport_tls_config_set_engine(cport_tls_config *cfg, int engine) {
   return rc;
 }
 
+void *tls_engine_ctx(tls_config *cfg, int id, void *(*make)(const tls_config *, char *, size_t),
+                     void (*free_fn)(void *), char *err, size_t errlen) {
+  cp_mutex_lock(&cfg->mu);
+  void *c = cfg->engine_ctx[id];
+  if (!c && (c = make(cfg, err, errlen)) != NULL) {
+    cfg->engine_ctx[id] = c;
+    cfg->engine_free_ctx[id] = free_fn;
+  }
+  cp_mutex_unlock(&cfg->mu);
+  return c;
+}
+
 /* ---- a socket's session --------------------------------------------------- */
 
 int tls_fail(tls_sock *t, int err, const char *reason) {

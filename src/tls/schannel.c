@@ -534,17 +534,13 @@ static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
   return NULL;
 }
 
+static void *ctx_make(const tls_config *cfg, char *err, size_t len) {
+  return ctx_new(cfg, err, len);
+}
+
 /* The configuration's credentials, made by the first session that needs them. */
 static sch_ctx *ctx_of(tls_config *cfg, char *err, size_t len) {
-  int id = CPORT_TLS_ENGINE_SCHANNEL;
-  cp_mutex_lock(&cfg->mu);
-  sch_ctx *c = cfg->engine_ctx[id];
-  if (!c && (c = ctx_new(cfg, err, len)) != NULL) {
-    cfg->engine_ctx[id] = c;
-    cfg->engine_free_ctx[id] = ctx_free;
-  }
-  cp_mutex_unlock(&cfg->mu);
-  return c;
+  return tls_engine_ctx(cfg, CPORT_TLS_ENGINE_SCHANNEL, ctx_make, ctx_free, err, len);
 }
 
 /* ---- sessions ------------------------------------------------------------- */

@@ -102,6 +102,12 @@ typedef struct tls_sock {
   uint64_t tx_sent;  /* of them, sent */
 } tls_sock;
 
+/* An engine's shared state for cfg (its SSL_CTX, its credentials), made
+ * by the first session that needs it with make, and freed with cfg by
+ * free_fn (api.c); NULL with a reason in err if make fails. */
+void *tls_engine_ctx(tls_config *cfg, int id, void *(*make)(const tls_config *, char *, size_t),
+                     void (*free_fn)(void *), char *err, size_t errlen);
+
 /* The engines this build has (NULL: none). */
 const tls_engine *tls_engine_openssl(void);
 const tls_engine *tls_engine_schannel(void);
