@@ -5,7 +5,9 @@
  * (SCH_CRED_MANUAL_CRED_VALIDATION): the peer's chain is built by
  * CryptoAPI against the configuration's roots (or the system's) and its
  * name checked by verify.c, so one certificate gets the same answer on
- * every engine (docs/design.md §10).
+ * every engine (docs/design.md §10). This file holds the sessions: the
+ * handshake, records and cport's checks of the peer; the credentials are
+ * schannel_cred.c's and a session's facts schannel_info.c's.
  *
  * Both roles. A certificate of ours (a server's, or a client's) comes as
  * PEM: its key (PKCS#8) goes into the CNG software key store under a
@@ -13,7 +15,7 @@
  * Schannel (LSASS on Windows) reads keys from there. The server role is
  * written for real Windows and cannot run under Wine 8, whose
  * AcceptSecurityContext answers SEC_E_UNSUPPORTED_FUNCTION
- * (../shared/WINE.md "Schannel"): the handshake then fails with that
+ * (docs/wine.md, "Schannel"): the handshake then fails with that
  * reason, and Wine's tests serve with the OpenSSL engine.
  *
  * Wine 8 notes handled here: the chain engine takes CERT_CHAIN_ENGINE_
@@ -27,17 +29,7 @@
  * (SCHANNEL_ALERT) answers SEC_E_UNSUPPORTED_FUNCTION: the peer sees the
  * connection end), and PKCS#8 keys cannot go into CNG (NTE_NOT_SUPPORTED),
  * so no certificate of ours, client or server, loads there. */
-#include "tls.h"
-
-#define SECURITY_WIN32
-#define SCHANNEL_USE_BLACKLISTS /* SCH_CREDENTIALS, TLS_PARAMETERS */
-#include <subauth.h>            /* their UNICODE_STRING */
-
-#include <ncrypt.h>
-#include <schannel.h>
-#include <security.h>
-#include <sspi.h>
-#include <wincrypt.h>
+#include "schannel.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -45,35 +37,6 @@
 
 #define MAX_SANS 64
 #define SAN_LEN 256
-
-/* The Windows 7 layout of CERT_CHAIN_ENGINE_CONFIG (with hExclusiveRoot),
- * which _WIN32_WINNT 0x0600 hides; its size up to dwExclusiveFlags is
- * what every Windows since 7, and Wine 8, accept. */
-typedef struct sch_chain_config {
-  DWORD cbSize;
-  HCERTSTORE hRestrictedRoot;
-  HCERTSTORE hRestrictedTrust;
-  HCERTSTORE hRestrictedOther;
-  DWORD cAdditionalStore;
-  HCERTSTORE *rghAdditionalStore;
-  DWORD dwFlags;
-  DWORD dwUrlRetrievalTimeout;
-  DWORD MaximumCachedCertificates;
-  DWORD CycleDetectionModulus;
-  HCERTSTORE hExclusiveRoot;
-  HCERTSTORE hExclusiveTrustedPeople;
-  DWORD dwExclusiveFlags;
-} sch_chain_config;
-
-typedef struct sch_ctx {
-  CredHandle cred;
-  bool have_cred;
-  HCERTSTORE roots;     /* the configuration's roots, NULL: the system's */
-  HCERTCHAINENGINE hce; /* over roots, NULL: the default engine */
-  HCERTSTORE ident_store;
-  PCCERT_CONTEXT ident;  /* our certificate, its key in the CNG store */
-  NCRYPT_KEY_HANDLE key; /* that key, persisted under a name: deleted with ctx */
-} sch_ctx;
 
 typedef struct sch_sess {
   const tls_config *cfg;
@@ -99,58 +62,8 @@ typedef struct sch_sess {
 
 /* ---- reasons ------------------------------------------------------------- */
 
-static const char *status_name(SECURITY_STATUS st) {
-#define N(x)                                                                                       \
-  case x: return #x
-  switch (st) {
-    N(SEC_E_OK);
-    N(SEC_I_CONTINUE_NEEDED);
-    N(SEC_I_CONTEXT_EXPIRED);
-    N(SEC_I_RENEGOTIATE);
-    N(SEC_I_INCOMPLETE_CREDENTIALS);
-    N(SEC_E_INCOMPLETE_MESSAGE);
-    N(SEC_E_INTERNAL_ERROR);
-    N(SEC_E_UNSUPPORTED_FUNCTION);
-    N(SEC_E_ILLEGAL_MESSAGE);
-    N(SEC_E_ALGORITHM_MISMATCH);
-    N(SEC_E_NO_AUTHENTICATING_AUTHORITY);
-    N(SEC_E_WRONG_PRINCIPAL);
-    N(SEC_E_UNTRUSTED_ROOT);
-    N(SEC_E_CERT_EXPIRED);
-    N(SEC_E_CERT_UNKNOWN);
-    N(SEC_E_INVALID_TOKEN);
-    N(SEC_E_INVALID_HANDLE);
-    N(SEC_E_INSUFFICIENT_MEMORY);
-    N(SEC_E_DECRYPT_FAILURE);
-    N(SEC_E_ENCRYPT_FAILURE);
-    N(SEC_E_MESSAGE_ALTERED);
-    N(SEC_E_CONTEXT_EXPIRED);
-    N(SEC_E_BUFFER_TOO_SMALL);
-    N(SEC_E_TARGET_UNKNOWN);
-    N(SEC_E_NO_CREDENTIALS);
-    N(SEC_E_UNKNOWN_CREDENTIALS);
-    N(SEC_E_SECPKG_NOT_FOUND);
-    N(SEC_E_QOP_NOT_SUPPORTED);
-    N(SEC_E_LOGON_DENIED);
-    N(NTE_NOT_SUPPORTED);
-    N(NTE_BAD_DATA);
-    N(NTE_BAD_KEYSET);
-    N(NTE_EXISTS);
-    N(NTE_PERM);
-    N(NTE_INVALID_PARAMETER);
-    N(NTE_BAD_TYPE);
-  default: return "SECURITY_STATUS";
-  }
-#undef N
-}
-
-/* "what: NAME (0x...)" into out. */
-static void status_reason(char *out, size_t len, const char *what, SECURITY_STATUS st) {
-  snprintf(out, len, "%s: %s (0x%08lx)", what, status_name(st), (unsigned long)st);
-}
-
 static int fail_status(sch_sess *s, const char *what, SECURITY_STATUS st) {
-  if (!s->failed) status_reason(s->reason, sizeof s->reason, what, st);
+  if (!s->failed) sch_status_reason(s->reason, sizeof s->reason, what, st);
   s->failed = true;
   return TLS_FAIL;
 }
@@ -199,350 +112,6 @@ static bool out_add(sch_sess *s, const void *p, size_t n) {
   return buf_add(&s->out, p, n);
 }
 
-/* ---- the configuration's credentials and roots ----------------------------- */
-
-static void key_delete(NCRYPT_KEY_HANDLE key);
-
-static void ctx_free(void *p) {
-  sch_ctx *c = p;
-  if (c->have_cred) FreeCredentialsHandle(&c->cred);
-  if (c->ident) CertFreeCertificateContext(c->ident);
-  if (c->ident_store) CertCloseStore(c->ident_store, 0);
-  if (c->key) key_delete(c->key);
-  if (c->hce) CertFreeCertificateChainEngine(c->hce);
-  if (c->roots) CertCloseStore(c->roots, 0);
-  cp_free(c);
-}
-
-/* Every certificate of a PEM text into a memory store; how many. */
-static int load_roots(HCERTSTORE st, const char *pem, size_t len) {
-  static const char begin[] = "-----BEGIN CERTIFICATE-----";
-  static const char end[] = "-----END CERTIFICATE-----";
-  int n = 0;
-  const char *p = pem, *stop = pem + len;
-  for (;;) {
-    const char *b = strstr(p, begin);
-    if (!b || b >= stop) break;
-    const char *e = strstr(b, end);
-    if (!e || e >= stop) break;
-    e += sizeof end - 1;
-    DWORD der_len = 0;
-    DWORD text_len = (DWORD)(e - b);
-    if (CryptStringToBinaryA(b, text_len, CRYPT_STRING_BASE64HEADER, NULL, &der_len, NULL, NULL)) {
-      BYTE *der = cp_malloc(der_len);
-      if (der &&
-          CryptStringToBinaryA(b, text_len, CRYPT_STRING_BASE64HEADER, der, &der_len, NULL, NULL) &&
-          CertAddEncodedCertificateToStore(st, X509_ASN_ENCODING, der, der_len,
-                                           CERT_STORE_ADD_USE_EXISTING, NULL))
-        n++;
-      cp_free(der);
-    }
-    p = e;
-  }
-  return n;
-}
-
-/* ---- our certificate and key (a server's, or a client's) ------------------ */
-
-/* CNG, found at run time: the build links secur32 and crypt32 only. */
-typedef SECURITY_STATUS(WINAPI *open_provider_fn)(NCRYPT_PROV_HANDLE *, LPCWSTR, DWORD);
-typedef SECURITY_STATUS(WINAPI *import_key_fn)(NCRYPT_PROV_HANDLE, NCRYPT_KEY_HANDLE, LPCWSTR,
-                                               NCryptBufferDesc *, NCRYPT_KEY_HANDLE *, PBYTE,
-                                               DWORD, DWORD);
-typedef SECURITY_STATUS(WINAPI *delete_key_fn)(NCRYPT_KEY_HANDLE, DWORD);
-typedef SECURITY_STATUS(WINAPI *free_object_fn)(NCRYPT_HANDLE);
-
-static FARPROC ncrypt_fn(const char *name) {
-  HMODULE m = GetModuleHandleW(L"ncrypt.dll");
-  if (!m) m = LoadLibraryW(L"ncrypt.dll"); /* kept loaded */
-  return m ? GetProcAddress(m, name) : NULL;
-}
-
-static void key_delete(NCRYPT_KEY_HANDLE key) {
-  delete_key_fn del = (delete_key_fn)(void (*)(void))ncrypt_fn("NCryptDeleteKey");
-  if (del) del(key, 0); /* frees the handle too */
-}
-
-/* The first PEM block labelled label ("CERTIFICATE", "PRIVATE KEY") at or
- * after *from, in DER (cp_malloc'd); *from moves past it. */
-static BYTE *pem_block(const char *pem, size_t len, const char **from, const char *label,
-                       DWORD *der_len) {
-  char begin[48], end[48];
-  snprintf(begin, sizeof begin, "-----BEGIN %s-----", label);
-  snprintf(end, sizeof end, "-----END %s-----", label);
-  const char *stop = pem + len;
-  const char *b = strstr(*from, begin);
-  if (!b || b >= stop) return NULL;
-  const char *e = strstr(b, end);
-  if (!e || e >= stop) return NULL;
-  e += strlen(end);
-  *from = e;
-  DWORD text_len = (DWORD)(e - b), n = 0;
-  if (!CryptStringToBinaryA(b, text_len, CRYPT_STRING_BASE64HEADER, NULL, &n, NULL, NULL))
-    return NULL;
-  BYTE *der = cp_malloc(n);
-  if (der && !CryptStringToBinaryA(b, text_len, CRYPT_STRING_BASE64HEADER, der, &n, NULL, NULL)) {
-    cp_free(der);
-    der = NULL;
-  }
-  *der_len = n;
-  return der;
-}
-
-/* The certificate (and the chain after it) into a memory store, the key
- * (PKCS#8, as `openssl genpkey` writes it) into the CNG software key
- * store under a name of this process's (Schannel reads the key from
- * there: in real Windows from LSASS, which an in-memory key would not
- * reach), and the two tied by CERT_KEY_PROV_INFO_PROP_ID. */
-static bool load_identity(sch_ctx *c, const tls_config *cfg, char *err, size_t len) {
-  static volatile LONG serial;
-  const char *from = cfg->cert;
-  DWORD der_len = 0;
-  BYTE *der = pem_block(cfg->cert, cfg->cert_len, &from, "CERTIFICATE", &der_len);
-  c->ident_store = CertOpenStore(CERT_STORE_PROV_MEMORY, 0, 0, CERT_STORE_CREATE_NEW_FLAG, NULL);
-  bool ok = der && c->ident_store &&
-            CertAddEncodedCertificateToStore(c->ident_store, X509_ASN_ENCODING, der, der_len,
-                                             CERT_STORE_ADD_NEW, &c->ident);
-  cp_free(der);
-  while (ok && (der = pem_block(cfg->cert, cfg->cert_len, &from, "CERTIFICATE", &der_len))) {
-    CertAddEncodedCertificateToStore(c->ident_store, X509_ASN_ENCODING, der, der_len,
-                                     CERT_STORE_ADD_USE_EXISTING, NULL);
-    cp_free(der);
-  }
-  if (!ok) {
-    snprintf(err, len, "the certificate could not be read (error 0x%08lx)",
-             (unsigned long)GetLastError());
-    return false;
-  }
-  from = cfg->key;
-  der = pem_block(cfg->key, cfg->key_len, &from, "PRIVATE KEY", &der_len);
-  if (!der) {
-    snprintf(err, len,
-             "the private key could not be read: the Schannel engine takes PKCS#8 "
-             "(\"BEGIN PRIVATE KEY\"; openssl pkcs8 -topk8 -nocrypt converts)");
-    return false;
-  }
-  open_provider_fn open_prov =
-      (open_provider_fn)(void (*)(void))ncrypt_fn("NCryptOpenStorageProvider");
-  import_key_fn import = (import_key_fn)(void (*)(void))ncrypt_fn("NCryptImportKey");
-  free_object_fn free_obj = (free_object_fn)(void (*)(void))ncrypt_fn("NCryptFreeObject");
-  if (!open_prov || !import || !free_obj) {
-    cp_free(der);
-    snprintf(err, len, "the private key could not be loaded: no CNG (ncrypt.dll)");
-    return false;
-  }
-  wchar_t name[64];
-  _snwprintf(name, sizeof name / sizeof name[0], L"cport-%lu-%lu-%lu",
-             (unsigned long)GetCurrentProcessId(), (unsigned long)InterlockedIncrement(&serial),
-             (unsigned long)GetTickCount());
-  name[sizeof name / sizeof name[0] - 1] = 0;
-  NCryptBuffer nb = {(ULONG)((wcslen(name) + 1) * sizeof(wchar_t)), NCRYPTBUFFER_PKCS_KEY_NAME,
-                     name};
-  NCryptBufferDesc nd = {NCRYPTBUFFER_VERSION, 1, &nb};
-  NCRYPT_PROV_HANDLE prov = 0;
-  SECURITY_STATUS st = open_prov(&prov, MS_KEY_STORAGE_PROVIDER, 0);
-  if (st == ERROR_SUCCESS)
-    st = import(prov, 0, NCRYPT_PKCS8_PRIVATE_KEY_BLOB, &nd, &c->key, der, der_len,
-                NCRYPT_OVERWRITE_KEY_FLAG);
-  if (prov) free_obj(prov);
-  SecureZeroMemory(der, der_len);
-  cp_free(der);
-  if (st != ERROR_SUCCESS) {
-    c->key = 0;
-    status_reason(err, len, "the private key could not be loaded into CNG (NCryptImportKey)", st);
-    return false;
-  }
-  CRYPT_KEY_PROV_INFO kpi;
-  memset(&kpi, 0, sizeof kpi);
-  kpi.pwszContainerName = name;
-  kpi.pwszProvName = (LPWSTR)(uintptr_t)MS_KEY_STORAGE_PROVIDER;
-  kpi.dwProvType = 0; /* CNG */
-  if (!CertSetCertificateContextProperty(c->ident, CERT_KEY_PROV_INFO_PROP_ID, 0, &kpi)) {
-    snprintf(err, len, "the key could not be tied to the certificate (error 0x%08lx)",
-             (unsigned long)GetLastError());
-    return false;
-  }
-  return true;
-}
-
-/* Whether this Schannel has a server role at all: Wine 8's has no
- * AcceptSecurityContext, which secur32 answers SEC_E_UNSUPPORTED_FUNCTION
- * for any Schannel credential (inbound ones without a certificate it
- * refuses, so an outbound one asks). Asked only when our key could not
- * be loaded, to say which of the two stops us. */
-static bool no_server_role(void) {
-  SCHANNEL_CRED sc;
-  memset(&sc, 0, sizeof sc);
-  sc.dwVersion = SCHANNEL_CRED_VERSION;
-  sc.grbitEnabledProtocols = SP_PROT_TLS1_2_CLIENT;
-  sc.dwFlags = SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS;
-  CredHandle cred;
-  TimeStamp expiry;
-  SECURITY_STATUS ach =
-      AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W, SECPKG_CRED_OUTBOUND,
-                                NULL, &sc, NULL, NULL, &cred, &expiry);
-  if (ach != SEC_E_OK) return false;
-  unsigned char hello[5] = {22, 3, 1, 0, 0};
-  SecBuffer inb[2] = {{sizeof hello, SECBUFFER_TOKEN, hello}, {0, SECBUFFER_EMPTY, NULL}};
-  SecBuffer outb = {0, SECBUFFER_TOKEN, NULL};
-  SecBufferDesc ind = {SECBUFFER_VERSION, 2, inb}, outd = {SECBUFFER_VERSION, 1, &outb};
-  CtxtHandle ctx;
-  unsigned long attrs = 0;
-  SECURITY_STATUS st = AcceptSecurityContext(
-      &cred, NULL, &ind, ASC_REQ_STREAM | ASC_REQ_ALLOCATE_MEMORY, 0, &ctx, &outd, &attrs, NULL);
-  if (outb.pvBuffer) FreeContextBuffer(outb.pvBuffer);
-  if (st == SEC_E_OK || st == SEC_I_CONTINUE_NEEDED) DeleteSecurityContext(&ctx);
-  FreeCredentialsHandle(&cred);
-  return st == SEC_E_UNSUPPORTED_FUNCTION;
-}
-
-/* Our certificate: a system store's (its key already with the store's
- * provider), or PEM text with its key loaded into CNG. */
-static bool take_identity(sch_ctx *c, const tls_config *cfg, char *err, size_t len) {
-  bool server = cfg->role == CPORT_TLS_SERVER;
-  if (server && !cfg->cert && !cfg->store_cert) {
-    snprintf(err, len, "a server needs a certificate and key");
-    return false;
-  }
-  if (cfg->store_cert) {
-    c->ident = CertDuplicateCertificateContext((PCCERT_CONTEXT)cfg->store_cert);
-    return true;
-  }
-  if (!cfg->cert || load_identity(c, cfg, err, len)) return true;
-  if (server && no_server_role())
-    snprintf(err, len, "Schannel has no server role here (SEC_E_UNSUPPORTED_FUNCTION)");
-  return false;
-}
-
-static SECURITY_STATUS acquire(sch_ctx *c, bool server, void *cred_data) {
-  TimeStamp expiry;
-  return AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)(uintptr_t)UNISP_NAME_W,
-                                   server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND, NULL,
-                                   cred_data, NULL, NULL, &c->cred, &expiry);
-}
-
-/* SCH_CREDENTIALS (Windows 10 1809 on, the only way to TLS 1.3), with
- * the versions below the minimum disabled. Wine 8 takes it but ignores
- * the limits, so the protocols the credentials will speak are asked: if
- * they go below the minimum, the credentials are dropped (c->have_cred
- * false) for SCHANNEL_CRED's. false: refused, with the reason in err. */
-static bool acquire_sch_credentials(sch_ctx *c, bool server, bool v13, DWORD flags, char *err,
-                                    size_t len) {
-  TLS_PARAMETERS tp;
-  memset(&tp, 0, sizeof tp);
-  tp.grbitDisabledProtocols = SP_PROT_SSL2 | SP_PROT_SSL3 | SP_PROT_TLS1_0 | SP_PROT_TLS1_1;
-  if (v13) tp.grbitDisabledProtocols |= SP_PROT_TLS1_2;
-  SCH_CREDENTIALS sch;
-  memset(&sch, 0, sizeof sch);
-  sch.dwVersion = SCH_CREDENTIALS_VERSION;
-  sch.dwFlags = flags;
-  sch.cTlsParameters = 1;
-  sch.pTlsParameters = &tp;
-  if (c->ident) {
-    sch.cCreds = 1;
-    sch.paCred = &c->ident;
-  }
-  if (acquire(c, server, &sch) != SEC_E_OK) return true; /* an older Windows: SCHANNEL_CRED */
-  c->have_cred = true;
-  SecPkgCred_SupportedProtocols sp;
-  memset(&sp, 0, sizeof sp);
-  SECURITY_STATUS q = QueryCredentialsAttributesW(&c->cred, SECPKG_ATTR_SUPPORTED_PROTOCOLS, &sp);
-  if (v13 && (q != SEC_E_OK || !(sp.grbitProtocol & SP_PROT_TLS1_3))) {
-    snprintf(err, len, "TLS 1.3 is not available from this Schannel (it offers 0x%08lx)",
-             (unsigned long)sp.grbitProtocol);
-    return false;
-  }
-  if (q == SEC_E_OK && (sp.grbitProtocol & tp.grbitDisabledProtocols)) {
-    /* the limits ignored (Wine 8 offers SSL 3 to TLS 1.2 here) */
-    FreeCredentialsHandle(&c->cred);
-    SecInvalidateHandle(&c->cred);
-    c->have_cred = false;
-  }
-  return true;
-}
-
-/* The credentials: SCH_CREDENTIALS where they keep the minimum version,
- * SCHANNEL_CRED's enabled protocols otherwise. */
-static bool acquire_credentials(sch_ctx *c, const tls_config *cfg, char *err, size_t len) {
-  bool server = cfg->role == CPORT_TLS_SERVER;
-  bool v13 = cfg->min_version == CPORT_TLS_1_3;
-  DWORD flags = server ? SCH_CRED_NO_SYSTEM_MAPPER
-                       : SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS;
-  if (!acquire_sch_credentials(c, server, v13, flags, err, len)) return false;
-  if (c->have_cred) return true;
-  SCHANNEL_CRED sc;
-  memset(&sc, 0, sizeof sc);
-  sc.dwVersion = SCHANNEL_CRED_VERSION;
-  if (server)
-    sc.grbitEnabledProtocols = v13 ? SP_PROT_TLS1_3_SERVER : SP_PROT_TLS1_2_SERVER;
-  else
-    sc.grbitEnabledProtocols = v13 ? SP_PROT_TLS1_3_CLIENT : SP_PROT_TLS1_2_CLIENT;
-  sc.dwFlags = flags;
-  if (c->ident) {
-    sc.cCreds = 1;
-    sc.paCred = &c->ident;
-  }
-  SECURITY_STATUS st = acquire(c, server, &sc);
-  if (st != SEC_E_OK) {
-    status_reason(err, len,
-                  v13 ? "TLS 1.3 is not available from this Schannel (AcquireCredentialsHandle)"
-                      : "AcquireCredentialsHandle",
-                  st);
-    return false;
-  }
-  c->have_cred = true;
-  return true;
-}
-
-/* The configuration's roots in a chain engine of their own (none set:
- * the system's default engine). */
-static bool make_chain_engine(sch_ctx *c, const tls_config *cfg, char *err, size_t len) {
-  if (!cfg->ca) return true;
-  c->roots = CertOpenStore(CERT_STORE_PROV_MEMORY, 0, 0, CERT_STORE_CREATE_NEW_FLAG, NULL);
-  if (!c->roots) {
-    snprintf(err, len, "CertOpenStore: error %lu", (unsigned long)GetLastError());
-    return false;
-  }
-  if (load_roots(c->roots, cfg->ca, cfg->ca_len) == 0) {
-    snprintf(err, len, "no certificate in the trusted roots given");
-    return false;
-  }
-  sch_chain_config ec;
-  memset(&ec, 0, sizeof ec);
-  ec.cbSize = (DWORD)offsetof(sch_chain_config, dwExclusiveFlags); /* 80 on x64: see above */
-  ec.hExclusiveRoot = c->roots;
-  if (!CertCreateCertificateChainEngine((PCERT_CHAIN_ENGINE_CONFIG)(void *)&ec, &c->hce)) {
-    snprintf(err, len, "CertCreateCertificateChainEngine: error 0x%08lx",
-             (unsigned long)GetLastError());
-    c->hce = NULL;
-    return false;
-  }
-  return true;
-}
-
-static sch_ctx *ctx_new(const tls_config *cfg, char *err, size_t len) {
-  sch_ctx *c = cp_calloc(1, sizeof *c);
-  if (!c) {
-    snprintf(err, len, "no memory");
-    return NULL;
-  }
-  SecInvalidateHandle(&c->cred);
-  if (take_identity(c, cfg, err, len) && acquire_credentials(c, cfg, err, len) &&
-      make_chain_engine(c, cfg, err, len))
-    return c;
-  ctx_free(c);
-  return NULL;
-}
-
-static void *ctx_make(const tls_config *cfg, char *err, size_t len) {
-  return ctx_new(cfg, err, len);
-}
-
-/* The configuration's credentials, made by the first session that needs them. */
-static sch_ctx *ctx_of(tls_config *cfg, char *err, size_t len) {
-  return tls_engine_ctx(cfg, CPORT_TLS_ENGINE_SCHANNEL, ctx_make, ctx_free, err, len);
-}
-
 /* ---- sessions ------------------------------------------------------------- */
 
 static void session_free(void *p) {
@@ -557,7 +126,7 @@ static void session_free(void *p) {
 }
 
 static void *session_new(const tls_config *cfg, char *err, size_t len) {
-  sch_ctx *c = ctx_of((tls_config *)(uintptr_t)cfg, err, len);
+  sch_ctx *c = sch_ctx_of((tls_config *)(uintptr_t)cfg, err, len);
   if (!c) return NULL;
   sch_sess *s = cp_calloc(1, sizeof *s);
   if (!s) {
@@ -990,8 +559,9 @@ static int decrypt(void *p, void *buf, size_t len, size_t *got) {
       s->in.len = 0;
     if (st == SEC_I_RENEGOTIATE) {
       /* TLS 1.3 post-handshake messages, or a TLS 1.2 renegotiation: the
-       * extra bytes go to InitializeSecurityContext (MS docs); Wine 8
-       * breaks on it (WINE.md) and the failure has the reason. */
+       * extra bytes go to InitializeSecurityContext, as SSPI asks; Wine 8
+       * breaks on it (docs/wine.md, "Schannel") and the failure has the
+       * reason. */
       s->in_hs = true;
       if (*got > 0) return TLS_OK;
       continue;
@@ -1041,106 +611,9 @@ static int close_notify(void *p) {
   return TLS_OK;
 }
 
-/* ---- facts --------------------------------------------------------------- */
-
-/* An IANA suite name in OpenSSL's words, for the common ones (so both
- * engines name a suite alike); other names as they are. */
-static void openssl_name(const char *iana, char *out, size_t len) {
-  static const struct {
-    const char *iana, *ossl;
-  } kx[] = {{"ECDHE_ECDSA_WITH_", "ECDHE-ECDSA-"},
-            {"ECDHE_RSA_WITH_", "ECDHE-RSA-"},
-            {"DHE_RSA_WITH_", "DHE-RSA-"},
-            {"RSA_WITH_", ""}};
-  static const struct {
-    const char *iana, *ossl;
-  } ciph[] = {{"AES_256_GCM_SHA384", "AES256-GCM-SHA384"},
-              {"AES_128_GCM_SHA256", "AES128-GCM-SHA256"},
-              {"CHACHA20_POLY1305_SHA256", "CHACHA20-POLY1305"},
-              {"AES_256_CBC_SHA384", "AES256-SHA384"},
-              {"AES_128_CBC_SHA256", "AES128-SHA256"},
-              {"AES_256_CBC_SHA", "AES256-SHA"},
-              {"AES_128_CBC_SHA", "AES128-SHA"}};
-  if (strncmp(iana, "TLS_", 4) == 0 && !strstr(iana, "_WITH_")) { /* TLS 1.3: same words */
-    snprintf(out, len, "%s", iana);
-    return;
-  }
-  const char *rest = strncmp(iana, "TLS_", 4) == 0 ? iana + 4 : iana;
-  for (size_t i = 0; i < sizeof kx / sizeof kx[0]; i++) {
-    size_t kl = strlen(kx[i].iana);
-    if (strncmp(rest, kx[i].iana, kl) != 0) continue;
-    for (size_t j = 0; j < sizeof ciph / sizeof ciph[0]; j++)
-      if (strcmp(rest + kl, ciph[j].iana) == 0) {
-        snprintf(out, len, "%s%s", kx[i].ossl, ciph[j].ossl);
-        return;
-      }
-  }
-  snprintf(out, len, "%s", iana);
-}
-
-/* The suite's name from its algorithms, when Schannel gives no name
- * (Wine 8): AES is taken for GCM, which every TLS 1.2 peer prefers. */
-static void name_from_algs(sch_sess *s, const SecPkgContext_ConnectionInfo *ci, char *out,
-                           size_t len) {
-  const char *kx = ci->aiExch == CALG_ECDH_EPHEM || ci->aiExch == CALG_ECDH ? "ECDHE-"
-                   : ci->aiExch == CALG_DH_EPHEM                            ? "DHE-"
-                                                                            : "";
-  const char *auth = "RSA-";
-  if (s->peer && strcmp(s->peer->pCertInfo->SubjectPublicKeyInfo.Algorithm.pszObjId,
-                        szOID_ECC_PUBLIC_KEY) == 0)
-    auth = "ECDSA-";
-  if (!*kx) auth = "";
-  const char *hash = ci->aiHash == CALG_SHA_384 ? "SHA384" : "SHA256";
-  if (ci->aiCipher == CALG_AES_256 || ci->aiCipher == CALG_AES_128) {
-    int bits = ci->aiCipher == CALG_AES_256 ? 256 : 128;
-    if (ci->aiHash != CALG_SHA_384 && bits == 256) hash = "SHA384"; /* AES256-GCM pairs with it */
-    snprintf(out, len, "%s%sAES%d-GCM-%s", kx, auth, bits, hash);
-  } else {
-    snprintf(out, len, "%s%scipher 0x%04x, hash 0x%04x", kx, auth, (unsigned)ci->aiCipher,
-             (unsigned)ci->aiHash);
-  }
-}
-
 static void session_info(void *p, cport_tls_session *info) {
   sch_sess *s = p;
-  SecPkgContext_ConnectionInfo ci;
-  memset(&ci, 0, sizeof ci);
-  bool have_ci = QueryContextAttributesW(&s->ctx, SECPKG_ATTR_CONNECTION_INFO, &ci) == SEC_E_OK;
-  info->version = have_ci && (ci.dwProtocol & SP_PROT_TLS1_3) ? CPORT_TLS_1_3 : CPORT_TLS_1_2;
-  SecPkgContext_CipherInfo cin;
-  memset(&cin, 0, sizeof cin);
-  char iana[SZ_ALG_MAX_SIZE + 1] = "";
-  if (QueryContextAttributesW(&s->ctx, SECPKG_ATTR_CIPHER_INFO, &cin) == SEC_E_OK) {
-    size_t k = 0;
-    for (; k < SZ_ALG_MAX_SIZE && cin.szCipherSuite[k] && cin.szCipherSuite[k] < 0x7f; k++)
-      iana[k] = (char)cin.szCipherSuite[k];
-    iana[k] = '\0';
-  }
-  char *unknown = strstr(iana, "<unknown>"); /* Wine 8: "..._AES_256_GCM_<unknown>" */
-  if (unknown && unknown - iana >= 12 && (size_t)(unknown - iana) + 7 <= SZ_ALG_MAX_SIZE) {
-    const char *mode = unknown - 12; /* a GCM suite's hash is its PRF's, known from the cipher */
-    const char *prf = strncmp(mode, "AES_256_GCM_", 12) == 0   ? "SHA384"
-                      : strncmp(mode, "AES_128_GCM_", 12) == 0 ? "SHA256"
-                                                               : NULL;
-    if (prf)
-      memcpy(unknown, prf, 7);
-    else
-      iana[0] = '\0';
-  }
-  if (strncmp(iana, "TLS_", 4) == 0)
-    openssl_name(iana, info->cipher, sizeof info->cipher);
-  else if (have_ci)
-    name_from_algs(s, &ci, info->cipher, sizeof info->cipher);
-  SecPkgContext_ApplicationProtocol ap;
-  memset(&ap, 0, sizeof ap);
-  if (QueryContextAttributesW(&s->ctx, SECPKG_ATTR_APPLICATION_PROTOCOL, &ap) == SEC_E_OK &&
-      ap.ProtoNegoStatus == SecApplicationProtocolNegotiationStatus_Success &&
-      ap.ProtoNegoExt == SecApplicationProtocolNegotiationExt_ALPN && ap.ProtocolIdSize > 0)
-    snprintf(info->alpn, sizeof info->alpn, "%.*s", (int)ap.ProtocolIdSize, ap.ProtocolId);
-  if (s->peer)
-    CertNameToStrA(X509_ASN_ENCODING, &s->peer->pCertInfo->Subject, /* RFC 2253's order */
-                   CERT_X500_NAME_STR | CERT_NAME_STR_REVERSE_FLAG, info->peer_subject,
-                   (DWORD)sizeof info->peer_subject);
+  sch_session_info(&s->ctx, s->peer, info);
 }
 
 static const char *error_text(void *p) {
