@@ -18,8 +18,8 @@
  * a ring, so they write an eventfd that the poller keeps a read armed on. */
 #ifdef CPORT_HAVE_IO_URING
 #define _GNU_SOURCE /* accept4 flags */
+#include "uring.h"
 #include "posix.h"
-#include "uring_bufs.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -29,70 +29,17 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define RING_ENTRIES 1024u
 #define MAX_REAP 256u
 #define MAX_BATCHES_PER_POLL 2u
 #define WAKE_KEY 1u   /* user_data of a wake-up NOP */
 #define IGNORE_KEY 2u /* user_data of cancel requests: their own results don't matter */
 
-typedef struct ur_ctx {
-  struct io_uring ring;
-  cp_mutex sq_mu;      /* submission queue: any thread */
-  bool poller_waiting; /* sq_mu: a poller is inside the kernel wait */
-  bool unsubmitted;    /* sq_mu: SQEs queued since the last submit */
-  atomic_int wake_pending;
-  bool single;          /* SINGLE_ISSUER | DEFER_TASKRUN: wake-ups by wakefd */
-  bool ring_registered; /* single: enters name the ring by its registered index */
-  bool wake_armed;      /* single: a read of wakefd is in the ring */
-  int wakefd;           /* single: -1 otherwise */
-  uint64_t wake_value;  /* single: where that read lands */
-  struct sqe_backlog {  /* sq_mu: SQEs that found the ring full, in order */
-    struct io_uring_sqe *v;
-    unsigned head, n, cap;
-  } backlog;
-  bool refuse_test;           /* CPORT_IO_URING_BACKLOG: get_sqe acts as if the kernel refused */
-  ur_bufs *bufs;              /* buffers for multishot recvs; NULL: the kernel has no buffer ring */
-  atomic_bool bufs_wanted;    /* a multishot recv uses them: the poller fills them */
-  atomic_bool bufs_off;       /* the kernel refused a multishot recv: never again */
-  bool bufs_proven;           /* poller: the kernel filled one */
-  atomic_bool poll_multi_off; /* the kernel refused a multishot poll: never again */
-  /* sq_mu to raise, the poller to lower: multishot recvs queued for the
-   * kernel or in it (their last CQE not yet reaped). At 0, an idle poll
-   * gives the buffer ring's buffers back (trim_bufs). */
-  atomic_uint bufs_users;
-} ur_ctx;
-
 static ur_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
-
-/* The ring, set up for one submitter when asked and the kernel has it
- * (6.1+), else with COOP_TASKRUN (5.19+: no interrupt per completion),
- * else plainly. */
-static int ring_init(ur_ctx *ur, bool single, unsigned entries) {
-  int rc = -EINVAL;
-  if (single) {
-    rc = io_uring_queue_init(entries, &ur->ring,
-                             IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
-    ur->single = rc == 0;
-  }
-  if (rc == -EINVAL) rc = io_uring_queue_init(entries, &ur->ring, IORING_SETUP_COOP_TASKRUN);
-  if (rc == -EINVAL) rc = io_uring_queue_init(entries, &ur->ring, 0);
-  return rc;
-}
-
-/* The ring's size: RING_ENTRIES, or CPORT_IO_URING_ENTRIES, a test hook
- * (a tiny ring fills at once, so its full-ring paths run all the time;
- * with CPORT_IO_URING_BACKLOG=1 too, every entry that finds it full goes
- * through the backlog, the path of a kernel that refuses). */
-static unsigned ring_entries(void) {
-  const char *v = cp_getenv("CPORT_IO_URING_ENTRIES");
-  long n = v ? strtol(v, NULL, 10) : 0;
-  return n >= 1 && n <= 4096 ? (unsigned)n : RING_ENTRIES;
-}
 
 static int ur_ctx_init(cport_ctx *ctx) {
   ur_ctx *ur = cp_calloc(1, sizeof *ur);
   if (!ur) return CPORT_ENOMEM;
-  int rc = ring_init(ur, cp_ctx_single_thread(ctx), ring_entries());
+  int rc = ur_ring_init(ur, cp_ctx_single_thread(ctx));
   ur->refuse_test = cp_getenv("CPORT_IO_URING_BACKLOG") != NULL;
   if (rc < 0) {
     cp_free(ur);
@@ -120,12 +67,10 @@ static int ur_ctx_init(cport_ctx *ctx) {
   return CPORT_OK;
 }
 
-static void submit_locked(ur_ctx *ur);
-
 static void ur_ctx_free(cport_ctx *ctx) {
   ur_ctx *ur = state_of(ctx);
   cp_mutex_lock(&ur->sq_mu);
-  submit_locked(ur); /* a close queued behind the ring (close_behind_ring) is not lost */
+  ur_submit_locked(ur); /* a close queued behind the ring (close_behind_ring) is not lost */
   cp_mutex_unlock(&ur->sq_mu);
   io_uring_queue_exit(&ur->ring);
   ur_bufs_free(ur->bufs); /* the kernel let go of them with the ring */
@@ -133,73 +78,6 @@ static void ur_ctx_free(cport_ctx *ctx) {
   cp_free(ur->backlog.v);
   cp_mutex_destroy(&ur->sq_mu);
   cp_free(ur);
-}
-
-/* Hands the ring's queued SQEs to the kernel. It may refuse them for now
- * (EBUSY, EAGAIN: it wants completions reaped first, which only the poller
- * does, and perhaps not this thread): they stay queued, and the poller's
- * next enter submits them. Never a loop waiting for the kernel. */
-static bool submit_some(ur_ctx *ur) {
-  int rc = io_uring_submit(&ur->ring);
-  if (rc == -EINTR) rc = io_uring_submit(&ur->ring);
-  return rc > 0;
-}
-
-/* A slot at the end of the backlog (zeroed), or NULL without memory. */
-static struct io_uring_sqe *backlog_slot(ur_ctx *ur) {
-  struct sqe_backlog *b = &ur->backlog;
-  if (b->n == b->cap) {
-    unsigned cap = b->cap ? 2 * b->cap : 64;
-    struct io_uring_sqe *v = cp_realloc(b->v, cap * sizeof *v);
-    if (!v) return NULL;
-    b->v = v;
-    b->cap = cap;
-  }
-  struct io_uring_sqe *sqe = &b->v[b->n++];
-  memset(sqe, 0, sizeof *sqe);
-  return sqe;
-}
-
-/* Moves what the backlog holds into the ring, as far as it has room. */
-static void backlog_drain(ur_ctx *ur) {
-  struct sqe_backlog *b = &ur->backlog;
-  struct io_uring_sqe *sqe;
-  while (b->head < b->n && (sqe = io_uring_get_sqe(&ur->ring)) != NULL) *sqe = b->v[b->head++];
-  if (b->head == b->n) b->head = b->n = 0;
-}
-
-/* A free SQE; sq_mu held. A full ring is submitted to make room; if the
- * kernel takes nothing now, the entry waits in the backlog, behind any
- * already there, so requests reach the kernel in the order they were
- * made (a cancel never overtakes its op). Without memory for that, the
- * one remaining choice is to wait for the ring. */
-static struct io_uring_sqe *get_sqe(ur_ctx *ur) {
-  struct io_uring_sqe *sqe = NULL;
-  if (ur->backlog.head == ur->backlog.n) {
-    sqe = io_uring_get_sqe(&ur->ring);
-    if (!sqe && !ur->refuse_test && submit_some(ur)) sqe = io_uring_get_sqe(&ur->ring);
-  }
-  if (!sqe) sqe = backlog_slot(ur);
-  while (!sqe) {
-    submit_some(ur);
-    sqe = io_uring_get_sqe(&ur->ring);
-  }
-  return sqe;
-}
-
-static void submit_locked(ur_ctx *ur) {
-  backlog_drain(ur);
-  submit_some(ur);
-  ur->unsubmitted = false;
-}
-
-/* An SQE was queued (sq_mu held): a waiting poller needs it now; otherwise
- * the next poll submits everything queued in one system call. */
-static void queued_locked(ur_ctx *ur) {
-  if (ur->poller_waiting)
-    submit_locked(ur);
-  else
-    ur->unsubmitted = true;
 }
 
 static int fd_of(cp_sock *s) { return (int)s->os; }
@@ -242,7 +120,7 @@ static bool poll_multi(ur_ctx *ur, const cp_op *op) {
 static void submit_op(cp_sock *s, cp_op *op) {
   ur_ctx *ur = state_of(s->ctx);
   cp_mutex_lock(&ur->sq_mu);
-  struct io_uring_sqe *sqe = get_sqe(ur);
+  struct io_uring_sqe *sqe = ur_get_sqe(ur);
   if (op->kbuf) {
     io_uring_prep_recv_multishot(sqe, fd_of(s), NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -261,7 +139,7 @@ static void submit_op(cp_sock *s, cp_op *op) {
   else
     io_uring_prep_send(sqe, fd_of(s), op->buf + op->done, op->len - op->done, MSG_NOSIGNAL);
   io_uring_sqe_set_data(sqe, op);
-  queued_locked(ur);
+  ur_queued_locked(ur);
   cp_mutex_unlock(&ur->sq_mu);
   op->started = 1;
 }
@@ -269,10 +147,10 @@ static void submit_op(cp_sock *s, cp_op *op) {
 static void submit_cancel(cp_sock *s, cp_op *op) {
   ur_ctx *ur = state_of(s->ctx);
   cp_mutex_lock(&ur->sq_mu);
-  struct io_uring_sqe *sqe = get_sqe(ur);
+  struct io_uring_sqe *sqe = ur_get_sqe(ur);
   io_uring_prep_cancel(sqe, op, 0);
   io_uring_sqe_set_data64(sqe, IGNORE_KEY);
-  queued_locked(ur);
+  ur_queued_locked(ur);
   cp_mutex_unlock(&ur->sq_mu);
 }
 
@@ -383,17 +261,16 @@ static void ur_cancel(cp_sock *s, cp_op *op) {
  * refuses some for now, the close itself is queued behind them
  * (IORING_OP_CLOSE), and the number stays taken until the kernel gets
  * there (returns false). */
-static unsigned flush_sq(struct io_uring *ring);
 
 static bool close_behind_ring(ur_ctx *ur, int fd) {
   cp_mutex_lock(&ur->sq_mu);
-  submit_locked(ur);
-  bool all_taken = ur->backlog.head == ur->backlog.n && flush_sq(&ur->ring) == 0;
+  ur_submit_locked(ur);
+  bool all_taken = ur->backlog.head == ur->backlog.n && ur_flush_sq(&ur->ring) == 0;
   if (!all_taken) {
-    struct io_uring_sqe *sqe = get_sqe(ur);
+    struct io_uring_sqe *sqe = ur_get_sqe(ur);
     io_uring_prep_close(sqe, fd);
     io_uring_sqe_set_data64(sqe, IGNORE_KEY);
-    queued_locked(ur);
+    ur_queued_locked(ur);
   }
   cp_mutex_unlock(&ur->sq_mu);
   return all_taken;
@@ -583,24 +460,10 @@ static void reap(ur_ctx *ur, struct io_uring_cqe **batch, unsigned n) {
   }
 }
 
-/* Makes the SQEs queued so far visible to the kernel, and returns how many
- * it has not consumed: what liburing's io_uring_submit does before it
- * enters, without entering (liburing 2.3 has no public call for it; its
- * SQ array maps each slot to itself since set-up). sq_mu held. */
-static unsigned flush_sq(struct io_uring *ring) {
-  struct io_uring_sq *sq = &ring->sq;
-  unsigned tail = sq->sqe_tail;
-  if (sq->sqe_head != tail) {
-    sq->sqe_head = tail;
-    io_uring_smp_store_release(sq->ktail, tail);
-  }
-  return tail - io_uring_smp_load_acquire(sq->khead);
-}
-
 /* single: a read of wakefd, which ur_wake writes from any thread; sq_mu
  * held, on the one thread that may submit. */
 static void arm_wakefd(ur_ctx *ur) {
-  struct io_uring_sqe *sqe = get_sqe(ur);
+  struct io_uring_sqe *sqe = ur_get_sqe(ur);
   io_uring_prep_read(sqe, ur->wakefd, &ur->wake_value, sizeof ur->wake_value, 0);
   io_uring_sqe_set_data64(sqe, WAKE_KEY);
   ur->wake_armed = true;
@@ -617,9 +480,9 @@ static int submit_and_wait(ur_ctx *ur, int timeout_ms) {
   cp_mutex_lock(&ur->sq_mu);
   if (ur->single && !ur->wake_armed) arm_wakefd(ur);
   if (atomic_load(&ur->bufs_wanted)) ur_bufs_fill(ur->bufs); /* before the kernel wants them */
-  backlog_drain(ur);
+  ur_backlog_drain(ur);
   bool behind = ur->backlog.n > 0; /* more to submit once this enter made room */
-  unsigned to_submit = flush_sq(&ur->ring);
+  unsigned to_submit = ur_flush_sq(&ur->ring);
   ur->unsubmitted = false;
   ur->poller_waiting = true;
   cp_mutex_unlock(&ur->sq_mu);
@@ -711,10 +574,10 @@ static void ur_wake(cport_ctx *ctx) {
     return;
   }
   cp_mutex_lock(&ur->sq_mu);
-  struct io_uring_sqe *sqe = get_sqe(ur);
+  struct io_uring_sqe *sqe = ur_get_sqe(ur);
   io_uring_prep_nop(sqe);
   io_uring_sqe_set_data64(sqe, WAKE_KEY);
-  queued_locked(ur); /* a poller not yet waiting submits it itself */
+  ur_queued_locked(ur); /* a poller not yet waiting submits it itself */
   cp_mutex_unlock(&ur->sq_mu);
 }
 
