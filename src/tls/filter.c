@@ -42,16 +42,6 @@ static void pump(cp_sock *s, tls_sock *t);
 /* Two buffers: the engine's output gathers in tx while the raw send in
  * flight owns fly (the OS reads it until the send ends, so it never
  * moves); when fly is sent, they swap. */
-static bool buf_reserve(tls_buf *b, size_t more) {
-  if (b->len + more <= b->cap) return true;
-  size_t cap = b->cap ? b->cap : 4096;
-  while (cap < b->len + more) cap *= 2;
-  char *p = cp_realloc(b->data, cap);
-  if (!p) return false;
-  b->data = p;
-  b->cap = cap;
-  return true;
-}
 
 /* Moves what the engine has to send onto tx. */
 static int tx_collect(tls_sock *t) {
@@ -62,7 +52,7 @@ static int tx_collect(tls_sock *t) {
   }
   size_t n;
   while ((n = t->eng->out_pending(t->sess)) > 0) {
-    if (!buf_reserve(&t->tx, n)) return CPORT_ENOMEM;
+    if (!tls_buf_reserve(&t->tx, n)) return CPORT_ENOMEM;
     size_t got = t->eng->take(t->sess, t->tx.data + t->tx.len, n);
     if (got == 0) break;
     t->tx.len += got;

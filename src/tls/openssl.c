@@ -183,17 +183,7 @@ static bool kept_add(lent_input *in, const char *p, size_t n) {
     in->kept.len -= in->kept_off;
     in->kept_off = 0;
   }
-  if (in->kept.len + n > in->kept.cap) {
-    size_t cap = in->kept.cap ? in->kept.cap : 4096;
-    while (cap < in->kept.len + n) cap *= 2;
-    char *q = cp_realloc(in->kept.data, cap);
-    if (!q) return false;
-    in->kept.data = q;
-    in->kept.cap = cap;
-  }
-  memcpy(in->kept.data + in->kept.len, p, n);
-  in->kept.len += n;
-  return true;
+  return tls_buf_add(&in->kept, p, n);
 }
 
 static int lent_read(BIO *b, char *out, int outl) {
@@ -230,17 +220,7 @@ static int sink_write(BIO *b, const char *p, int n) {
   tls_buf *out = BIO_get_data(b);
   size_t len = n > 0 ? (size_t)n : 0;
   BIO_clear_retry_flags(b);
-  if (out->len + len > out->cap) {
-    size_t cap = out->cap ? out->cap : 4096;
-    while (cap < out->len + len) cap *= 2;
-    char *q = cp_realloc(out->data, cap);
-    if (!q) return -1; /* the write fails: no memory */
-    out->data = q;
-    out->cap = cap;
-  }
-  memcpy(out->data + out->len, p, len);
-  out->len += len;
-  return n;
+  return tls_buf_add(out, p, len) ? n : -1; /* -1: no memory, the write fails */
 }
 
 static long sink_ctrl(BIO *b, int cmd, long num, void *ptr) {

@@ -76,25 +76,6 @@ static int fail_text(sch_sess *s, const char *what) {
 
 /* ---- buffers ------------------------------------------------------------- */
 
-static bool buf_reserve(tls_buf *b, size_t more) {
-  if (b->cap - b->len >= more) return true;
-  size_t cap = b->cap ? b->cap : 4096;
-  while (cap - b->len < more) cap *= 2;
-  char *d = cp_realloc(b->data, cap);
-  if (!d) return false;
-  b->data = d;
-  b->cap = cap;
-  return true;
-}
-
-static bool buf_add(tls_buf *b, const void *p, size_t n) {
-  if (n == 0) return true;
-  if (!buf_reserve(b, n)) return false;
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
-  return true;
-}
-
 /* Keeps only the last keep bytes of b. */
 static void buf_keep_tail(tls_buf *b, size_t keep) {
   if (keep > b->len) keep = b->len;
@@ -109,7 +90,7 @@ static bool out_add(sch_sess *s, const void *p, size_t n) {
     s->out.len -= s->out_off;
     s->out_off = 0;
   }
-  return buf_add(&s->out, p, n);
+  return tls_buf_add(&s->out, p, n);
 }
 
 /* ---- sessions ------------------------------------------------------------- */
@@ -154,7 +135,7 @@ static void *session_new(const tls_config *cfg, char *err, size_t len) {
 
 static int feed(void *p, const void *buf, size_t len) {
   sch_sess *s = p;
-  return buf_add(&s->in, buf, len) ? TLS_OK : TLS_FAIL;
+  return tls_buf_add(&s->in, buf, len) ? TLS_OK : TLS_FAIL;
 }
 
 /* ---- cport's checks of the peer ------------------------------------------- */
@@ -467,7 +448,7 @@ static int encrypt(void *p, const void *buf, size_t len) {
   size_t off = 0;
   while (off < len) {
     size_t n = len - off < max ? len - off : max;
-    if (!out_add(s, NULL, 0) || !buf_reserve(&s->out, hdr + n + trl))
+    if (!out_add(s, NULL, 0) || !tls_buf_reserve(&s->out, hdr + n + trl))
       return fail_text(s, "no memory for records");
     char *rec = s->out.data + s->out.len;
     memcpy(rec + hdr, (const char *)buf + off, n);
@@ -550,7 +531,7 @@ static int decrypt(void *p, void *buf, size_t len, size_t *got) {
       size_t direct = n < len ? n : len;
       memcpy(buf, data->pvBuffer, direct);
       *got = direct;
-      if (direct < n && !buf_add(&s->pt, (char *)data->pvBuffer + direct, n - direct))
+      if (direct < n && !tls_buf_add(&s->pt, (char *)data->pvBuffer + direct, n - direct))
         return fail_text(s, "no memory for plaintext");
     }
     if (extra && extra->cbBuffer > 0)

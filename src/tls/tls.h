@@ -35,6 +35,11 @@ typedef struct tls_buf {
   size_t len, cap;
 } tls_buf;
 
+/* Room for more bytes (buf.c): false without memory. */
+bool tls_buf_reserve(tls_buf *b, size_t more);
+/* n bytes of p at the end: false without memory. */
+bool tls_buf_add(tls_buf *b, const void *p, size_t n);
+
 /* An engine moves bytes only: ciphertext in (feed), ciphertext out
  * (out_pending, take), plaintext in (encrypt) and out (decrypt). It owns
  * no socket and makes no system call. */
