@@ -284,10 +284,24 @@ static void test_accept_inherits(void **state) {
 /* Wait for one message; 1 if it came. */
 static int child_wait(cport_queue *q, cport_msg *m, int ms) { return cport_wait(q, m, 1, ms) == 1; }
 
+/* A child's context, queue and listener on a loopback port (*a): 0, or
+ * the number of the check that failed. */
+static int child_listener(cport_ctx **ctx, cport_queue **q, cport_socket *l, cport_addr *a) {
+  cport_ctx_options opts;
+  memset(&opts, 0, sizeof opts);
+  opts.backend = sup_backend();
+  CK(cport_ctx_create(ctx, &opts) == CPORT_OK, 1, "ctx");
+  CK(cport_queue_create(*ctx, q) == CPORT_OK, 2, "queue");
+  CK(cport_open(*q, CPORT_AF_INET, CPORT_SOCK_STREAM, sup_mode_flags(), l) == CPORT_OK, 3, "open");
+  CK(cport_addr_init(a, "127.0.0.1", 0) == CPORT_OK, 4, "addr");
+  CK(cport_bind(*l, a) == CPORT_OK && cport_listen(*l, 16) == CPORT_OK, 5, "bind/listen");
+  CK(cport_sockname(*l, a) == CPORT_OK, 6, "sockname");
+  return 0;
+}
+
 static int emfile_child(void *arg) {
   cport_ctx *ctx = NULL;
   cport_queue *q = NULL;
-  cport_ctx_options opts;
   cport_socket l = 0, acc = 0;
   cport_addr a;
   cport_handle h = 0, h2 = 0;
@@ -298,14 +312,8 @@ static int emfile_child(void *arg) {
   size_t n = 0;
   (void)arg;
 
-  memset(&opts, 0, sizeof opts);
-  opts.backend = sup_backend();
-  CK(cport_ctx_create(&ctx, &opts) == CPORT_OK, 1, "ctx");
-  CK(cport_queue_create(ctx, &q) == CPORT_OK, 2, "queue");
-  CK(cport_open(q, CPORT_AF_INET, CPORT_SOCK_STREAM, sup_mode_flags(), &l) == CPORT_OK, 3, "open");
-  CK(cport_addr_init(&a, "127.0.0.1", 0) == CPORT_OK, 4, "addr");
-  CK(cport_bind(l, &a) == CPORT_OK && cport_listen(l, 16) == CPORT_OK, 5, "bind/listen");
-  CK(cport_sockname(l, &a) == CPORT_OK, 6, "sockname");
+  rc = child_listener(&ctx, &q, &l, &a);
+  if (rc != 0) return rc;
   /* Attempt 1 is pending before the table fills: the connection then
    * arrives at a full table. */
   rc = cport_accept(l, CPORT_NOWAIT, &acc, &h);
@@ -377,7 +385,6 @@ static int emfile_child(void *arg) {
 static int emfile_multi_child(void *arg) {
   cport_ctx *ctx = NULL;
   cport_queue *q = NULL;
-  cport_ctx_options opts;
   cport_socket l = 0, cli = 0;
   cport_addr a;
   cport_handle h = 0, hc = 0;
@@ -388,14 +395,8 @@ static int emfile_multi_child(void *arg) {
   int rc;
   (void)arg;
 
-  memset(&opts, 0, sizeof opts);
-  opts.backend = sup_backend();
-  CK(cport_ctx_create(&ctx, &opts) == CPORT_OK, 1, "ctx");
-  CK(cport_queue_create(ctx, &q) == CPORT_OK, 2, "queue");
-  CK(cport_open(q, CPORT_AF_INET, CPORT_SOCK_STREAM, sup_mode_flags(), &l) == CPORT_OK, 3, "open");
-  CK(cport_addr_init(&a, "127.0.0.1", 0) == CPORT_OK, 4, "addr");
-  CK(cport_bind(l, &a) == CPORT_OK && cport_listen(l, 16) == CPORT_OK, 5, "bind/listen");
-  CK(cport_sockname(l, &a) == CPORT_OK, 6, "sockname");
+  rc = child_listener(&ctx, &q, &l, &a);
+  if (rc != 0) return rc;
   CK(cport_accept_multi(l, &h) == CPORT_COMPLETION, 7, "accept_multi");
   /* One connection accepted while there is room. */
   CK(cport_open(q, CPORT_AF_INET, CPORT_SOCK_STREAM, 0, &cli) == CPORT_OK, 8, "client");
