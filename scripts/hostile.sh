@@ -170,7 +170,9 @@ attack() {
     p=0
     while :; do
       r=$(rss_kb "$watch_pid")
-      [ "${r:-0}" -gt "$p" ] && p=$r && echo "$p" >"$work/peak"
+      # Written whole, then renamed: killed between the truncation and the
+      # write, a plain redirection left the file empty (a peak of "").
+      [ "${r:-0}" -gt "$p" ] && p=$r && echo "$p" >"$work/peak.new" && mv -f "$work/peak.new" "$work/peak"
       sleep 0.1
     done
   ) &
