@@ -393,6 +393,8 @@ int sup_parse_args(int argc, char **argv) {
 
 cport_backend_id sup_backend(void) { return g_backend; }
 int sup_select_mode(void) { return g_select; }
+
+int sup_single_thread(void) { return getenv("CPORT_TEST_SINGLE_THREAD") != NULL; }
 unsigned sup_mode_flags(void) { return g_select ? CPORT_OPEN_SELECT : 0u; }
 
 int sup_pending_rc(void) { return sup_select_mode() ? CPORT_SELECT : CPORT_COMPLETION; }
@@ -677,7 +679,7 @@ int sup_setup(void **state) {
   memset(&opts, 0, sizeof opts);
   opts.backend = g_backend;
   /* CMake's *.single variants: the suite is single-threaded throughout. */
-  opts.single_thread = getenv("CPORT_TEST_SINGLE_THREAD") != NULL;
+  opts.single_thread = sup_single_thread();
   rc = cport_ctx_create(&e->ctx, &opts);
   if (rc != CPORT_OK) {
     print_error("cport_ctx_create(%s) failed: %s\n", cport_backend_name(g_backend),

@@ -64,11 +64,12 @@
  * after printing the reason (bad arguments, backend not available). */
 int sup_parse_args(int argc, char **argv);
 
-cport_backend_id sup_backend(void);            /* as requested on the command line */
-int sup_select_mode(void);                     /* 1 in --mode select */
-unsigned sup_mode_flags(void);                 /* CPORT_OPEN_SELECT or 0 */
-int sup_pending_rc(void);                      /* what a pending nowait call returns in this mode */
-const char *sup_mode_name(void);               /* "completion" or "select" */
+cport_backend_id sup_backend(void); /* as requested on the command line */
+int sup_select_mode(void);          /* 1 in --mode select */
+int sup_single_thread(void);        /* 1 in the *.single variants: one thread makes every call */
+unsigned sup_mode_flags(void);      /* CPORT_OPEN_SELECT or 0 */
+int sup_pending_rc(void);           /* what a pending nowait call returns in this mode */
+const char *sup_mode_name(void);    /* "completion" or "select" */
 const char *sup_group_name(const char *suite); /* "suite/backend/mode" */
 
 /* 1 when running under Wine (ntdll exports wine_get_version). */

@@ -949,6 +949,115 @@ static void test_work_from_threads(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* A single-thread context, and the threads that still reach it             */
+/* ------------------------------------------------------------------------ */
+
+/* cport_ctx_options.single_thread skips the locks of the context's
+ * sockets, queues and timers. What other threads still do there must stay
+ * safe: workers end jobs and other threads post (both through the
+ * context's inbox), another thread's call on one of its sockets answers
+ * CPORT_EBADF, and a walk of the socket table from another thread passes
+ * its sockets by. Under TSan, an access that a skipped lock used to order
+ * would be reported here. */
+#define ST_POSTERS 4
+
+typedef struct st_poster {
+  cport_queue *q;
+  cport_socket s; /* the context's socket, not this thread's to use */
+  int posts;
+} st_poster;
+
+static void st_poster_main(void *arg) {
+  st_poster *p = (st_poster *)arg;
+  cport_socket ids[256];
+  cport_info info;
+  size_t n = 0;
+  cport_handle h = 0;
+  for (int i = 0; i < p->posts; i++) SUP_RC(cport_post(p->q, (uint64_t)i, p), CPORT_OK);
+  SUP_RC(cport_send(p->s, "x", 1, 0, CPORT_NOWAIT, &n, &h), CPORT_EBADF);
+  SUP_RC(cport_info_get(p->s, &info), CPORT_EBADF);
+  int found = cport_which_sockets(NULL, ids, 256);
+  SUP_ASSERT(found >= 0 && found <= 256, "cport_which_sockets: %d", found);
+  for (int i = 0; i < found; i++)
+    SUP_ASSERT(ids[i] != p->s, "another thread listed a single-thread context's socket");
+}
+
+static void st_count_work(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+
+/* Takes the posts and work results waiting on q; returns how many. */
+static int st_take(cport_queue *q, st_poster *posters, int *next_value, int wait_ms) {
+  cport_msg m[64];
+  int got = cport_wait(q, m, 64, wait_ms);
+  SUP_ASSERT(got >= 0, "cport_wait: %s", sup_rc_name(got));
+  for (int i = 0; i < got; i++) {
+    if (m[i].op == CPORT_OP_WORK) {
+      SUP_EQ(m[i].status, CPORT_OK);
+      continue;
+    }
+    SUP_EQ(m[i].tag, CPORT_TAG_USER);
+    int who = (int)((st_poster *)m[i].user_ptr - posters);
+    SUP_ASSERT(who >= 0 && who < ST_POSTERS, "a post from nowhere");
+    SUP_EQ(m[i].user, next_value[who]); /* each thread's posts in its order */
+    next_value[who]++;
+  }
+  return got;
+}
+
+static void test_single_thread_context(void **state) {
+  (void)state;
+  cport_ctx_options opts;
+  cport_ctx *ctx = NULL;
+  cport_queue *q = NULL, *io = NULL;
+  st_poster posters[ST_POSTERS];
+  sup_thread *t[ST_POSTERS];
+  int next_value[ST_POSTERS] = {0};
+  atomic_int ran;
+  sup_pair p;
+  char out[512], in[512];
+  const int works = sup_scale(2000, 200), posts = sup_scale(2000, 200);
+
+  memset(&opts, 0, sizeof opts);
+  opts.backend = sup_backend();
+  opts.single_thread = 1;
+  SUP_RC(cport_ctx_create(&ctx, &opts), CPORT_OK);
+  SUP_RC(cport_queue_create(ctx, &q), CPORT_OK);
+  SUP_RC(cport_queue_create(ctx, &io), CPORT_OK);
+  sup_make_pair(io, CPORT_AF_INET, &p);
+  atomic_init(&ran, 0);
+  for (int i = 0; i < works; i++) {
+    cport_handle h = 0;
+    SUP_RC(cport_work(q, st_count_work, &ran, &h), CPORT_COMPLETION);
+  }
+  for (int i = 0; i < ST_POSTERS; i++) {
+    posters[i].q = q;
+    posters[i].s = p.server;
+    posters[i].posts = posts;
+    t[i] = sup_thread_start(st_poster_main, &posters[i]);
+  }
+  /* This thread echoes on its sockets meanwhile: their ops, unlocked,
+   * run beside the workers and posters. */
+  int taken = 0, total = works + ST_POSTERS * posts;
+  for (int r = 0; r < 200 || taken < total; r++) {
+    SUP_ASSERT(r < 200 + 10 * total, "%d of %d messages came", taken, total);
+    size_t size = 1 + (size_t)(r * 37 % (int)sizeof out);
+    sup_pattern(out, size, 0, (uint32_t)r);
+    sup_send_all(io, p.client, out, size);
+    sup_recv_exact(io, p.server, in, size);
+    sup_check_pattern(in, size, 0, (uint32_t)r, "echo beside other threads");
+    taken += st_take(q, posters, next_value, taken < total && r >= 200 ? 10 : CPORT_NOWAIT);
+  }
+  for (int i = 0; i < ST_POSTERS; i++) sup_thread_join(t[i]);
+  SUP_EQ(taken, total);
+  SUP_EQ(atomic_load(&ran), works);
+  for (int i = 0; i < ST_POSTERS; i++) SUP_EQ(next_value[i], posts);
+  SUP_EQ(st_take(q, posters, next_value, 20), 0);
+  SUP_RC(cport_close(p.client), CPORT_OK);
+  SUP_RC(cport_close(p.server), CPORT_OK);
+  SUP_RC(cport_close(p.listener), CPORT_OK);
+  cport_ctx_destroy(ctx);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Multishot handles across threads                                         */
 /* ------------------------------------------------------------------------ */
 
@@ -1401,6 +1510,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_close_while_other_thread_pumps, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_timers_on_threads, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_work_from_threads, sup_setup, sup_teardown),
+    cmocka_unit_test_setup_teardown(test_single_thread_context, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_multi_recv_freed_by_other_thread, sup_setup, sup_teardown),
     cmocka_unit_test_setup_teardown(test_multi_accept_cancel_from_other_thread, sup_setup,
                                     sup_teardown),

@@ -38,13 +38,40 @@ struct cport_ctx {
   void *be_state;
   int accepts_per_listener;
   bool defer;         /* cport_ctx_options.defer: otp.defer of new sockets */
-  bool single_thread; /* cport_ctx_options.single_thread */
+  bool single_thread; /* cport_ctx_options.single_thread: see cp_ctx_lock */
+  uintptr_t owner;    /* single_thread: cp_thread_token() of the creating thread */
   cp_mutex mu;        /* the list of queues */
   cport_queue *queues;
   cport_queue *spare;            /* idle private queues of blocking calls (under mu) */
   _Atomic(cport_queue *) poller; /* the queue whose thread drives the backend */
   atomic_int waiters;            /* threads blocked in cport_wait, all queues */
+  /* single_thread: messages made on other threads (workers' results,
+   * posts), in order, until the context's thread moves them to their
+   * queues (cp_queue_push_remote). inbox_mu is taken by those threads. */
+  cp_mutex inbox_mu;
+  cp_op *inbox_head, *inbox_tail;
+  atomic_bool inbox_ready;
 };
+
+/* The locks of a context's queues, its list of queues and its timers exist
+ * for several threads calling in and pumping. A single-thread context has
+ * one such thread, so it skips them; what other threads still do in it
+ * goes through locks of its own (the inbox, the worker pool's queue). */
+static inline void cp_ctx_lock(const cport_ctx *ctx, cp_mutex *m) {
+  if (!ctx->single_thread) cp_mutex_lock(m);
+}
+static inline void cp_ctx_unlock(const cport_ctx *ctx, cp_mutex *m) {
+  if (!ctx->single_thread) cp_mutex_unlock(m);
+}
+
+/* A value that tells the calling thread from every other live thread. */
+uintptr_t cp_thread_token(void);
+
+/* Whether the calling thread may use ctx's queues and sockets directly:
+ * any thread, unless ctx is single-thread and this is not its thread. */
+static inline bool cp_ctx_on_thread(const cport_ctx *ctx) {
+  return !ctx->single_thread || ctx->owner == cp_thread_token();
+}
 
 /* The IP protocol number of a socket: 6 (TCP), 17 (UDP), 0 for AF_UNIX. */
 static inline int cp_protocol(const cp_sock *s) {
@@ -55,6 +82,13 @@ static inline int cp_protocol(const cp_sock *s) {
 /* Appends an op made a message (cp_op.tag set); the queue owns it now. A
  * non-NULL refill gets an op from q's cache, if it has one (op.c). */
 void cp_queue_push(cport_queue *q, cp_op *op, cp_op **refill);
+/* The same from a thread that may not be a single-thread context's own (a
+ * worker, a foreign cport_post): the message waits in the context's inbox
+ * until that thread's next wait moves it to q. Only messages about no
+ * socket (posts, work, lookups) come this way. */
+void cp_queue_push_remote(cport_queue *q, cp_op *op);
+/* Moves the inbox's messages to their queues; the context's thread. */
+void cp_inbox_drain(cport_ctx *ctx);
 int cp_queue_create(cport_ctx *ctx, cport_queue **out);
 void cp_queue_free(cport_queue *q);
 /* A private queue for one blocking call, and its return once empty. */
@@ -89,6 +123,9 @@ cp_op *cp_op_record(cp_sock *s, const cp_op *proto);
 /* A message of q itself, as an op of that kind (CPORT_OP_NONE: a user
  * post, CPORT_OP_TIMER): value in user, ptr in buf, tag to be set. */
 cp_op *cp_op_alloc_queue(cport_queue *q, uint8_t kind, uint64_t value, void *ptr);
+/* The same from any thread: never from q's cache, which a single-thread
+ * context's thread uses without a lock. */
+cp_op *cp_op_alloc_remote(uint8_t kind, uint64_t value, void *ptr);
 /* An op of s that made no message: kept as the socket's spare. s->mu held. */
 void cp_op_free(cp_sock *s, cp_op *op);
 /* An op from q's cache of that size, or NULL; q->mu held. */
@@ -181,7 +218,7 @@ void cp_jobs_drop_queue(cp_jobs *jobs, cport_queue *q);
 unsigned cp_jobs_threads(int opt);
 
 /* Timers (timer.c). */
-int cp_timers_create(cp_timers **out);
+int cp_timers_create(cp_timers **out, const cport_ctx *ctx);
 void cp_timers_free(cp_timers *t);
 void cp_timers_drop_queue(cp_timers *t, cport_queue *q);
 /* The poller's wait: timeout_ms (-1: none) cut to the earliest deadline. */

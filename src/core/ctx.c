@@ -15,6 +15,11 @@ static atomic_int g_live;
 
 int cp_ctx_live(void) { return atomic_load(&g_live); }
 
+/* Its address differs in every live thread. */
+static CP_THREAD_LOCAL char t_token;
+
+uintptr_t cp_thread_token(void) { return (uintptr_t)&t_token; }
+
 static const cp_backend *backend_for(cport_backend_id id) {
   switch (id) {
 #ifdef _WIN32
@@ -82,12 +87,20 @@ int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts) {
   ctx->be = be;
   ctx->defer = opts->defer != 0;
   ctx->single_thread = opts->single_thread != 0;
+  ctx->owner = cp_thread_token();
   ctx->accepts_per_listener =
       opts->accepts_per_listener ? opts->accepts_per_listener : DEFAULT_ACCEPTS_PER_LISTENER;
-  int rc = cp_timers_create(&ctx->timers);
+  int rc = cp_timers_create(&ctx->timers, ctx);
   if (rc == CPORT_OK) rc = cp_jobs_create(&ctx->jobs, threads);
   if (rc == CPORT_OK && cp_mutex_init(&ctx->mu) != 0) rc = CPORT_ENOMEM;
-  if (rc == CPORT_OK && (rc = be->ctx_init(ctx)) != CPORT_OK) cp_mutex_destroy(&ctx->mu);
+  if (rc == CPORT_OK && cp_mutex_init(&ctx->inbox_mu) != 0) {
+    cp_mutex_destroy(&ctx->mu);
+    rc = CPORT_ENOMEM;
+  }
+  if (rc == CPORT_OK && (rc = be->ctx_init(ctx)) != CPORT_OK) {
+    cp_mutex_destroy(&ctx->inbox_mu);
+    cp_mutex_destroy(&ctx->mu);
+  }
   if (rc != CPORT_OK) {
     cp_jobs_free(ctx->jobs);
     cp_timers_free(ctx->timers);
@@ -116,12 +129,14 @@ static void drain(cport_ctx *ctx) {
 void cport_ctx_destroy(cport_ctx *ctx) {
   if (!ctx) return;
   cp_jobs_free(ctx->jobs); /* first: running work may still use sockets and queues */
+  cp_inbox_drain(ctx);     /* what the workers ended meanwhile, to its queues */
   cp_table_close_ctx(ctx);
   drain(ctx);
   ctx->be->ctx_free(ctx);
   cp_table_reap_ctx(ctx);
   cp_timers_free(ctx->timers); /* armed timers' messages go nowhere now */
   while (ctx->queues) cp_queue_free(ctx->queues);
+  cp_mutex_destroy(&ctx->inbox_mu);
   cp_mutex_destroy(&ctx->mu);
   cp_free(ctx);
   atomic_fetch_sub(&g_live, 1);

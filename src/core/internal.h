@@ -176,6 +176,9 @@ typedef struct cp_list {
 struct cp_sock {
   /* These survive reuse of the slot; cp_table_alloc clears the rest. */
   cp_mutex mu;
+  /* A single-thread context's slot: its thread uses it without mu, and
+   * every other thread treats it as absent (table.c). NULL otherwise. */
+  _Atomic(cport_ctx *) solo;
   uint32_t index;
   uint32_t gen;   /* the handle is valid iff state == OPEN and gen matches */
   uint8_t state;  /* cp_sock_state */
@@ -272,11 +275,15 @@ typedef struct cp_backend {
  * Delivers messages in posting order per direction. s->mu held. */
 void cp_op_done(cp_op *op, int status);
 
-/* Lock the socket a handle names; NULL if the handle is stale or forged.
+/* Lock the socket a handle names; NULL if the handle is stale or forged,
+ * or names a single-thread context's socket from another thread.
  * Unlocking a closed socket with nothing left pending (no op, no be_refs)
  * frees its slot: touch nothing of it after cp_sock_unlock. */
 cp_sock *cp_sock_lock(cport_socket id);
 void cp_sock_unlock(cp_sock *s);
+/* Locks s, found through one of its pending ops (which keeps the slot
+ * from being freed); cp_sock_unlock undoes it. */
+void cp_sock_relock(cp_sock *s);
 
 /* Make a socket for an accepted OS socket, inheriting listener's owner,
  * mode and registry flag; calls backend->sock_adopt. listener->mu held. */

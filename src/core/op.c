@@ -38,9 +38,9 @@ cp_op *cp_op_take_cached(cport_queue *q, bool has_addr) {
 }
 
 static cp_op *pop_cached(cport_queue *q, bool has_addr) {
-  cp_mutex_lock(&q->mu);
+  cp_ctx_lock(q->ctx, &q->mu);
   cp_op *op = cp_op_take_cached(q, has_addr);
-  cp_mutex_unlock(&q->mu);
+  cp_ctx_unlock(q->ctx, &q->mu);
   return op;
 }
 
@@ -91,9 +91,7 @@ cp_op *cp_op_blank(void) {
 
 /* Short, without addr: an armed timer holds one until it ends, and a
  * million timers would otherwise pin twice the memory. */
-cp_op *cp_op_alloc_queue(cport_queue *q, uint8_t kind, uint64_t value, void *ptr) {
-  cp_op *op = op_get(NULL, q, false);
-  if (!op) return NULL;
+static cp_op *queue_op_init(cp_op *op, uint8_t kind, uint64_t value, void *ptr) {
   memset(op, 0, offsetof(cp_op, be));
   op->has_addr = 0;
   op->kind = kind;
@@ -101,6 +99,16 @@ cp_op *cp_op_alloc_queue(cport_queue *q, uint8_t kind, uint64_t value, void *ptr
   op->user = value;
   op->buf = ptr;
   return op;
+}
+
+cp_op *cp_op_alloc_queue(cport_queue *q, uint8_t kind, uint64_t value, void *ptr) {
+  cp_op *op = op_get(NULL, q, false);
+  return op ? queue_op_init(op, kind, value, ptr) : NULL;
+}
+
+cp_op *cp_op_alloc_remote(uint8_t kind, uint64_t value, void *ptr) {
+  cp_op *op = cp_malloc(OP_SIZE_NO_ADDR);
+  return op ? queue_op_init(op, kind, value, ptr) : NULL;
 }
 
 void cp_op_free(cp_sock *s, cp_op *op) {

@@ -7,7 +7,12 @@
  * them, and wakes them all when it stops polling so one can take over.
  *
  * Lock order: socket -> queue, and ctx -> queue. Nobody holding a queue
- * lock takes another lock. */
+ * lock takes another lock.
+ *
+ * A single-thread context skips these locks (cp_ctx_lock): its one thread
+ * is the only one that calls, waits and polls. Its workers' results and
+ * other threads' posts wait in its inbox, under a lock of its own, and
+ * its thread moves them to their queues whenever it waits. */
 #include "core.h"
 
 #include <stdlib.h>
@@ -22,11 +27,11 @@ int cp_queue_create(cport_ctx *ctx, cport_queue **out) {
   if (cp_mutex_init(&q->mu) != 0) goto fail_mutex;
   if (cp_cond_init(&q->cv) != 0) goto fail_cond;
   q->ctx = ctx;
-  cp_mutex_lock(&ctx->mu);
+  cp_ctx_lock(ctx, &ctx->mu);
   q->next = ctx->queues;
   if (ctx->queues) ctx->queues->prev = q;
   ctx->queues = q;
-  cp_mutex_unlock(&ctx->mu);
+  cp_ctx_unlock(ctx, &ctx->mu);
   *out = q;
   return CPORT_OK;
 fail_cond:
@@ -67,13 +72,13 @@ static cp_op *take_all_ops(cport_queue *q) {
 
 void cp_queue_free(cport_queue *q) {
   cport_ctx *ctx = q->ctx;
-  cp_mutex_lock(&ctx->mu);
+  cp_ctx_lock(ctx, &ctx->mu);
   if (q->prev)
     q->prev->next = q->next;
   else
     ctx->queues = q->next;
   if (q->next) q->next->prev = q->prev;
-  cp_mutex_unlock(&ctx->mu);
+  cp_ctx_unlock(ctx, &ctx->mu);
   free_chain(take_all_ops(q)); /* undelivered: nobody else will free these */
   cp_cond_destroy(&q->cv);
   cp_mutex_destroy(&q->mu);
@@ -84,10 +89,10 @@ void cp_queue_free(cport_queue *q) {
  * would otherwise create and destroy a mutex and a condition variable per
  * call. Spare queues stay on ctx->queues and die with ctx. */
 cport_queue *cp_queue_borrow(cport_ctx *ctx) {
-  cp_mutex_lock(&ctx->mu);
+  cp_ctx_lock(ctx, &ctx->mu);
   cport_queue *q = ctx->spare;
   if (q) ctx->spare = q->next_spare;
-  cp_mutex_unlock(&ctx->mu);
+  cp_ctx_unlock(ctx, &ctx->mu);
   if (!q && cp_queue_create(ctx, &q) != CPORT_OK) return NULL;
   return q;
 }
@@ -95,10 +100,10 @@ cport_queue *cp_queue_borrow(cport_ctx *ctx) {
 /* q is empty: its one op's one message was taken. */
 void cp_queue_give_back(cport_queue *q) {
   cport_ctx *ctx = q->ctx;
-  cp_mutex_lock(&ctx->mu);
+  cp_ctx_lock(ctx, &ctx->mu);
   q->next_spare = ctx->spare;
   ctx->spare = q;
-  cp_mutex_unlock(&ctx->mu);
+  cp_ctx_unlock(ctx, &ctx->mu);
 }
 
 int cport_queue_create(cport_ctx *ctx, cport_queue **out) {
@@ -107,10 +112,10 @@ int cport_queue_create(cport_ctx *ctx, cport_queue **out) {
 }
 
 int cp_queue_own(cport_queue *q) {
-  cp_mutex_lock(&q->mu);
+  cp_ctx_lock(q->ctx, &q->mu);
   int rc = q->dead ? CPORT_EBADF : CPORT_OK;
   if (rc == CPORT_OK) atomic_fetch_add(&q->owned, 1);
-  cp_mutex_unlock(&q->mu);
+  cp_ctx_unlock(q->ctx, &q->mu);
   return rc;
 }
 
@@ -125,14 +130,14 @@ int cport_queue_destroy(cport_queue *q) {
   cp_timers_drop_queue(q->ctx->timers, q);
   cp_jobs_drop_queue(q->ctx->jobs, q);
   cp_op *gone = NULL;
-  cp_mutex_lock(&q->mu);
+  cp_ctx_lock(q->ctx, &q->mu);
   int rc = q->dead ? CPORT_EBADF : atomic_load(&q->owned) > 0 ? CPORT_EBUSY : CPORT_OK;
   if (rc == CPORT_OK) {
     atomic_store_explicit(&q->dead, true, memory_order_release);
     gone = take_all_ops(q);
     if (q->waiters > 0) cp_cond_broadcast(&q->cv);
   }
-  cp_mutex_unlock(&q->mu);
+  cp_ctx_unlock(q->ctx, &q->mu);
   free_chain(gone);
   /* A thread polling for q returns to find it gone. */
   if (rc == CPORT_OK && atomic_load(&q->ctx->poller) == q) q->ctx->be->wake(q->ctx);
@@ -144,9 +149,9 @@ cport_ctx *cport_queue_ctx(const cport_queue *q) { return q ? q->ctx : NULL; }
 void cp_queue_push(cport_queue *q, cp_op *op, cp_op **refill) {
   cport_ctx *ctx = q->ctx;
   op->next = NULL;
-  cp_mutex_lock(&q->mu);
+  cp_ctx_lock(q->ctx, &q->mu);
   if (q->dead) { /* a post that raced the destroy: nobody can take it */
-    cp_mutex_unlock(&q->mu);
+    cp_ctx_unlock(q->ctx, &q->mu);
     if (op->msg_flags & CPORT_MSG_ALLOCATED) cport_free(op->buf);
     cp_op_free_cached(NULL, op);
     return;
@@ -161,15 +166,57 @@ void cp_queue_push(cport_queue *q, cp_op *op, cp_op **refill) {
   if (q->waiters > 0) cp_cond_signal(&q->cv);
   /* A thread polling for this queue sleeps in the OS, not on q->cv. */
   bool wake = atomic_load_explicit(&ctx->poller, memory_order_acquire) == q && t_polling != q;
-  cp_mutex_unlock(&q->mu); /* q may be freed from here on: its waiter has its message */
+  cp_ctx_unlock(q->ctx, &q->mu); /* q may be freed from here on: its waiter has its message */
   if (wake) ctx->be->wake(ctx);
 }
 
+void cp_queue_push_remote(cport_queue *q, cp_op *op) {
+  cport_ctx *ctx = q->ctx;
+  if (!ctx->single_thread) {
+    cp_queue_push(q, op, NULL);
+    return;
+  }
+  op->next = NULL;
+  op->dest = q; /* such messages carry no meta, the other use of the field */
+  cp_mutex_lock(&ctx->inbox_mu);
+  if (ctx->inbox_tail)
+    ctx->inbox_tail->next = op;
+  else
+    ctx->inbox_head = op;
+  ctx->inbox_tail = op;
+  atomic_store_explicit(&ctx->inbox_ready, true, memory_order_release);
+  cp_mutex_unlock(&ctx->inbox_mu);
+  /* The poll that follows a missed wake-up finds inbox_ready set: each
+   * backend's wake-up stays pending until a poll consumes it. */
+  ctx->be->wake(ctx);
+}
+
+void cp_inbox_drain(cport_ctx *ctx) {
+  if (!atomic_load_explicit(&ctx->inbox_ready, memory_order_acquire)) return;
+  cp_mutex_lock(&ctx->inbox_mu);
+  cp_op *op = ctx->inbox_head;
+  ctx->inbox_head = ctx->inbox_tail = NULL;
+  atomic_store_explicit(&ctx->inbox_ready, false, memory_order_relaxed);
+  cp_mutex_unlock(&ctx->inbox_mu);
+  while (op) {
+    cp_op *next = op->next;
+    cp_queue_push(op->dest, op, NULL); /* a queue destroyed meanwhile frees it */
+    op = next;
+  }
+}
+
 /* A user message costs an allocation, which is why it can fail: the queue
- * holds its messages in the ops themselves and never grows. */
+ * holds its messages in the ops themselves and never grows. Any thread
+ * may post, a single-thread context's included (through its inbox). */
 int cport_post(cport_queue *q, uint64_t value, void *ptr) {
   if (!q) return CPORT_EINVAL;
   if (cp_queue_dead(q)) return CPORT_EBADF;
+  if (!cp_ctx_on_thread(q->ctx)) {
+    cp_op *op = cp_op_alloc_remote(CPORT_OP_NONE, value, ptr);
+    if (!op) return CPORT_ENOMEM;
+    cp_queue_push_remote(q, op);
+    return CPORT_OK;
+  }
   cp_op *op = cp_op_alloc_queue(q, CPORT_OP_NONE, value, ptr);
   if (!op) return CPORT_ENOMEM;
   cp_queue_push(q, op, NULL);
@@ -267,13 +314,13 @@ static int idle_cap(const cport_queue *q, int left) {
 static void stop_polling(cport_ctx *ctx) {
   atomic_store_explicit(&ctx->poller, NULL, memory_order_release);
   if (atomic_load(&ctx->waiters) == 0) return;
-  cp_mutex_lock(&ctx->mu);
+  cp_ctx_lock(ctx, &ctx->mu);
   for (cport_queue *q = ctx->queues; q; q = q->next) {
-    cp_mutex_lock(&q->mu);
+    cp_ctx_lock(q->ctx, &q->mu);
     if (q->waiters > 0) cp_cond_broadcast(&q->cv);
-    cp_mutex_unlock(&q->mu);
+    cp_ctx_unlock(q->ctx, &q->mu);
   }
-  cp_mutex_unlock(&ctx->mu);
+  cp_ctx_unlock(ctx, &ctx->mu);
 }
 
 static int remaining_ms(uint64_t deadline) {
@@ -291,14 +338,15 @@ static int remaining_ms(uint64_t deadline) {
  * its wait; q->mu held on entry and on return. */
 static void poll_once(cport_queue *q, int timeout) {
   cport_ctx *ctx = q->ctx;
-  cp_mutex_unlock(&q->mu);
+  cp_ctx_unlock(q->ctx, &q->mu);
   cport_queue *outer = t_polling;
   t_polling = q;
   ctx->be->poll(ctx, cp_timers_timeout(ctx->timers, timeout));
   cp_timers_run(ctx->timers);
+  cp_inbox_drain(ctx);
   t_polling = outer;
   stop_polling(ctx);
-  cp_mutex_lock(&q->mu);
+  cp_ctx_lock(q->ctx, &q->mu);
 }
 
 int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
@@ -308,9 +356,10 @@ int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
                       : timeout == CPORT_NOWAIT ? 0
                                                 : cp_now_ms() + (uint64_t)timeout;
   bool polled_once = false;
-  cp_mutex_lock(&q->mu);
+  cp_inbox_drain(ctx);
+  cp_ctx_lock(ctx, &q->mu);
   if (q->dead) {
-    cp_mutex_unlock(&q->mu);
+    cp_ctx_unlock(q->ctx, &q->mu);
     return CPORT_EBADF;
   }
   /* Messages already queued must not starve the OS: a program that keeps
@@ -336,7 +385,8 @@ int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
       if (q->count == 0 && left != 0) note_idle(q);
       continue;
     }
-    if (left == 0) break;
+    /* A single-thread context's poll is further up this thread's stack. */
+    if (left == 0 || ctx->single_thread) break;
     /* Another thread polls; it signals q->cv when it delivers to q or
      * when it stops polling. */
     uint64_t until = deadline;
@@ -350,6 +400,6 @@ int cport_wait(cport_queue *q, cport_msg *msgs, int max, int timeout) {
     if (q->count == 0) note_idle(q);
   }
   int n = q->dead ? CPORT_EBADF : take(q, msgs, max);
-  cp_mutex_unlock(&q->mu);
+  cp_ctx_unlock(q->ctx, &q->mu);
   return n;
 }

@@ -3,7 +3,14 @@
  * A socket handle is (generation << 32 | index + 1). Slots live in chunks
  * that are allocated once and never freed, so looking up any 64-bit value
  * reads valid memory; the generation check under the slot's mutex rejects
- * stale and forged handles. */
+ * stale and forged handles.
+ *
+ * A single-thread context's slots skip their mutex: s->solo names the
+ * context while it holds the slot, its thread uses the slot unlocked, and
+ * every other thread treats the slot as absent (a handle of it answers
+ * EBADF there, a walk over the table passes it by). The mutex still guards
+ * the two moments a slot changes hands, its allocation and its release,
+ * so a thread that takes it reads solo as it now is. */
 #include "core.h"
 
 #include <stddef.h>
@@ -94,8 +101,20 @@ int cp_table_alloc(cport_ctx *ctx, cport_queue *owner, cp_sock **out) {
     put_free_slot(s);
     return CPORT_EBADF;
   }
+  if (ctx->single_thread) { /* held from now on by being the context's thread */
+    atomic_store_explicit(&s->solo, ctx, memory_order_release);
+    cp_mutex_unlock(&s->mu);
+  }
   *out = s;
   return CPORT_OK;
+}
+
+static cport_ctx *solo_of(cp_sock *s) {
+  return atomic_load_explicit(&s->solo, memory_order_acquire);
+}
+
+static bool names(const cp_sock *s, cport_socket id) {
+  return s->state == CP_SOCK_OPEN && s->gen == (uint32_t)(id >> 32);
 }
 
 cp_sock *cp_sock_lock(cport_socket id) {
@@ -103,12 +122,28 @@ cp_sock *cp_sock_lock(cport_socket id) {
   if (low == 0) return NULL;
   cp_sock *s = slot_at(low - 1u);
   if (!s) return NULL;
+  cport_ctx *solo = solo_of(s);
+  if (solo) return solo->owner == cp_thread_token() && names(s, id) ? s : NULL;
   cp_mutex_lock(&s->mu);
-  if (s->state != CP_SOCK_OPEN || s->gen != (uint32_t)(id >> 32)) {
+  /* solo again: a single-thread context may have taken the slot meanwhile. */
+  if (atomic_load_explicit(&s->solo, memory_order_relaxed) || !names(s, id)) {
     cp_mutex_unlock(&s->mu);
     return NULL;
   }
   return s;
+}
+
+void cp_sock_relock(cp_sock *s) {
+  if (!solo_of(s)) cp_mutex_lock(&s->mu);
+}
+
+/* A single-thread context's slot goes back: under its mutex, so the next
+ * thread to take it sees it free and no longer solo. */
+static void release_solo(cp_sock *s) {
+  cp_mutex_lock(&s->mu);
+  s->state = CP_SOCK_FREE;
+  atomic_store_explicit(&s->solo, NULL, memory_order_release);
+  cp_mutex_unlock(&s->mu);
 }
 
 /* A closed socket's last message (cport_close_async), once no other can
@@ -129,13 +164,17 @@ void cp_sock_unlock(cp_sock *s) {
   bool drained = s->state == CP_SOCK_ZOMBIE && idle && s->be_refs == 0;
   cport_queue *owner = s->owner;
   cp_op *spare = drained ? s->spare_op : NULL;
+  bool solo = solo_of(s) != NULL;
   if (drained) {
     if (s->filtered) s->filtered->ops->release(s);
     s->filtered = NULL;
-    s->state = CP_SOCK_FREE;
     s->spare_op = NULL;
+    if (solo)
+      release_solo(s);
+    else
+      s->state = CP_SOCK_FREE;
   }
-  cp_mutex_unlock(&s->mu);
+  if (!solo) cp_mutex_unlock(&s->mu);
   if (drained) {
     cp_op_free_cached(NULL, spare);
     atomic_fetch_sub(&owner->owned, 1);
@@ -143,11 +182,24 @@ void cp_sock_unlock(cp_sock *s) {
   }
 }
 
-/* Locks the slot at index whatever its state; NULL past the end. */
+/* Locks the slot at index whatever its state; NULL past the end, or for
+ * another thread's single-thread context's slot. */
 static cp_sock *lock_index(uint32_t index) {
   cp_sock *s = slot_at(index);
-  if (s) cp_mutex_lock(&s->mu);
+  if (!s) return NULL;
+  cport_ctx *solo = solo_of(s);
+  if (solo && solo->owner == cp_thread_token()) return s;
+  cp_mutex_lock(&s->mu);
+  if (atomic_load_explicit(&s->solo, memory_order_relaxed)) {
+    cp_mutex_unlock(&s->mu);
+    return NULL;
+  }
   return s;
+}
+
+/* Undoes lock_index (and cp_sock_lock) without freeing anything. */
+static void unlock_slot(cp_sock *s) {
+  if (!solo_of(s)) cp_mutex_unlock(&s->mu);
 }
 
 static uint32_t slot_count(void) {
@@ -161,8 +213,9 @@ void cp_table_close_ctx(cport_ctx *ctx) {
   uint32_t n = slot_count();
   for (uint32_t i = 0; i < n; i++) {
     cp_sock *s = lock_index(i);
+    if (!s) continue;
     cport_socket id = s->state == CP_SOCK_OPEN && s->ctx == ctx ? s->id : 0;
-    cp_mutex_unlock(&s->mu);
+    unlock_slot(s);
     if (id) cport_close(id);
   }
 }
@@ -173,6 +226,7 @@ void cp_table_reap_ctx(cport_ctx *ctx) {
   uint32_t n = slot_count();
   for (uint32_t i = 0; i < n; i++) {
     cp_sock *s = lock_index(i);
+    if (!s) continue;
     if (s->state == CP_SOCK_ZOMBIE && s->ctx == ctx) {
       for (int dir = CP_RD; dir <= CP_WR; dir++) {
         cp_op *op;
@@ -196,8 +250,9 @@ int cp_table_count_ctx(cport_ctx *ctx) {
   int count = 0;
   for (uint32_t i = 0; i < n; i++) {
     cp_sock *s = lock_index(i);
+    if (!s) continue;
     if (s->state != CP_SOCK_FREE && s->ctx == ctx) count++;
-    cp_mutex_unlock(&s->mu);
+    unlock_slot(s);
   }
   return count;
 }
@@ -240,8 +295,9 @@ int cport_which_sockets(const cport_filter *filter, cport_socket *out, int max) 
   int found = 0;
   for (uint32_t i = 0; i < n; i++) {
     cp_sock *s = lock_index(i);
+    if (!s) continue;
     cport_socket id = matches(s, filter) ? s->id : 0;
-    cp_mutex_unlock(&s->mu);
+    unlock_slot(s);
     /* The predicate runs unlocked: it may call back into cport. */
     if (!id || (filter && filter->pred && !filter->pred(id, filter->arg))) continue;
     if (found < max) out[found] = id;
@@ -268,12 +324,13 @@ void cport_print_sockets(FILE *f) {
   uint32_t n = slot_count();
   for (uint32_t i = 0; i < n; i++) {
     cp_sock *s = lock_index(i);
+    if (!s) continue;
     if (matches(s, NULL))
       fprintf(f, "%-20llu %-6s %-6s %-10s %-10s %6d %6d %12llu %12llu\n", (unsigned long long)s->id,
               family_name(s->family), s->type == CPORT_SOCK_DGRAM ? "dgram" : "stream",
               s->select_mode ? "select" : "completion", state_name(s), s->dirs[CP_RD].count,
               s->dirs[CP_WR].count, (unsigned long long)s->bytes_in,
               (unsigned long long)s->bytes_out);
-    cp_mutex_unlock(&s->mu);
+    unlock_slot(s);
   }
 }

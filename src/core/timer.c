@@ -54,6 +54,7 @@ typedef struct timer_slot {
 } timer_slot;
 
 struct cp_timers {
+  const cport_ctx *ctx; /* its lock is skipped as the context's queues' are */
   cp_mutex mu;
   timer_slot *slots;
   uint32_t nslots, cap_slots, free_head;
@@ -178,9 +179,10 @@ static uint64_t deadline_after(uint64_t ms) { return cp_now_ns() + ms * NS_PER_M
 
 /* ---- context ------------------------------------------------------------- */
 
-int cp_timers_create(cp_timers **out) {
+int cp_timers_create(cp_timers **out, const cport_ctx *ctx) {
   cp_timers *t = cp_calloc(1, sizeof *t);
   if (!t) return CPORT_ENOMEM;
+  t->ctx = ctx;
   if (cp_mutex_init(&t->mu) != 0) {
     cp_free(t);
     return CPORT_ENOMEM;
@@ -203,7 +205,7 @@ void cp_timers_free(cp_timers *t) {
 
 /* A queue that goes away takes its timers with it, without messages. */
 void cp_timers_drop_queue(cp_timers *t, cport_queue *q) {
-  cp_mutex_lock(&t->mu);
+  cp_ctx_lock(t->ctx, &t->mu);
   for (uint32_t i = 0; i < t->nslots; i++) {
     timer_slot *sl = &t->slots[i];
     if (sl->kind != SLOT_USER || sl->u.user.q != q) continue;
@@ -211,7 +213,7 @@ void cp_timers_drop_queue(cp_timers *t, cport_queue *q) {
     cp_op_free_cached(NULL, sl->u.user.final);
     slot_release(t, i);
   }
-  cp_mutex_unlock(&t->mu);
+  cp_ctx_unlock(t->ctx, &t->mu);
 }
 
 /* ---- user timers --------------------------------------------------------- */
@@ -225,9 +227,9 @@ int cport_timer_start(cport_queue *q, uint64_t after_ms, uint64_t repeat_ms, uin
   cp_timers *t = q->ctx->timers;
   cp_op *final = cp_op_alloc_queue(q, CPORT_OP_TIMER, user, user_ptr);
   if (!final) return CPORT_ENOMEM;
-  cp_mutex_lock(&t->mu);
+  cp_ctx_lock(t->ctx, &t->mu);
   if (!reserve(t)) {
-    cp_mutex_unlock(&t->mu);
+    cp_ctx_unlock(t->ctx, &t->mu);
     cp_op_free_cached(NULL, final);
     return CPORT_ENOMEM;
   }
@@ -239,7 +241,7 @@ int cport_timer_start(cport_queue *q, uint64_t after_ms, uint64_t repeat_ms, uin
   sl->u.user.final = final;
   final->handle = *handle = handle_of(t, i);
   bool wake = arm(t, i, deadline_after(after_ms));
-  cp_mutex_unlock(&t->mu);
+  cp_ctx_unlock(t->ctx, &t->mu);
   if (wake) q->ctx->be->wake(q->ctx);
   return CPORT_OK;
 }
@@ -249,7 +251,7 @@ int cport_queue_cancel(cport_queue *q, cport_handle handle) {
   if (cp_queue_dead(q)) return CPORT_EBADF;
   if ((handle & CP_QUEUE_HANDLE) && (handle & CP_JOB_HANDLE)) return cp_jobs_cancel(q, handle);
   cp_timers *t = q->ctx->timers;
-  cp_mutex_lock(&t->mu);
+  cp_ctx_lock(t->ctx, &t->mu);
   uint32_t i = slot_of(t, handle, SLOT_USER);
   bool found = i != NO_POS && t->slots[i].u.user.q == q;
   if (found) {
@@ -260,7 +262,7 @@ int cport_queue_cancel(cport_queue *q, cport_handle handle) {
     final->status = CPORT_ECANCELED;
     cp_queue_push(q, final, NULL);
   }
-  cp_mutex_unlock(&t->mu);
+  cp_ctx_unlock(t->ctx, &t->mu);
   return found ? CPORT_OK : CPORT_ENOTFOUND;
 }
 
@@ -300,12 +302,12 @@ static void fire_user(cp_timers *t, uint32_t i, uint64_t at, uint64_t now) {
 
 int cp_deadline_arm(cp_sock *s, cp_op *op, int ms) {
   cp_timers *t = s->ctx->timers;
-  cp_mutex_lock(&t->mu);
+  cp_ctx_lock(t->ctx, &t->mu);
   uint32_t i = op->deadline ? slot_of(t, op->deadline, SLOT_DEADLINE) : NO_POS;
   if (i != NO_POS) { /* replace: same slot, new time */
     heap_remove(t, i);
   } else if (!reserve(t)) {
-    cp_mutex_unlock(&t->mu);
+    cp_ctx_unlock(t->ctx, &t->mu);
     return CPORT_ENOMEM;
   } else {
     i = slot_take(t);
@@ -315,20 +317,20 @@ int cp_deadline_arm(cp_sock *s, cp_op *op, int ms) {
     op->deadline = handle_of(t, i);
   }
   bool wake = arm(t, i, deadline_after((uint64_t)ms));
-  cp_mutex_unlock(&t->mu);
+  cp_ctx_unlock(t->ctx, &t->mu);
   if (wake) s->ctx->be->wake(s->ctx);
   return CPORT_OK;
 }
 
 void cp_deadline_disarm(cp_sock *s, cp_op *op) {
   cp_timers *t = s->ctx->timers;
-  cp_mutex_lock(&t->mu);
+  cp_ctx_lock(t->ctx, &t->mu);
   uint32_t i = slot_of(t, op->deadline, SLOT_DEADLINE);
   if (i != NO_POS) {
     heap_remove(t, i);
     slot_release(t, i);
   }
-  cp_mutex_unlock(&t->mu);
+  cp_ctx_unlock(t->ctx, &t->mu);
   op->deadline = 0;
 }
 
@@ -351,10 +353,10 @@ static void expire(cport_socket id, cport_handle handle, cport_handle timer) {
 
 int cp_timers_timeout(cp_timers *t, int timeout_ms) {
   if (atomic_load_explicit(&t->armed, memory_order_relaxed) == 0) return timeout_ms;
-  cp_mutex_lock(&t->mu);
+  cp_ctx_lock(t->ctx, &t->mu);
   uint64_t at = t->nheap ? t->heap[0].at : UINT64_MAX;
   t->poll_horizon = at;
-  cp_mutex_unlock(&t->mu);
+  cp_ctx_unlock(t->ctx, &t->mu);
   if (at == UINT64_MAX) return timeout_ms;
   uint64_t now = cp_now_ns();
   if (at <= now) return 0;
@@ -377,7 +379,7 @@ void cp_timers_run(cp_timers *t) {
   expired batch[FIRE_BATCH];
   for (;;) {
     unsigned n = 0;
-    cp_mutex_lock(&t->mu);
+    cp_ctx_lock(t->ctx, &t->mu);
     while (n < FIRE_BATCH && t->nheap > 0 && t->heap[0].at <= now) {
       uint32_t i = t->heap[0].slot;
       timer_slot *sl = &t->slots[i];
@@ -389,7 +391,7 @@ void cp_timers_run(cp_timers *t) {
       heap_remove(t, i);
       slot_release(t, i);
     }
-    cp_mutex_unlock(&t->mu);
+    cp_ctx_unlock(t->ctx, &t->mu);
     for (unsigned k = 0; k < n; k++) expire(batch[k].sock, batch[k].op, batch[k].timer);
     if (n < FIRE_BATCH) return;
   }

@@ -105,7 +105,7 @@ static void deliver(cp_job *j, int status, void *result, size_t count) {
     m->buf = result;
     m->msg_flags = CPORT_MSG_ALLOCATED;
   }
-  cp_queue_push(j->q, m, NULL);
+  cp_queue_push_remote(j->q, m); /* a worker's or the OS's thread, mostly */
 }
 
 /* One pool call: the oldest waiting job, if any is left (a cancel may have

@@ -36,6 +36,15 @@
 
 static ur_ctx *state_of(cport_ctx *ctx) { return cp_ctx_backend(ctx); }
 
+/* sq_mu is for several submitting threads; a single-thread context's ring
+ * has one (its workers' wake-ups write wakefd instead). */
+static void sq_lock(ur_ctx *ur) {
+  if (!ur->single) cp_mutex_lock(&ur->sq_mu);
+}
+static void sq_unlock(ur_ctx *ur) {
+  if (!ur->single) cp_mutex_unlock(&ur->sq_mu);
+}
+
 static int ur_ctx_init(cport_ctx *ctx) {
   ur_ctx *ur = cp_calloc(1, sizeof *ur);
   if (!ur) return CPORT_ENOMEM;
@@ -69,9 +78,9 @@ static int ur_ctx_init(cport_ctx *ctx) {
 
 static void ur_ctx_free(cport_ctx *ctx) {
   ur_ctx *ur = state_of(ctx);
-  cp_mutex_lock(&ur->sq_mu);
+  sq_lock(ur);
   ur_submit_locked(ur); /* a close queued behind the ring (close_behind_ring) is not lost */
-  cp_mutex_unlock(&ur->sq_mu);
+  sq_unlock(ur);
   io_uring_queue_exit(&ur->ring);
   ur_bufs_free(ur->bufs); /* the kernel let go of them with the ring */
   if (ur->wakefd >= 0) close(ur->wakefd);
@@ -119,7 +128,7 @@ static bool poll_multi(ur_ctx *ur, const cp_op *op) {
 /* Hands the rest of op to the kernel; its CQE comes back to reap(). */
 static void submit_op(cp_sock *s, cp_op *op) {
   ur_ctx *ur = state_of(s->ctx);
-  cp_mutex_lock(&ur->sq_mu);
+  sq_lock(ur);
   struct io_uring_sqe *sqe = ur_get_sqe(ur);
   if (op->kbuf) {
     io_uring_prep_recv_multishot(sqe, fd_of(s), NULL, 0, 0);
@@ -140,18 +149,18 @@ static void submit_op(cp_sock *s, cp_op *op) {
     io_uring_prep_send(sqe, fd_of(s), op->buf + op->done, op->len - op->done, MSG_NOSIGNAL);
   io_uring_sqe_set_data(sqe, op);
   ur_queued_locked(ur);
-  cp_mutex_unlock(&ur->sq_mu);
+  sq_unlock(ur);
   op->started = 1;
 }
 
 static void submit_cancel(cp_sock *s, cp_op *op) {
   ur_ctx *ur = state_of(s->ctx);
-  cp_mutex_lock(&ur->sq_mu);
+  sq_lock(ur);
   struct io_uring_sqe *sqe = ur_get_sqe(ur);
   io_uring_prep_cancel(sqe, op, 0);
   io_uring_sqe_set_data64(sqe, IGNORE_KEY);
   ur_queued_locked(ur);
-  cp_mutex_unlock(&ur->sq_mu);
+  sq_unlock(ur);
 }
 
 /* Per socket, in s->be (zeroed when a slot is reused). */
@@ -263,7 +272,7 @@ static void ur_cancel(cp_sock *s, cp_op *op) {
  * there (returns false). */
 
 static bool close_behind_ring(ur_ctx *ur, int fd) {
-  cp_mutex_lock(&ur->sq_mu);
+  sq_lock(ur);
   ur_submit_locked(ur);
   bool all_taken = ur->backlog.head == ur->backlog.n && ur_flush_sq(&ur->ring) == 0;
   if (!all_taken) {
@@ -272,7 +281,7 @@ static bool close_behind_ring(ur_ctx *ur, int fd) {
     io_uring_sqe_set_data64(sqe, IGNORE_KEY);
     ur_queued_locked(ur);
   }
-  cp_mutex_unlock(&ur->sq_mu);
+  sq_unlock(ur);
   return all_taken;
 }
 
@@ -424,7 +433,7 @@ static void accept_event(cp_sock *s, cp_op *op, int res, unsigned cflags) {
 
 static void complete(cp_op *op, int res, unsigned cflags) {
   cp_sock *s = op->sock;
-  cp_mutex_lock(&s->mu);
+  cp_sock_relock(s);
   if (op->kbuf || op->os_multi) {
     if (op->kbuf)
       chunk_done(s, op, res, cflags);
@@ -477,7 +486,7 @@ static void arm_wakefd(ur_ctx *ur) {
 static int submit_and_wait(ur_ctx *ur, int timeout_ms) {
   struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
                                  .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
-  cp_mutex_lock(&ur->sq_mu);
+  sq_lock(ur);
   if (ur->single && !ur->wake_armed) arm_wakefd(ur);
   if (atomic_load(&ur->bufs_wanted)) ur_bufs_fill(ur->bufs); /* before the kernel wants them */
   ur_backlog_drain(ur);
@@ -485,7 +494,7 @@ static int submit_and_wait(ur_ctx *ur, int timeout_ms) {
   unsigned to_submit = ur_flush_sq(&ur->ring);
   ur->unsubmitted = false;
   ur->poller_waiting = true;
-  cp_mutex_unlock(&ur->sq_mu);
+  sq_unlock(ur);
   bool ready = io_uring_cq_ready(&ur->ring) > 0;
   if (ready && to_submit == 0) return 0;
   unsigned wait = ready || behind || timeout_ms == 0 ? 0u : 1u;
@@ -509,12 +518,12 @@ static int submit_and_wait(ur_ctx *ur, int timeout_ms) {
  * buffers back; the next multishot recv has the poller fill it again. The
  * poller only, so no fill or take runs meanwhile. */
 static void trim_bufs(ur_ctx *ur) {
-  cp_mutex_lock(&ur->sq_mu);
+  sq_lock(ur);
   if (atomic_load(&ur->bufs_users) == 0) {
     atomic_store(&ur->bufs_wanted, false);
     if (ur_bufs_trim(ur->bufs, &ur->ring) < 0) atomic_store(&ur->bufs_off, true);
   }
-  cp_mutex_unlock(&ur->sq_mu);
+  sq_unlock(ur);
 }
 
 static int ur_poll(cport_ctx *ctx, int timeout_ms) {
@@ -527,9 +536,9 @@ static int ur_poll(cport_ctx *ctx, int timeout_ms) {
    * The kernel orders submission before completion, but only a lock taken
    * after the CQEs were seen orders it for the C11 memory model (and
    * TSan). The first such lock also ends this poller's wait. */
-  cp_mutex_lock(&ur->sq_mu);
+  sq_lock(ur);
   ur->poller_waiting = false;
-  cp_mutex_unlock(&ur->sq_mu);
+  sq_unlock(ur);
   /* At most a few batches per poll: what is left stays in the CQ ring
    * (the kernel keeps overflow) rather than in the user's queues. */
   for (unsigned batches = 0; n > 0; batches++) {
@@ -537,8 +546,8 @@ static int ur_poll(cport_ctx *ctx, int timeout_ms) {
     n = batches + 1 < MAX_BATCHES_PER_POLL ? io_uring_peek_batch_cqe(&ur->ring, batch, MAX_REAP)
                                            : 0;
     if (n > 0) {
-      cp_mutex_lock(&ur->sq_mu);
-      cp_mutex_unlock(&ur->sq_mu);
+      sq_lock(ur);
+      sq_unlock(ur);
     }
   }
   if (idle && atomic_load_explicit(&ur->bufs_wanted, memory_order_relaxed) &&
@@ -573,12 +582,12 @@ static void ur_wake(cport_ctx *ctx) {
     }
     return;
   }
-  cp_mutex_lock(&ur->sq_mu);
+  sq_lock(ur);
   struct io_uring_sqe *sqe = ur_get_sqe(ur);
   io_uring_prep_nop(sqe);
   io_uring_sqe_set_data64(sqe, WAKE_KEY);
   ur_queued_locked(ur); /* a poller not yet waiting submits it itself */
-  cp_mutex_unlock(&ur->sq_mu);
+  sq_unlock(ur);
 }
 
 const cp_backend cp_backend_io_uring = {

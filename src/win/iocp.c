@@ -335,21 +335,23 @@ static void iocp_sock_close(cp_sock *s) {
 /* Packets                                                                  */
 /* ======================================================================== */
 
-static void handle_packet(iocp_ctx *st, cp_io *io, DWORD bytes) {
-  InterlockedDecrement(&st->in_os);
+static void handle_packet(cport_ctx *ctx, cp_io *io, DWORD bytes) {
+  InterlockedDecrement(&iocp_state(ctx)->in_os);
   cp_sock *s = io->sock;
   /* Slots are never freed, so the mutex is always there. A detached io
    * holds no reference: its slot may be free or reused by now, so it is
-   * locked only to read io->detached (written under it) and not touched. */
-  cp_mutex_lock(&s->mu);
+   * locked only to read io->detached (written under it) and not touched.
+   * A single-thread context detached it on this thread, unlocked. */
+  bool locked = !cp_ctx_single_thread(ctx);
+  if (locked) cp_mutex_lock(&s->mu);
   if (io->detached) {
     if (io->kind == IO_ACCEPT) closesocket(io->accepted);
     cp_io_free(io);
-    cp_mutex_unlock(&s->mu);
+    if (locked) cp_mutex_unlock(&s->mu);
     return;
   }
   /* Otherwise the slot cannot have been freed or reused: io holds a
-   * reference. */
+   * reference, and cp_sock_unlock below matches how it was locked. */
   s->be_refs--;
   switch (io->kind) {
   case IO_ACCEPT: cp_iocp_on_accept(s, io); break;
@@ -377,7 +379,7 @@ static int iocp_poll(cport_ctx *ctx, int timeout_ms) {
       continue;
     }
     if (!e->lpOverlapped) continue; /* nothing of ours */
-    handle_packet(st, (cp_io *)(void *)e->lpOverlapped, e->dwNumberOfBytesTransferred);
+    handle_packet(ctx, (cp_io *)(void *)e->lpOverlapped, e->dwNumberOfBytesTransferred);
   }
   return CPORT_OK;
 }
