@@ -34,8 +34,10 @@
 #                     provided-buffer ring) cport-uring-multi-single (and
 #                     otp.defer and a single-thread context)
 #                     cport-multi (--recv-multi 1 on epoll)
+#                     cport-single (epoll, a single-thread context: no
+#                     socket, queue or timer locks)
 #                     alt-completion alt-select (the echo scenarios' servers)
-#                     alt-uring-completion alt-uring-single
+#                     alt-single alt-uring-completion alt-uring-single
 #                     alt-uring-multi-single (the same on io_uring, as
 #                     their cport-uring-* counterparts)
 #                     TLS servers (run only in the tls-* scenarios, and the
@@ -252,6 +254,8 @@ server_cmd() { # server_cmd SERVER [SCENARIO]
   cport-uring-multi-single)
     echo "$CPORT_ECHO --port 0 --backend io_uring --recv-multi 1 --defer 1 --single-thread 1" ;;
   cport-multi) echo "$CPORT_ECHO --port 0 --backend epoll --recv-multi 1" ;;
+  cport-single) echo "$CPORT_ECHO --port 0 --mode completion --backend epoll --single-thread 1" ;;
+  alt-single) echo "$CPORT_ALT_BUILD/echo_server --port 0 --mode completion --backend epoll --single-thread 1" ;;
   alt-completion) echo "$CPORT_ALT_BUILD/echo_server --port 0 --mode completion --backend epoll" ;;
   alt-select) echo "$CPORT_ALT_BUILD/echo_server --port 0 --mode select --backend epoll" ;;
   alt-uring-completion) echo "$CPORT_ALT_BUILD/echo_server --port 0 --mode completion --backend io_uring" ;;

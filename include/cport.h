@@ -197,11 +197,17 @@ typedef struct cport_ctx_options {
   /* 1: sockets opened in the context start with otp.defer set. */
   int defer;
   /* 1: a promise that one thread, the one that creates the context, makes
-   * every call on it and its sockets and queues (the context's own worker
-   * threads excepted: work and lookups may still end on them). io_uring
-   * then sets up its ring for a single submitter (SINGLE_ISSUER and
-   * DEFER_TASKRUN, Linux 6.1+; older kernels: the ordinary set-up); the
-   * other backends are unchanged. A call from another thread is undefined. */
+   * every call on it and its sockets and queues. The context then skips
+   * the locks that only several calling threads need (its sockets',
+   * queues' and timers'), and io_uring sets its ring up for a single
+   * submitter (SINGLE_ISSUER and DEFER_TASKRUN, Linux 6.1+; older kernels:
+   * the ordinary set-up). Still safe from other threads: the context's
+   * own workers ending work and lookups, and cport_post (both wait in the
+   * context's inbox until its thread next waits). A call on one of its
+   * sockets from another thread answers CPORT_EBADF, and
+   * cport_which_sockets there does not list them; other calls from
+   * another thread (cport_wait, cport_free of its buffers, ...) are
+   * undefined. */
   int single_thread;
 } cport_ctx_options;
 #define CPORT_THREADPOOL_MAX 1024

@@ -64,8 +64,11 @@ static inline void cp_ctx_unlock(const cport_ctx *ctx, cp_mutex *m) {
   if (!ctx->single_thread) cp_mutex_unlock(m);
 }
 
-/* A value that tells the calling thread from every other live thread. */
-uintptr_t cp_thread_token(void);
+/* A value that tells the calling thread from every other live thread:
+ * the address of a thread-local byte (ctx.c), inline because a
+ * single-thread context's socket calls each ask for it. */
+extern CP_THREAD_LOCAL char cp_thread_mark;
+static inline uintptr_t cp_thread_token(void) { return (uintptr_t)&cp_thread_mark; }
 
 /* Whether the calling thread may use ctx's queues and sockets directly:
  * any thread, unless ctx is single-thread and this is not its thread. */

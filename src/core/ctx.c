@@ -15,10 +15,7 @@ static atomic_int g_live;
 
 int cp_ctx_live(void) { return atomic_load(&g_live); }
 
-/* Its address differs in every live thread. */
-static CP_THREAD_LOCAL char t_token;
-
-uintptr_t cp_thread_token(void) { return (uintptr_t)&t_token; }
+CP_THREAD_LOCAL char cp_thread_mark;
 
 static const cp_backend *backend_for(cport_backend_id id) {
   switch (id) {
