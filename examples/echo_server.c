@@ -32,7 +32,8 @@
  * its result comes as a message (the same loop serves; on io_uring the
  * sends and recvs then go through the ring, batched per poll).
  * --single-thread 1 sets cport_ctx_options.single_thread: this program
- * makes every call from its one thread (io_uring: a single-issuer ring).
+ * makes every call from its one thread, so the context skips its locks
+ * (io_uring: a single-issuer ring too).
  * --recv-multi 1 (completion mode) reads each connection with one
  * cport_recv_multi instead: every chunk arrives in a library buffer, is
  * sent back from it, and goes back with cport_free when its send is done.
