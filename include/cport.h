@@ -206,8 +206,8 @@ typedef struct cport_ctx_options {
    * context's inbox until its thread next waits). A call on one of its
    * sockets from another thread answers CPORT_EBADF, and
    * cport_which_sockets there does not list them; other calls from
-   * another thread (cport_wait, cport_free of its buffers, ...) are
-   * undefined. */
+   * another thread (cport_wait, cport_free of its buffers,
+   * cport_ctx_destroy, ...) are undefined. */
   int single_thread;
 } cport_ctx_options;
 #define CPORT_THREADPOOL_MAX 1024

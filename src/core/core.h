@@ -39,8 +39,10 @@ struct cport_ctx {
   int accepts_per_listener;
   bool defer;         /* cport_ctx_options.defer: otp.defer of new sockets */
   bool single_thread; /* cport_ctx_options.single_thread: see cp_ctx_lock */
-  uintptr_t owner;    /* single_thread: cp_thread_token() of the creating thread */
-  cp_mutex mu;        /* the list of queues */
+  /* single_thread: cp_thread_token() of the thread that uses it (the
+   * creating one; cport_ctx_destroy's, once destroy begins). */
+  _Atomic(uintptr_t) owner;
+  cp_mutex mu; /* the list of queues */
   cport_queue *queues;
   cport_queue *spare;            /* idle private queues of blocking calls (under mu) */
   _Atomic(cport_queue *) poller; /* the queue whose thread drives the backend */
@@ -70,10 +72,14 @@ static inline void cp_ctx_unlock(const cport_ctx *ctx, cp_mutex *m) {
 extern CP_THREAD_LOCAL char cp_thread_mark;
 static inline uintptr_t cp_thread_token(void) { return (uintptr_t)&cp_thread_mark; }
 
+static inline bool cp_ctx_owned_here(const cport_ctx *ctx) {
+  return atomic_load_explicit(&ctx->owner, memory_order_relaxed) == cp_thread_token();
+}
+
 /* Whether the calling thread may use ctx's queues and sockets directly:
  * any thread, unless ctx is single-thread and this is not its thread. */
 static inline bool cp_ctx_on_thread(const cport_ctx *ctx) {
-  return !ctx->single_thread || ctx->owner == cp_thread_token();
+  return !ctx->single_thread || cp_ctx_owned_here(ctx);
 }
 
 /* The IP protocol number of a socket: 6 (TCP), 17 (UDP), 0 for AF_UNIX. */

@@ -84,7 +84,7 @@ int cport_ctx_create(cport_ctx **out, const cport_ctx_options *opts) {
   ctx->be = be;
   ctx->defer = opts->defer != 0;
   ctx->single_thread = opts->single_thread != 0;
-  ctx->owner = cp_thread_token();
+  atomic_init(&ctx->owner, cp_thread_token());
   ctx->accepts_per_listener =
       opts->accepts_per_listener ? opts->accepts_per_listener : DEFAULT_ACCEPTS_PER_LISTENER;
   int rc = cp_timers_create(&ctx->timers, ctx);
@@ -125,6 +125,12 @@ static void drain(cport_ctx *ctx) {
 
 void cport_ctx_destroy(cport_ctx *ctx) {
   if (!ctx) return;
+  /* Destroy belongs on a single-thread context's own thread, like every
+   * call. Should another one destroy it, that thread takes the sockets
+   * over, so that none is left pointing at the freed context (io_uring's
+   * single-issuer ring still refuses that thread: the drain then runs to
+   * its bound). */
+  atomic_store_explicit(&ctx->owner, cp_thread_token(), memory_order_relaxed);
   cp_jobs_free(ctx->jobs); /* first: running work may still use sockets and queues */
   cp_inbox_drain(ctx);     /* what the workers ended meanwhile, to its queues */
   cp_table_close_ctx(ctx);

@@ -123,7 +123,7 @@ cp_sock *cp_sock_lock(cport_socket id) {
   cp_sock *s = slot_at(low - 1u);
   if (!s) return NULL;
   cport_ctx *solo = solo_of(s);
-  if (solo) return solo->owner == cp_thread_token() && names(s, id) ? s : NULL;
+  if (solo) return cp_ctx_owned_here(solo) && names(s, id) ? s : NULL;
   cp_mutex_lock(&s->mu);
   /* solo again: a single-thread context may have taken the slot meanwhile. */
   if (atomic_load_explicit(&s->solo, memory_order_relaxed) || !names(s, id)) {
@@ -188,7 +188,7 @@ static cp_sock *lock_index(uint32_t index) {
   cp_sock *s = slot_at(index);
   if (!s) return NULL;
   cport_ctx *solo = solo_of(s);
-  if (solo && solo->owner == cp_thread_token()) return s;
+  if (solo && cp_ctx_owned_here(solo)) return s;
   cp_mutex_lock(&s->mu);
   if (atomic_load_explicit(&s->solo, memory_order_relaxed)) {
     cp_mutex_unlock(&s->mu);
