@@ -785,13 +785,18 @@ typedef struct owner_job {
   cport_queue *to;
 } owner_job;
 
-static void owner_worker(void *arg) {
-  owner_job *j = (owner_job *)arg;
+static cport_optval queue_value(cport_queue *q) {
   cport_optval v;
-  cport_info info;
   memset(&v, 0, sizeof v);
   v.type = CPORT_VAL_QUEUE;
-  v.v.queue = j->to;
+  v.v.queue = q;
+  return v;
+}
+
+static void owner_worker(void *arg) {
+  owner_job *j = (owner_job *)arg;
+  cport_optval v = queue_value(j->to);
+  cport_info info;
   SUP_RC(cport_setopt(j->s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_OWNER, &v), CPORT_OK);
   memset(&v, 0, sizeof v);
   SUP_RC(cport_getopt(j->s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_OWNER, &v), CPORT_OK);
@@ -805,11 +810,8 @@ static void owner_worker(void *arg) {
  * calls there answer CPORT_EBADF and change nothing. */
 static void owner_worker_refused(void *arg) {
   owner_job *j = (owner_job *)arg;
-  cport_optval v;
+  cport_optval v = queue_value(j->to);
   cport_info info;
-  memset(&v, 0, sizeof v);
-  v.type = CPORT_VAL_QUEUE;
-  v.v.queue = j->to;
   SUP_RC(cport_setopt(j->s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_OWNER, &v), CPORT_EBADF);
   SUP_RC(cport_getopt(j->s, CPORT_LEVEL_OTP, CPORT_OPT_OTP_OWNER, &v), CPORT_EBADF);
   SUP_RC(cport_info_get(j->s, &info), CPORT_EBADF);
