@@ -119,6 +119,9 @@ int cp_ctx_live(void);
 int cp_table_alloc(cport_ctx *ctx, cport_queue *owner, cp_sock **out); /* returns s locked */
 void cp_table_close_ctx(cport_ctx *ctx);
 void cp_table_reap_ctx(cport_ctx *ctx);
+/* A single-thread context's slots become the calling thread's (a destroy
+ * from another thread, once ctx's own has stopped using them). */
+void cp_table_adopt_ctx(cport_ctx *ctx);
 int cp_table_count_ctx(cport_ctx *ctx);
 void cp_registry_add(cp_sock *s, bool listed);
 void cp_registry_remove(cp_sock *s);

@@ -130,7 +130,10 @@ void cport_ctx_destroy(cport_ctx *ctx) {
    * over, so that none is left pointing at the freed context (io_uring's
    * single-issuer ring still refuses that thread: the drain then runs to
    * its bound). */
-  atomic_store_explicit(&ctx->owner, cp_thread_token(), memory_order_relaxed);
+  if (ctx->single_thread && !cp_ctx_owned_here(ctx)) {
+    atomic_store_explicit(&ctx->owner, cp_thread_token(), memory_order_relaxed);
+    cp_table_adopt_ctx(ctx);
+  }
   cp_jobs_free(ctx->jobs); /* first: running work may still use sockets and queues */
   cp_inbox_drain(ctx);     /* what the workers ended meanwhile, to its queues */
   cp_table_close_ctx(ctx);

@@ -176,9 +176,11 @@ typedef struct cp_list {
 struct cp_sock {
   /* These survive reuse of the slot; cp_table_alloc clears the rest. */
   cp_mutex mu;
-  /* A single-thread context's slot: its thread uses it without mu, and
-   * every other thread treats it as absent (table.c). NULL otherwise. */
-  _Atomic(cport_ctx *) solo;
+  /* A single-thread context's slot: the token (cp_thread_token) of the
+   * thread that uses it without mu; every other thread treats the slot as
+   * absent (table.c). 0 otherwise. A token, not the context: a thread
+   * that reads it never follows a pointer a destroy may free meanwhile. */
+  _Atomic(uintptr_t) solo;
   uint32_t index;
   uint32_t gen;   /* the handle is valid iff state == OPEN and gen matches */
   uint8_t state;  /* cp_sock_state */

@@ -184,7 +184,7 @@ void cp_queue_push_remote(cport_queue *q, cp_op *op) {
   else
     ctx->inbox_head = op;
   ctx->inbox_tail = op;
-  atomic_store_explicit(&ctx->inbox_ready, true, memory_order_release);
+  atomic_store(&ctx->inbox_ready, true); /* seq_cst: against a skipped wake-up */
   cp_mutex_unlock(&ctx->inbox_mu);
   /* The poll that follows a missed wake-up finds inbox_ready set: each
    * backend's wake-up stays pending until a poll consumes it. */
@@ -192,7 +192,7 @@ void cp_queue_push_remote(cport_queue *q, cp_op *op) {
 }
 
 void cp_inbox_drain(cport_ctx *ctx) {
-  if (!atomic_load_explicit(&ctx->inbox_ready, memory_order_acquire)) return;
+  if (!atomic_load(&ctx->inbox_ready)) return;
   cp_mutex_lock(&ctx->inbox_mu);
   cp_op *op = ctx->inbox_head;
   ctx->inbox_head = ctx->inbox_tail = NULL;

@@ -102,14 +102,14 @@ int cp_table_alloc(cport_ctx *ctx, cport_queue *owner, cp_sock **out) {
     return CPORT_EBADF;
   }
   if (ctx->single_thread) { /* held from now on by being the context's thread */
-    atomic_store_explicit(&s->solo, ctx, memory_order_release);
+    atomic_store_explicit(&s->solo, atomic_load(&ctx->owner), memory_order_release);
     cp_mutex_unlock(&s->mu);
   }
   *out = s;
   return CPORT_OK;
 }
 
-static cport_ctx *solo_of(cp_sock *s) {
+static uintptr_t solo_of(cp_sock *s) {
   return atomic_load_explicit(&s->solo, memory_order_acquire);
 }
 
@@ -122,8 +122,8 @@ cp_sock *cp_sock_lock(cport_socket id) {
   if (low == 0) return NULL;
   cp_sock *s = slot_at(low - 1u);
   if (!s) return NULL;
-  cport_ctx *solo = solo_of(s);
-  if (solo) return cp_ctx_owned_here(solo) && names(s, id) ? s : NULL;
+  uintptr_t solo = solo_of(s);
+  if (solo) return solo == cp_thread_token() && names(s, id) ? s : NULL;
   cp_mutex_lock(&s->mu);
   /* solo again: a single-thread context may have taken the slot meanwhile. */
   if (atomic_load_explicit(&s->solo, memory_order_relaxed) || !names(s, id)) {
@@ -142,7 +142,7 @@ void cp_sock_relock(cp_sock *s) {
 static void release_solo(cp_sock *s) {
   cp_mutex_lock(&s->mu);
   s->state = CP_SOCK_FREE;
-  atomic_store_explicit(&s->solo, NULL, memory_order_release);
+  atomic_store_explicit(&s->solo, 0, memory_order_release);
   cp_mutex_unlock(&s->mu);
 }
 
@@ -164,7 +164,7 @@ void cp_sock_unlock(cp_sock *s) {
   bool drained = s->state == CP_SOCK_ZOMBIE && idle && s->be_refs == 0;
   cport_queue *owner = s->owner;
   cp_op *spare = drained ? s->spare_op : NULL;
-  bool solo = solo_of(s) != NULL;
+  bool solo = solo_of(s) != 0;
   if (drained) {
     if (s->filtered) s->filtered->ops->release(s);
     s->filtered = NULL;
@@ -187,8 +187,8 @@ void cp_sock_unlock(cp_sock *s) {
 static cp_sock *lock_index(uint32_t index) {
   cp_sock *s = slot_at(index);
   if (!s) return NULL;
-  cport_ctx *solo = solo_of(s);
-  if (solo && cp_ctx_owned_here(solo)) return s;
+  uintptr_t solo = solo_of(s);
+  if (solo && solo == cp_thread_token()) return s;
   cp_mutex_lock(&s->mu);
   if (atomic_load_explicit(&s->solo, memory_order_relaxed)) {
     cp_mutex_unlock(&s->mu);
@@ -207,6 +207,16 @@ static uint32_t slot_count(void) {
   uint32_t n = g_slots;
   cp_mutex_unlock(&g_table_mu);
   return n;
+}
+
+void cp_table_adopt_ctx(cport_ctx *ctx) {
+  uintptr_t me = cp_thread_token();
+  for (uint32_t i = 0, n = slot_count(); i < n; i++) {
+    cp_sock *s = slot_at(i);
+    cp_mutex_lock(&s->mu);
+    if (solo_of(s) && s->ctx == ctx) atomic_store_explicit(&s->solo, me, memory_order_release);
+    cp_mutex_unlock(&s->mu);
+  }
 }
 
 void cp_table_close_ctx(cport_ctx *ctx) {
